@@ -1,0 +1,44 @@
+"""edgeseg: segmentation models from PyTorch to real-time video on the edge.
+
+``import edgeseg`` needs only NumPy; torch, onnxruntime, OpenCV, CuPy and TensorRT load where used.
+
+>>> import edgeseg
+>>> seg = edgeseg.Segmenter("model.onnx")            # doctest: +SKIP
+>>> for result in edgeseg.stream("video.mp4", seg):   # doctest: +SKIP
+...     print(result.timings)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public names resolved on first use so that importing the package stays cheap.
+_LAZY = {
+    "Segmenter": "edgeseg.pipeline",
+    "Segmentation": "edgeseg.pipeline",
+    "create_runner": "edgeseg.runtime",
+    "Artifact": "edgeseg.artifact",
+    "open_source": "edgeseg.stream",
+    "open_sink": "edgeseg.stream",
+    "create_model": "edgeseg.models",
+    "list_models": "edgeseg.models",
+}
+
+__all__ = ["__version__", "stream", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name == "stream":  # the subpackage itself is callable: edgeseg.stream(source, model)
+        return importlib.import_module("edgeseg.stream")
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

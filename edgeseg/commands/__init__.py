@@ -1,0 +1,1 @@
+"""One module per ``edgeseg`` subcommand (see :mod:`edgeseg.cli`)."""

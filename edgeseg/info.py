@@ -1,0 +1,116 @@
+"""What this machine can run: library versions, usable backends and why the others are not."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+OPTIONAL_LIBRARIES = [
+    ("numpy", "numpy"), ("torch", "torch"), ("onnx", "onnx"), ("onnxscript", "onnxscript"),
+    ("onnxslim", "onnxslim"), ("onnxruntime", "onnxruntime"), ("cv2", "opencv-python-headless"),
+    ("cupy", "cupy"), ("tensorrt", "tensorrt"), ("scipy", "scipy"), ("safetensors", "safetensors"),
+    ("pydicom", "pydicom"), ("av", "av"), ("pycocotools", "pycocotools"), ("tflite", "tflite"),
+    ("pydensecrf", "pydensecrf2"), ("tritonclient", "tritonclient"),
+]
+
+
+@dataclass
+class Probe:
+    name: str
+    ok: bool
+    detail: str
+
+
+def library_version(module: str, dist: str) -> Probe:
+    """Import ``module`` and report its version, or why it does not import."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError:
+        return Probe(module, False, "not installed")
+    except Exception as exc:  # noqa: BLE001 - e.g. tensorrt bindings without its libraries raise ImportError
+        return Probe(module, False, f"installed but fails to import: {type(exc).__name__}: {exc}")
+    version = getattr(mod, "__version__", None)
+    if version is None:
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown version"
+    return Probe(module, True, str(version))
+
+
+def cuda_probe() -> Probe:
+    """Find a CUDA GPU through CuPy, then torch, then nvidia-smi."""
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count:
+            props = cupy.cuda.runtime.getDeviceProperties(0)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            return Probe("cuda", True, f"{name}, compute capability {props['major']}.{props['minor']} (cupy)")
+    except Exception:  # noqa: BLE001 - any failure here means "no usable GPU through cupy"
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return Probe("cuda", True, f"{torch.cuda.get_device_name(0)}, compute capability {major}.{minor} (torch)")
+    except Exception:  # noqa: BLE001
+        pass
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()
+            if out:
+                return Probe("cuda", True, f"{out} (nvidia-smi; install cupy or torch with CUDA to use it)")
+        except (subprocess.SubprocessError, OSError):
+            pass
+    if not os.path.exists("/dev/nvidia0") and not os.path.exists("/dev/nvhost-ctrl"):
+        return Probe("cuda", False, "no driver (no /dev/nvidia0) and no GPU found")
+    return Probe("cuda", False, "a device node exists but neither cupy nor torch can use it")
+
+
+def backend_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
+    """Which runners work here, and the reason for each one that does not."""
+    def why_not(*names):
+        missing = [f"{n}: {libs[n].detail}" for n in names if not libs[n].ok]
+        return "; ".join(missing)
+
+    probes = [
+        Probe("torch", libs["torch"].ok, libs["torch"].detail if libs["torch"].ok else why_not("torch")),
+    ]
+    if libs["onnxruntime"].ok:
+        import onnxruntime as ort
+
+        providers = ", ".join(ort.get_available_providers())
+        probes.append(Probe("onnxruntime", True, f"providers: {providers}"))
+    else:
+        probes.append(Probe("onnxruntime", False, why_not("onnxruntime")))
+    trt_reason = why_not("tensorrt") or ("" if cuda.ok else f"cuda: {cuda.detail}")
+    probes.append(Probe("tensorrt", not trt_reason, trt_reason or libs["tensorrt"].detail))
+    cupy_reason = why_not("cupy") or ("" if cuda.ok else f"cuda: {cuda.detail}")
+    probes.append(Probe("cupy (GPU CRF, kernels)", not cupy_reason, cupy_reason or libs["cupy"].detail))
+    return probes
+
+
+def collect() -> dict:
+    """Everything ``edgeseg info`` prints, as a JSON-ready dict."""
+    libs = {module: library_version(module, dist) for module, dist in OPTIONAL_LIBRARIES}
+    cuda = cuda_probe()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "libraries": {name: {"ok": p.ok, "detail": p.detail} for name, p in libs.items()},
+        "cuda": {"ok": cuda.ok, "detail": cuda.detail},
+        "backends": {p.name: {"ok": p.ok, "detail": p.detail} for p in backend_probes(libs, cuda)},
+    }

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export, ONNX checks and parity, ONNX -> TensorRT engines."""

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up edgeseg on a fresh machine: system sample videos, a virtual environment, the CPU stack.
+#   bash setup.sh            # CPU workstation (torch CPU build, ONNX, ONNX Runtime, OpenCV, dev tools)
+# Re-running is cheap: everything already present is skipped.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Real sample videos (Megamind.avi, vtest.avi) from Debian's opencv-doc, used by `edgeseg demo`.
+if [ ! -d /usr/share/doc/opencv-doc/examples/data ] && command -v apt-get >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if [ -z "$SUDO" ] || command -v sudo >/dev/null; then
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends opencv-doc >/dev/null \
+      || echo "setup: could not install opencv-doc; the demo will fall back to a synthetic clip" >&2
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch is pinned to the CPU build; a bare `torch` requirement would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[cpu,dev]"
+echo "setup: done. Try: .venv/bin/edgeseg info"

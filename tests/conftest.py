@@ -1,0 +1,104 @@
+"""Shared fixtures and hardware markers.
+
+Markers: ``gpu`` (a CUDA device through torch or CuPy), ``cupy`` (CuPy with a device), ``trt`` (TensorRT
+with a device), ``nvcc`` (the CUDA compiler). Tests carrying them skip with the reason when the
+hardware or library is missing. On a GPU machine set ``EDGESEG_REQUIRE_GPU=1`` to turn those skips into
+failures, so a missing library cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+HC18 = SHARED / "data" / "hc18"
+
+MARKERS = {
+    "gpu": "needs a CUDA GPU (torch or CuPy)",
+    "cupy": "needs CuPy with a CUDA device",
+    "trt": "needs TensorRT with a CUDA device",
+    "nvcc": "needs the CUDA compiler nvcc",
+    "slow": "takes more than a few seconds",
+}
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _import_problem(name: str) -> str | None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        return f"{name} is not installed"
+    except Exception as exc:  # noqa: BLE001 - e.g. tensorrt bindings without libraries raise ImportError
+        return f"{name} does not import: {type(exc).__name__}: {exc}"
+    return None
+
+
+@functools.cache
+def _cupy_problem() -> str | None:
+    problem = _import_problem("cupy")
+    if problem:
+        return problem
+    import cupy
+
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "CuPy sees no CUDA device"
+    except Exception as exc:  # noqa: BLE001
+        return f"CuPy cannot reach a CUDA device: {exc}"
+    return None
+
+
+@functools.cache
+def _gpu_problem() -> str | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+    except Exception:  # noqa: BLE001
+        pass
+    cupy_problem = _cupy_problem()
+    return None if cupy_problem is None else f"no CUDA GPU ({cupy_problem}; torch sees no CUDA device)"
+
+
+@functools.cache
+def _trt_problem() -> str | None:
+    return _import_problem("tensorrt") or _gpu_problem()
+
+
+def _nvcc_problem() -> str | None:
+    return None if shutil.which("nvcc") else "nvcc is not on PATH"
+
+
+_PROBLEMS = {"gpu": _gpu_problem, "cupy": _cupy_problem, "trt": _trt_problem, "nvcc": _nvcc_problem}
+
+
+def pytest_runtest_setup(item):
+    strict = os.environ.get("EDGESEG_REQUIRE_GPU", "") not in ("", "0")
+    for name, problem_of in _PROBLEMS.items():
+        if name not in item.keywords:
+            continue
+        problem = problem_of()
+        if problem is None:
+            continue
+        if strict and name != "nvcc":
+            pytest.fail(f"EDGESEG_REQUIRE_GPU is set but this {name} test cannot run: {problem}", pytrace=False)
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def hc18_dir() -> Path:
+    if not (HC18 / "images").is_dir():
+        pytest.skip(f"HC18 data not found at {HC18}")
+    return HC18
