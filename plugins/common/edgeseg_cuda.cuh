@@ -1,0 +1,17 @@
+// Shared macros for edgeseg kernels.
+//
+// Every kernel's per-element math is an EDGESEG_HD function in a header (<op>/<op>.cuh). The .cu file
+// wraps it in a thin extern "C" __global__ kernel (compiled by nvcc, loaded by CuPy RawModule); a
+// <op>_host.cpp wraps the same body in a plain loop (compiled by g++) so CI checks the math against
+// the NumPy reference without a GPU.
+#pragma once
+
+#if defined(__CUDACC__)
+#define EDGESEG_HD __host__ __device__ __forceinline__
+#else
+#define EDGESEG_HD inline
+#endif
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#endif
