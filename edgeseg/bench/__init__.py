@@ -1,0 +1,1 @@
+"""Latency benchmarking users can trust: per-stage and end-to-end timings, the environment, comparisons."""
