@@ -1,0 +1,177 @@
+"""The Segmenter: frame -> preprocess -> runner -> postprocess (+ EMA smoothing, + dense CRF) -> Segmentation.
+
+>>> import cv2, edgeseg
+>>> seg = edgeseg.Segmenter("edgeseg/assets/hc18_fastseg.onnx")          # doctest: +SKIP
+>>> result = seg(cv2.imread("frame.png"))                                 # doctest: +SKIP
+>>> result.labels.shape, result.probs.shape, result.timings               # doctest: +SKIP
+((540, 800), (2, 540, 800), {'pre': ..., 'infer': ..., 'post': ..., 'crf': 0.0})
+>>> cv2.imwrite("overlay.png", seg.overlay(frame, result))                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import postprocess
+from .artifact import Artifact
+from .errors import InputError, MissingDependencyError
+from .preprocess import Preprocessor, check_frame
+from .runtime import Runner, create_runner
+
+STAGES = ("pre", "infer", "post", "crf")
+
+
+@dataclass
+class Segmentation:
+    """One frame's result.
+
+    Attributes:
+        labels: (H, W) int32 class index per pixel, at frame size.
+        probs: (C, H, W) float32 class probabilities at frame size (a 1-channel sigmoid model gives
+            C = 2: background, foreground).
+        timings: seconds per stage, keys ``"pre"``, ``"infer"``, ``"post"``, ``"crf"`` (0 when off).
+        instances: per-instance results for instance models, None for semantic models.
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    instances: Any = None
+
+    @property
+    def total_s(self) -> float:
+        return float(sum(self.timings.values()))
+
+
+class Segmenter:
+    """Segment BGR uint8 frames with any model artifact.
+
+    Args:
+        model: a model path (``.onnx``, ``.safetensors``, ``.engine``, sidecar next to it), an
+            :class:`~edgeseg.artifact.Artifact` or a ready :class:`~edgeseg.runtime.Runner`.
+        backend: runner backend for a path/artifact (``"auto"``, ``"onnxruntime"``, ``"torch"``, ...).
+        crf: ``None``/``False`` (off), ``True`` (default parameters) or a dict of parameters for
+            ``edgeseg.ops.dense_crf(probs, frame, **params)``, run in the ``"crf"`` stage.
+        smooth: ``None`` or ``a`` in [0, 1): exponential moving average of probabilities across calls,
+            ``p = a * p_previous + (1 - a) * p_frame`` (``reset()`` clears it; a size change resets it).
+        threads: CPU threads for the backend (ONNX Runtime intra-op / torch).
+        **runner_options: passed to :func:`~edgeseg.runtime.create_runner`.
+
+    Example::
+
+        seg = Segmenter("edgeseg/assets/hc18_fastseg.onnx", smooth=0.5)
+        result = seg(frame)                   # frame: (H, W, 3) BGR uint8 or (H, W) gray
+        result.labels                         # (H, W) int32
+        result.probs                          # (C, H, W) float32
+        view = seg.overlay(frame, result)     # (H, W, 3) BGR uint8
+    """
+
+    def __init__(self, model: str | Path | Artifact | Runner, backend: str = "auto", crf: Any = None,
+                 smooth: float | None = None, threads: int | None = None, **runner_options: Any) -> None:
+        if smooth is not None and not (isinstance(smooth, (int, float)) and 0.0 <= smooth < 1.0):
+            raise InputError(f"smooth: got {smooth!r}, expected None or a number in [0, 1)")
+        if crf not in (None, False, True) and not isinstance(crf, dict):
+            raise InputError(f"crf: got {crf!r}, expected None, True or a dict of dense_crf parameters")
+        if isinstance(model, Runner):
+            self.runner = model
+        else:
+            if threads is not None:
+                runner_options["threads"] = threads
+            self.runner = create_runner(model, backend=backend, **runner_options)
+        self.artifact: Artifact = self.runner.artifact
+        spec = self.artifact.inputs[0]
+        self.input_name = spec.name
+        self.output_name = self.artifact.outputs[0].name
+        self.preprocessor = Preprocessor(self.artifact.preprocess, dtype=spec.dtype)
+        self.smooth = smooth
+        self.crf_params = None if crf in (None, False) else ({} if crf is True else dict(crf))
+        self._dense_crf = _load_dense_crf() if self.crf_params is not None else None
+        self._ema: np.ndarray | None = None
+        self.runner.activate()
+
+    # --- public ----------------------------------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        return list(self.artifact.classes)
+
+    @property
+    def colors(self) -> list[tuple[int, int, int]]:
+        return list(self.artifact.colors)
+
+    def __call__(self, frame: np.ndarray) -> Segmentation:
+        """Segment one frame: (H, W, 3) BGR uint8 or (H, W) gray -> :class:`Segmentation` at (H, W)."""
+        t0 = time.perf_counter()
+        frame = check_frame(frame)
+        blob, region = self.preprocessor(frame)
+        t1 = time.perf_counter()
+        output = self.runner.infer({self.input_name: blob})[self.output_name]
+        t2 = time.perf_counter()
+        probs = postprocess.probabilities(output[0], self.artifact.output_kind)
+        probs = self._smoothed(probs)
+        probs = postprocess.to_frame_size(probs, region, frame.shape[:2])
+        labels = postprocess.argmax_labels(probs)
+        t3 = time.perf_counter()
+        crf_s = 0.0
+        if self._dense_crf is not None:
+            probs, labels = self._refine(probs, frame)
+            crf_s = time.perf_counter() - t3
+        timings = {"pre": t1 - t0, "infer": t2 - t1, "post": t3 - t2, "crf": crf_s}
+        return Segmentation(labels=labels, probs=probs, timings=timings)
+
+    def overlay(self, frame: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.ndarray:
+        """Frame with class colours blended in (``alpha`` = colour weight) -> (H, W, 3) BGR uint8."""
+        return postprocess.overlay(check_frame(frame), result.labels, self.colors, alpha)
+
+    def reset(self) -> None:
+        """Forget the smoothing history (call between unrelated videos)."""
+        self._ema = None
+
+    def close(self) -> None:
+        self.runner.deactivate()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # --- stages ----------------------------------------------------------------------------------
+    def _smoothed(self, probs: np.ndarray) -> np.ndarray:
+        """EMA at model resolution: cheap, and equal to smoothing at frame size since resizing is linear."""
+        if not self.smooth:
+            return probs
+        if self._ema is None or self._ema.shape != probs.shape:
+            self._ema = probs.copy()
+        else:
+            self._ema *= self.smooth
+            self._ema += (1.0 - self.smooth) * probs
+        return self._ema.copy()
+
+    def _refine(self, probs: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        image = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
+        refined = self._dense_crf(probs, image, **self.crf_params)
+        if isinstance(refined, tuple):  # (probs, labels)
+            refined = refined[0]
+        refined = np.asarray(refined)
+        if refined.ndim == 2:  # labels only
+            return probs, refined.astype(np.int32, copy=False)
+        refined = refined.astype(np.float32, copy=False)
+        return refined, postprocess.argmax_labels(refined)
+
+
+def _load_dense_crf():
+    try:
+        module = importlib.import_module("edgeseg.ops.dense_crf")
+    except ModuleNotFoundError as exc:
+        if exc.name != "edgeseg.ops.dense_crf":
+            raise
+        raise MissingDependencyError(
+            "crf: edgeseg.ops.dense_crf is not available in this edgeseg build; construct Segmenter with crf=None"
+        ) from exc
+    return module.dense_crf

@@ -1,0 +1,76 @@
+"""Model output -> per-pixel probabilities and labels at frame size, and colour overlays.
+
+Logits ``(C, h, w)`` become probabilities at model resolution (softmax over classes; a one-channel
+output is a sigmoid foreground with C = 2: background, foreground), the letterbox padding is cut off,
+and each class plane is resized bilinearly to the frame (resizing commutes with the linear EMA and keeps
+probabilities summing to one). Labels are the per-pixel argmax (first class on ties).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._deps import require
+from .errors import InputError
+from .preprocess import Region
+
+
+def probabilities(output: np.ndarray, output_kind: str) -> np.ndarray:
+    """(C, h, w) logits or probs -> (C', h, w) float32 probabilities (C' = 2 when C = 1)."""
+    x = np.asarray(output, dtype=np.float32)
+    if x.ndim != 3:
+        raise InputError(f"model output: got shape {x.shape}, expected (classes, height, width) per image")
+    if output_kind == "probs":
+        return np.concatenate([1.0 - x, x]) if x.shape[0] == 1 else x
+    if x.shape[0] == 1:
+        fg = 1.0 / (1.0 + np.exp(-x))
+        return np.concatenate([1.0 - fg, fg])
+    e = np.exp(x - x.max(axis=0, keepdims=True))
+    e /= e.sum(axis=0, keepdims=True)
+    return e
+
+
+def to_frame_size(probs: np.ndarray, region: Region, frame_hw: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) at model input size -> (C, H, W) float32 at frame size, letterbox padding removed."""
+    cv2 = require("cv2", "postprocessing")
+    crop = probs[:, region.top:region.top + region.height, region.left:region.left + region.width]
+    height, width = frame_hw
+    if crop.shape[1:] == (height, width):
+        return np.ascontiguousarray(crop, dtype=np.float32)
+    out = np.empty((crop.shape[0], height, width), np.float32)
+    for c in range(crop.shape[0]):
+        cv2.resize(crop[c], (width, height), dst=out[c], interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def argmax_labels(probs: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) int32 index of the largest class (first one on ties)."""
+    if probs.shape[0] == 2:
+        return (probs[1] > probs[0]).astype(np.int32)
+    best = probs[0].copy()
+    labels = np.zeros(probs.shape[1:], np.int32)
+    for c in range(1, probs.shape[0]):
+        better = probs[c] > best
+        labels[better] = c
+        np.maximum(best, probs[c], out=best)
+    return labels
+
+
+def colorize(labels: np.ndarray, colors: list[tuple[int, int, int]]) -> np.ndarray:
+    """(H, W) int labels -> (H, W, 3) BGR uint8 using one colour per class."""
+    palette = np.asarray(colors, np.uint8).reshape(-1, 3)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(palette)):
+        raise InputError(f"labels: values span {labels.min()}..{labels.max()}, expected 0..{len(palette) - 1}")
+    return palette[labels]
+
+
+def overlay(frame: np.ndarray, labels: np.ndarray, colors: list[tuple[int, int, int]], alpha: float = 0.5) -> np.ndarray:
+    """Blend class colours over ``frame`` (BGR or gray uint8) where label != 0; background pixels stay as they are."""
+    cv2 = require("cv2", "drawing overlays")
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha: got {alpha!r}, expected a number in [0, 1]")
+    base = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
+    if base.shape[:2] != labels.shape:
+        raise InputError(f"labels: got shape {labels.shape}, expected the frame's (H, W) {base.shape[:2]}")
+    blended = cv2.addWeighted(base, 1.0 - alpha, colorize(labels, colors), alpha, 0.0)
+    return np.where((labels != 0)[:, :, None], blended, base)

@@ -1,0 +1,37 @@
+"""Runners: one interface over PyTorch, ONNX Runtime and (optionally) TensorRT and Triton.
+
+``with runner: outputs = runner.infer({name: array})`` — see :class:`Runner`.
+Backends register by name (:func:`register_backend`); :func:`create_runner` picks the best usable one.
+
+>>> from edgeseg.runtime import create_runner
+>>> with create_runner("edgeseg/assets/hc18_fastseg.onnx") as runner:   # doctest: +SKIP
+...     out = runner.infer({"input": x})                                  # x: (1, 1, 256, 256) float32
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Runner
+from .registry import backends_for, create_runner, list_backends, register_backend
+
+register_backend("torch", "edgeseg.runtime.torch_runner:TorchRunner.from_artifact",
+                 formats=["safetensors"], priority=10, requires=["torch", "safetensors"])
+register_backend("onnxruntime", "edgeseg.runtime.ort_runner:OrtRunner",
+                 formats=["onnx"], priority=10, requires=["onnxruntime"])
+
+_LAZY = {"TorchRunner": "edgeseg.runtime.torch_runner", "OrtRunner": "edgeseg.runtime.ort_runner"}
+
+__all__ = ["Runner", "create_runner", "register_backend", "list_backends", "backends_for", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edgeseg.runtime' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,166 @@
+"""Segmenter contract: preprocessing from the sidecar, probabilities and labels at frame size, timings,
+smoothing, the CRF hook and overlays."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from edgeseg.artifact import Artifact, Preprocess, TensorSpec
+from edgeseg.pipeline import STAGES, Segmentation, Segmenter
+from edgeseg.preprocess import Preprocessor
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+from edgeseg.runtime import TorchRunner  # noqa: E402
+
+
+class Threshold(torch.nn.Module):
+    """Gray input normalized to [-1, 1] -> logits (background, foreground) = (-k x, k x): pixel > 127.5 is class 1."""
+
+    def forward(self, x):
+        return torch.cat([-8 * x, 8 * x], dim=1)
+
+
+class Sigmoid1(torch.nn.Module):
+    def forward(self, x):
+        return 4 * x
+
+
+def threshold_segmenter(size=(64, 96), resize="stretch", model=None, **kw):
+    artifact = Artifact(path="t.safetensors", classes=["background", "head"],
+                        preprocess=Preprocess(size=size, resize=resize, color="gray", mean=[0.5], std=[0.5]))
+    return Segmenter(TorchRunner(model or Threshold(), artifact), **kw)
+
+
+def half_frame(h=120, w=200, split=70):
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[:, :split] = 255
+    return frame
+
+
+def test_normalization_and_color_order_follow_the_sidecar():
+    frame = np.zeros((4, 6, 3), np.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = 51, 102, 204   # B, G, R
+    pre = Preprocessor(Preprocess(size=(4, 6), color="rgb", mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 0.1]))
+    blob, region = pre(frame)
+    assert blob.shape == (1, 3, 4, 6) and blob.dtype == np.float32
+    expected = [(0.8 - 0.1) / 0.5, (0.4 - 0.2) / 0.25, (0.2 - 0.3) / 0.1]   # R, G, B first
+    np.testing.assert_allclose(blob[0, :, 0, 0], expected, rtol=1e-5)
+    bgr, _ = Preprocessor(Preprocess(size=(4, 6), color="bgr"))(frame)
+    np.testing.assert_allclose(bgr[0, :, 1, 1], [0.2, 0.4, 0.8], rtol=1e-5)
+    gray, _ = Preprocessor(Preprocess(size=(4, 6), color="gray", mean=[0.0], std=[1.0]))(frame)
+    assert gray.shape == (1, 1, 4, 6)
+    np.testing.assert_allclose(gray[0, 0, 0, 0], (0.114 * 51 + 0.587 * 102 + 0.299 * 204) / 255, atol=3e-3)
+
+
+def test_letterbox_keeps_aspect_and_pads_centred():
+    pre = Preprocessor(Preprocess(size=(100, 100), resize="letterbox", color="gray", mean=[0.0], std=[1.0]))
+    blob, region = pre(np.full((50, 200), 255, np.uint8))
+    assert (region.top, region.left, region.height, region.width) == (37, 0, 25, 100)   # (100 - 25) // 2 = 37 rows above
+    assert blob[0, 0, :37].max() == 0 and blob[0, 0, 62:].max() == 0
+    assert blob[0, 0, 37:62].min() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
+def test_labels_line_up_with_the_frame(resize):
+    seg = threshold_segmenter(resize=resize)
+    frame = half_frame()
+    result = seg(frame)
+    assert isinstance(result, Segmentation)
+    assert result.labels.shape == (120, 200) and result.labels.dtype == np.int32
+    assert result.probs.shape == (2, 120, 200) and result.probs.dtype == np.float32
+    # Away from the edge (resampling blurs ~2 model pixels = ~5 frame pixels) labels equal the truth.
+    assert (result.labels[:, :64] == 1).all() and (result.labels[:, 76:] == 0).all()
+    np.testing.assert_allclose(result.probs.sum(axis=0), 1.0, atol=1e-5)
+    assert tuple(result.timings) == STAGES and result.timings["crf"] == 0.0
+    assert all(v >= 0 for v in result.timings.values())
+
+
+def test_gray_frame_accepted():
+    result = threshold_segmenter()(half_frame()[:, :, 0])
+    assert (result.labels[:, :64] == 1).all()
+
+
+def test_one_channel_logits_become_background_foreground_sigmoid():
+    seg = threshold_segmenter(size=(8, 8), model=Sigmoid1())
+    frame = np.full((8, 8, 3), 191, np.uint8)   # normalized x = (191/255 - 0.5) / 0.5
+    result = seg(frame)
+    x = (191 / 255 - 0.5) / 0.5
+    fg = 1 / (1 + np.exp(-4 * x))
+    assert result.probs.shape == (2, 8, 8)
+    np.testing.assert_allclose(result.probs[1], fg, rtol=1e-5)
+    np.testing.assert_allclose(result.probs[0], 1 - fg, rtol=1e-5)
+    assert (result.labels == 1).all()
+
+
+def test_ema_smoothing_blends_previous_probabilities_and_resets():
+    plain = threshold_segmenter(model=Sigmoid1())
+    smooth = threshold_segmenter(model=Sigmoid1(), smooth=0.75)
+    a, b = np.full((30, 40, 3), 40, np.uint8), np.full((30, 40, 3), 220, np.uint8)
+    pa, pb = plain(a).probs, plain(b).probs
+    np.testing.assert_allclose(smooth(a).probs, pa, atol=1e-6)
+    np.testing.assert_allclose(smooth(b).probs, 0.75 * pa + 0.25 * pb, atol=1e-5)
+    smooth.reset()
+    np.testing.assert_allclose(smooth(b).probs, pb, atol=1e-6)
+
+
+def test_crf_hook_gets_frame_size_probs_and_its_result_is_used(monkeypatch):
+    calls = []
+
+    def fake_dense_crf(probs, image, **params):
+        calls.append((probs.shape, image.shape, params))
+        return probs[::-1].copy()   # swap classes: a visible change
+
+    module = types.ModuleType("edgeseg.ops.dense_crf")
+    module.dense_crf = fake_dense_crf
+    monkeypatch.setitem(sys.modules, "edgeseg.ops.dense_crf", module)
+    seg = threshold_segmenter(crf={"iterations": 3})
+    result = seg(half_frame()[:, :, 0])
+    assert calls == [((2, 120, 200), (120, 200, 3), {"iterations": 3})]
+    assert (result.labels[:, :64] == 0).all() and (result.labels[:, 76:] == 1).all()
+    assert result.timings["crf"] > 0
+
+
+def test_overlay_colours_foreground_and_keeps_background():
+    seg = threshold_segmenter()
+    frame = np.full((120, 200, 3), 100, np.uint8)
+    frame[:, :70] = 200
+    result = seg(frame)
+    view = seg.overlay(frame, result, alpha=0.5)
+    assert view.shape == frame.shape and view.dtype == np.uint8
+    np.testing.assert_array_equal(view[:, 100:], frame[:, 100:])      # background untouched
+    head = np.asarray(seg.colors[1], np.float64)
+    np.testing.assert_allclose(view[5, 5], 0.5 * 200 + 0.5 * head, atol=1)
+    assert seg.classes == ["background", "head"] and len(seg.colors) == 2
+
+
+def test_segmenter_from_onnx_path_with_threads(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    import onnx
+
+    # logits = (-8x, 8x) as a 1x1 Conv on a gray input: the Threshold model in ONNX.
+    w = np.array([[[[-8.0]]], [[[8.0]]]], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["logits"])], "t",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, "height", "width"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2, "height", "width"])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    path = tmp_path / "t.onnx"
+    onnx.save(model, str(path))
+    Artifact(path=path, classes=["background", "head"],
+             preprocess=Preprocess(size=(64, 96), color="gray", mean=[0.5], std=[0.5]),
+             inputs=[TensorSpec("input", ["batch", 1, "height", "width"])],
+             outputs=[TensorSpec("logits", ["batch", 2, "height", "width"])]).save()
+    with Segmenter(path, threads=1) as seg:
+        assert seg.runner.backend == "onnxruntime"
+        expected = threshold_segmenter()(half_frame())
+        got = seg(half_frame())
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    np.testing.assert_allclose(got.probs, expected.probs, atol=1e-5)
