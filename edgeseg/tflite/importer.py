@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +115,11 @@ def onnx_from_module(model, artifact: Artifact, onnx_path: str | Path) -> Path:
     spec = artifact.inputs[0]
     example = torch.rand(*[int(d) for d in spec.shape])
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    exported = torch.onnx.export(
-        model, (example,), dynamo=True, input_names=[spec.name], output_names=[artifact.outputs[0].name],
-        opset_version=ONNX_OPSET, verbose=False,
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress to stdout
+        exported = torch.onnx.export(
+            model, (example,), dynamo=True, input_names=[spec.name], output_names=[artifact.outputs[0].name],
+            opset_version=ONNX_OPSET, verbose=False,
+        )
     exported.save(str(onnx_path))
     onnx.checker.check_model(str(onnx_path))
     versions = {**artifact.versions, "onnx": onnx.__version__}
