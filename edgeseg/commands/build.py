@@ -1,0 +1,71 @@
+"""Compile an ONNX artifact into a TensorRT engine for THIS GPU (TensorRT 10.3 .. 11.x).
+
+The engine runs the precision of the ONNX file (make FP16 / INT8 files with `edgeseg quantize`); the
+network is strongly typed, so the same command works on JetPack 6 (TensorRT 10.3) and TensorRT 11.
+Dynamic axes come from the sidecar: "batch" spans 1..--max-batch, "height"/"width" are fixed at the
+sidecar's preprocess size unless --shapes says otherwise. Engines are cached per ONNX hash, GPU,
+TensorRT version, precision and options (under $EDGESEG_CACHE/engines), so a device builds once.
+An engine only loads on the TensorRT version and GPU that built it: build on the target device.
+
+Examples:
+  edgeseg build edgeseg/assets/hc18_fastseg.onnx                    # -> hc18_fastseg.engine (+ .json)
+  edgeseg quantize model.onnx --precision fp16 && edgeseg build model.fp16.onnx
+  edgeseg build model.onnx --max-batch 8 --workspace-mb 1024 -o model-b8.engine
+  edgeseg build model.onnx --shapes input:1x3x256x256,1x3x512x512,1x3x1024x1024
+  edgeseg build model.onnx --dla-core 0                             # Jetson AGX Orin / Orin NX DLA
+  edgeseg build model.onnx --plugins edgeseg                        # our TensorRT plugins (10.6+)
+"""
+
+from __future__ import annotations
+
+HELP = "compile an ONNX artifact into a TensorRT engine for this GPU"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("onnx", help="the .onnx artifact (its .json sidecar next to it)")
+    parser.add_argument("-o", "--output", default=None, help="engine path (default: MODEL.engine next to the ONNX)")
+    parser.add_argument("--max-batch", type=int, default=1, help="largest batch of a dynamic 'batch' axis (default 1)")
+    parser.add_argument("--opt-batch", type=int, default=1, help="batch size TensorRT tunes for (default 1)")
+    parser.add_argument("--shapes", nargs="+", default=[], metavar="NAME:MIN,OPT,MAX",
+                        help="explicit profile, dims joined by x, e.g. input:1x1x256x256,2x1x256x256,4x1x256x256")
+    parser.add_argument("--workspace-mb", type=int, default=None, help="workspace memory limit in MiB")
+    parser.add_argument("--timing-cache", default=None,
+                        help="timing cache file (default: one per GPU and TensorRT version in $EDGESEG_CACHE)")
+    parser.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
+    parser.add_argument("--dla-core", type=int, default=None, help="build for this DLA core (Jetson)")
+    parser.add_argument("--no-gpu-fallback", action="store_true", help="with --dla-core: fail if a layer needs the GPU")
+    parser.add_argument("--plugins", choices=("native", "edgeseg"), default=None,
+                        help="DeformConv/RoiAlign via NVIDIA's plugins (native, default) or edgeseg's (10.6+)")
+    parser.add_argument("--optimization-level", type=int, choices=range(6), default=None, metavar="0-5",
+                        help="builder optimization level (TensorRT default 3)")
+    parser.add_argument("--legacy-fp16", action="store_true",
+                        help="FP16 by builder flag on an FP32 ONNX (TensorRT 10.x only; prefer edgeseg quantize)")
+    parser.add_argument("--no-cache", action="store_true", help="always build, do not read or fill the engine cache")
+    parser.add_argument("--rebuild", action="store_true", help="build even when the cache has this engine")
+    parser.add_argument("--verbose", action="store_true", help="print TensorRT's full log")
+
+
+def run(args) -> int:
+    from edgeseg.export.trt_build import engine_from_onnx, parse_shapes_arg, to_trt
+
+    timing = False if args.no_timing_cache else (args.timing_cache or True)
+    options = dict(
+        shapes=parse_shapes_arg(args.shapes) if args.shapes else None,
+        max_batch=args.max_batch, opt_batch=args.opt_batch, workspace_mb=args.workspace_mb,
+        timing_cache=timing, dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback,
+        plugins=args.plugins, optimization_level=args.optimization_level, legacy_fp16=args.legacy_fp16,
+        verbose=args.verbose,
+    )
+    if args.no_cache:
+        artifact = engine_from_onnx(args.onnx, args.output, **options)
+    else:
+        from pathlib import Path
+
+        output = args.output or str(Path(args.onnx).with_suffix(".engine"))
+        artifact = to_trt(args.onnx, output, rebuild=args.rebuild, **options)
+    info = artifact.engine or {}
+    print(f"wrote {artifact.path} ({artifact.path.stat().st_size / 1e6:.1f} MB) and {artifact.sidecar_path.name}")
+    print(f"  TensorRT {info.get('tensorrt')} on {info.get('gpu')} (sm {info.get('compute_capability')}), "
+          f"precision {info.get('precision')}, plugins {info.get('plugins')}"
+          + (f", DLA core {info['dla_core']}" if info.get("dla_core") is not None else ""))
+    return 0

@@ -1,0 +1,196 @@
+"""Which engine fits this machine: plan-header version, GPU identity, and a cache of built engines.
+
+A TensorRT engine runs only on the TensorRT version (major.minor.patch.build) and the GPU compute
+capability it was built with. This module reads the building version straight from the plan header
+(no deserialization, no TensorRT needed), compares it and the sidecar's GPU with the running ones,
+and keeps built engines in a cache keyed by ONNX hash, GPU, TensorRT version, precision and build
+options, so a device builds each engine once.
+
+>>> read_plan_version(Path("model.engine").read_bytes())      # doctest: +SKIP
+(10, 3, 0, 30)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseg.artifact import Artifact
+from edgeseg.errors import ArtifactError, MissingDependencyError
+
+PLAN_TAG = 0x74727466  # first little-endian uint32 of every TensorRT plan ("ftrt")
+_PLAN_HEADER_BYTES = 28
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0.30"`` -> ``(10, 3, 0, 30)``; non-numeric tails (``"11.1.0rc1"``) are cut."""
+    parts = []
+    for piece in str(text).split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def read_plan_version(data: bytes) -> tuple[int, int, int, int] | None:
+    """The TensorRT version that built a serialized engine, read from its header.
+
+    Layout (trtexec's ``--getPlanVersionOnly``): uint32 tag ``0x74727466``, then a uint32 that is 0 for
+    the layout whose bytes 24..27 hold (major, minor, patch, build). Returns None for another layout
+    (e.g. a version-compatible plan); raises :class:`ArtifactError` when the bytes are not a plan.
+    """
+    if len(data) < _PLAN_HEADER_BYTES:
+        raise ArtifactError(f"engine file is {len(data)} bytes, too short to be a TensorRT plan")
+    tag, layout = struct.unpack_from("<II", data, 0)
+    if tag != PLAN_TAG:
+        raise ArtifactError(
+            f"engine file does not start with the TensorRT plan tag (got 0x{tag:08x}, expected 0x{PLAN_TAG:08x}); "
+            "it is not a serialized TensorRT engine"
+        )
+    if layout != 0:
+        return None
+    return tuple(data[24:28])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The CUDA device an engine is built for or runs on."""
+
+    name: str
+    compute_capability: str  # "8.7"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"gpu": self.name, "compute_capability": self.compute_capability}
+
+
+def gpu_info(device: int = 0) -> GpuInfo:
+    """Name and compute capability of CUDA device ``device`` through CuPy (or torch as a fallback)."""
+    try:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(device)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        return GpuInfo(name, f"{props['major']}.{props['minor']}")
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(device)
+            return GpuInfo(torch.cuda.get_device_name(device), f"{major}.{minor}")
+    except ImportError:
+        pass
+    raise MissingDependencyError(
+        "no CUDA device found through CuPy or torch; TensorRT engines need an NVIDIA GPU "
+        "(install 'edgeseg[gpu]' for CuPy)"
+    )
+
+
+def check_engine_compatible(artifact: Artifact, plan_header: bytes, trt_version: str, gpu: GpuInfo) -> None:
+    """Refuse an engine built for another TensorRT version or GPU, with the command to rebuild it.
+
+    ``plan_header``: at least the first 28 bytes of the engine file. ``trt_version``: the running
+    ``tensorrt.__version__``. ``gpu``: the running device (:func:`gpu_info`).
+    """
+    rebuild = _rebuild_hint(artifact)
+    built = read_plan_version(plan_header)
+    running = parse_version(trt_version)
+    if built is not None and tuple(built[: len(running)]) != running[:4]:
+        raise ArtifactError(
+            f"{artifact.path} was built with TensorRT {'.'.join(map(str, built))} but this machine runs "
+            f"TensorRT {trt_version}; engines only load on the exact version that built them. {rebuild}"
+        )
+    info = artifact.engine or {}
+    recorded = info.get("tensorrt")
+    if built is None and recorded and parse_version(recorded)[:3] != running[:3]:
+        raise ArtifactError(
+            f"{artifact.path} was built with TensorRT {recorded} (sidecar) but this machine runs TensorRT "
+            f"{trt_version}. {rebuild}"
+        )
+    cc = info.get("compute_capability")
+    if cc and cc != gpu.compute_capability and not info.get("hardware_compatibility"):
+        raise ArtifactError(
+            f"{artifact.path} was built for {info.get('gpu', 'a GPU')} (compute capability {cc}) but this "
+            f"device is {gpu.name} (compute capability {gpu.compute_capability}); engines do not move between "
+            f"GPU architectures. {rebuild}"
+        )
+
+
+def _rebuild_hint(artifact: Artifact) -> str:
+    onnx = (artifact.engine or {}).get("onnx") or artifact.path.with_suffix(".onnx").name
+    return f"Rebuild it on this device: `edgeseg build {onnx}`."
+
+
+# --- the cache ------------------------------------------------------------------------------------
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a model file (and of its external-data file ``<name>.data`` when present)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    external = path.with_name(path.name + ".data")
+    if external.exists():
+        h.update(external.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(onnx_sha256: str, gpu: GpuInfo, trt_version: str, precision: str, options: dict[str, Any]) -> str:
+    """A file-name-safe key: what makes two engines interchangeable."""
+    blob = json.dumps(
+        {"onnx": onnx_sha256, "gpu": gpu.name, "cc": gpu.compute_capability, "trt": trt_version,
+         "precision": precision, "options": options},
+        sort_keys=True, default=str,
+    )
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    cc = gpu.compute_capability.replace(".", "")
+    return f"{precision}-sm{cc}-trt{trt_version}-{digest}"
+
+
+def engines_dir() -> Path:
+    """``$EDGESEG_CACHE/engines`` (default ``~/.cache/edgeseg/engines``)."""
+    root = Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg")) / "engines"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def timing_cache_path(gpu: GpuInfo, trt_version: str) -> Path:
+    """One timing cache per GPU model and TensorRT version (caches carry device properties)."""
+    safe = "".join(ch if ch.isalnum() else "_" for ch in gpu.name)
+    return engines_dir() / f"timing-{safe}-sm{gpu.compute_capability.replace('.', '')}-trt{trt_version}.cache"
+
+
+class EngineCache:
+    """Built engines under ``root`` (default :func:`engines_dir`), one ``<stem>-<key>.engine`` per key.
+
+    >>> cache = EngineCache()                                         # doctest: +SKIP
+    >>> cache.lookup("hc18_fastseg", key) or build_into(cache.path_for("hc18_fastseg", key))   # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else engines_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, stem: str, key: str) -> Path:
+        return self.root / f"{stem}-{key}.engine"
+
+    def lookup(self, stem: str, key: str) -> Path | None:
+        """The cached engine for ``key`` when both it and its sidecar exist, else None."""
+        path = self.path_for(stem, key)
+        if path.exists() and Artifact(path).sidecar_path.exists():
+            return path
+        return None
+
+    def entries(self) -> list[Path]:
+        return sorted(self.root.glob("*.engine"))
