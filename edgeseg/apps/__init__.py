@@ -1,0 +1,1 @@
+"""Applications built on the segmentation pipeline: ultrasound measurement, selfie background effects."""

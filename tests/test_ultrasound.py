@@ -1,0 +1,59 @@
+"""Head circumference: Ramanujan's perimeter, ellipse fitting, and agreement with HC18's reference values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from edgeseg.apps.ultrasound import (  # noqa: E402
+    ellipse_perimeter, fit_head_ellipse, hc_errors, head_circumference_mm, read_hc_csv,
+)
+from edgeseg.data import MaskSpec, read_mask  # noqa: E402
+from edgeseg.errors import InputError  # noqa: E402
+
+
+def test_ramanujan_perimeter_of_circle_and_known_ellipse():
+    assert ellipse_perimeter(3.0, 3.0) == pytest.approx(2 * math.pi * 3.0, rel=1e-12)
+    # semi-axes 2 and 1: the complete elliptic integral gives 9.688448220547675...
+    assert ellipse_perimeter(2.0, 1.0) == pytest.approx(9.688448220547675, rel=1e-5)
+    assert ellipse_perimeter(1.0, 0.0) == pytest.approx(4.0, rel=5e-3)  # degenerate (a segment, 4a): worst case 0.4%
+
+
+def test_fit_recovers_a_drawn_rotated_ellipse_and_ignores_small_blobs():
+    mask = np.zeros((540, 800), np.uint8)
+    cv2.ellipse(mask, (410, 260), (230, 150), 30, 0, 360, 1, -1)  # semi-axes 230, 150
+    cv2.circle(mask, (40, 40), 10, 1, -1)                          # a speck: not the head
+    ellipse = fit_head_ellipse(mask)
+    assert ellipse.center == pytest.approx((410, 260), abs=1.0)
+    assert sorted(ellipse.axes) == pytest.approx([300, 460], abs=2.0)
+    expected = ellipse_perimeter(230, 150) * 0.1
+    assert head_circumference_mm(mask, 0.1) == pytest.approx(expected, rel=0.01)
+
+
+def test_hc_from_real_ground_truth_masks_matches_the_csv(hc18_dir):
+    reference = read_hc_csv(hc18_dir / "pixel_size_and_hc.csv")
+    assert len(reference) == 790
+    names = sorted(reference)[::20]  # 40 files across the whole range of patients
+    masks = {n: read_mask(hc18_dir / "masks" / n, MaskSpec("binary")) for n in names}
+    errors = np.array([row["error_mm"] for row in hc_errors(masks, reference).values()])
+    assert np.abs(errors).mean() < 1.5
+    assert np.abs(errors).max() < 3.0
+
+
+def test_bad_inputs_name_the_problem(tmp_path, hc18_dir):
+    with pytest.raises(InputError, match="no foreground"):
+        fit_head_ellipse(np.zeros((10, 10), np.uint8))
+    with pytest.raises(InputError, match="expected \\(H, W\\)"):
+        fit_head_ellipse(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(InputError, match="pixel_size_mm"):
+        head_circumference_mm(np.ones((10, 10), np.uint8), 0.0)
+    with pytest.raises(InputError, match="not in the HC csv"):
+        hc_errors({"nope.png": np.ones((10, 10), np.uint8)}, read_hc_csv(hc18_dir / "pixel_size_and_hc.csv"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("filename,pixel size(mm),head circumference (mm)\n000_HC.png,abc,44\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_hc_csv(bad)
