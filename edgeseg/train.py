@@ -1,0 +1,307 @@
+"""Train a zoo model on a folder of images and masks; keep the best checkpoint by validation mean IoU.
+
+>>> from edgeseg.train import TrainConfig, train
+>>> cfg = TrainConfig(images="hc18/images", masks="hc18/masks", out="runs/hc18.safetensors",
+...                   model="fastseg", classes=["background", "head"], color="gray", size=(256, 256),
+...                   group_regex=r"^(\\d{3})_", epochs=30)      # doctest: +SKIP
+>>> result = train(cfg)     # writes runs/hc18.safetensors (+ .json) and runs/hc18.last.safetensors  # doctest: +SKIP
+
+Checkpoints go through :func:`edgeseg.models.save_checkpoint` (safetensors + JSON sidecar). The last
+epoch is also written as ``<out stem>.last.safetensors`` with the optimizer state in
+``<out stem>.last.optim.safetensors``, so ``resume=`` continues where a run stopped. Loss: cross-entropy
+plus soft Dice over the foreground classes (robust to thin or small foreground). Learning rate: linear
+warm-up then cosine decay, a function of the global step so a resumed run follows the same schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._deps import require
+from .artifact import Artifact, Preprocess
+from .errors import ArtifactError, InputError
+from .metrics import ConfusionMatrix
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored in the checkpoint sidecar under ``extra["train"]``."""
+
+    images: str
+    masks: str
+    out: str = "runs/model.safetensors"
+    model: str = "fastseg"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    mask_mode: str = "binary"
+    mask_pattern: str = "{stem}.png"
+    image_glob: str = "*"
+    ignore_index: int | None = None
+    color: str = "gray"
+    size: tuple[int, int] = (256, 256)
+    mean: list[float] | None = None  # None: measured on the training images
+    std: list[float] | None = None
+    group_regex: str | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    dice_weight: float = 1.0
+    augment: bool = True
+    threads: int | None = None
+    limit: int | None = None  # use only the first N pairs (smoke tests)
+    resume: str | None = None
+    attribution: str | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        if len(self.classes) < 2:
+            raise InputError(f"classes: got {self.classes!r}, expected at least two names (background first)")
+        if len(self.size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.size):
+            raise InputError(f"size: got {list(self.size)!r}, expected [height, width], multiples of 32")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name}: got {getattr(self, name)!r}, expected a positive int")
+        if not self.lr > 0:
+            raise InputError(f"lr: got {self.lr!r}, expected a positive number")
+
+
+@dataclass
+class TrainResult:
+    best_path: Path
+    last_path: Path
+    best_epoch: int
+    best_miou: float
+    history: list[dict[str, Any]]
+    seconds: float
+
+
+# --- data ----------------------------------------------------------------------------------------
+def _datasets(cfg: TrainConfig):
+    from .data import Augment, MaskSpec, SegmentationDataset, pair_folder, split_by_group
+
+    samples = pair_folder(cfg.images, cfg.masks, image_glob=cfg.image_glob, mask_pattern=cfg.mask_pattern)
+    if cfg.limit:
+        samples = samples[: cfg.limit]
+    train_s, val_s = split_by_group(samples, cfg.group_regex, cfg.val_fraction, cfg.seed)
+    if not train_s or not val_s:
+        raise InputError(
+            f"split: got {len(train_s)} training and {len(val_s)} validation pairs from {len(samples)}, "
+            "expected both non-empty (more data, or another val_fraction / group_regex)"
+        )
+    spec = MaskSpec(cfg.mask_mode, num_classes=len(cfg.classes), ignore_index=cfg.ignore_index)
+    channels = 1 if cfg.color == "gray" else 3
+    pre = Preprocess(size=tuple(int(s) for s in cfg.size), color=cfg.color,
+                     mean=[0.0] * channels, std=[1.0] * channels)
+    fill = 0 if cfg.ignore_index is None else cfg.ignore_index
+    train_ds = SegmentationDataset(train_s, pre, spec, Augment(mask_fill=fill) if cfg.augment else None, cfg.seed)
+    val_ds = SegmentationDataset(val_s, pre, spec, None, cfg.seed)
+    return train_ds, val_ds
+
+
+def _fit_normalization(cfg: TrainConfig, train_ds, val_ds, progress: bool) -> Preprocess:
+    """Decode every pair once (kept in memory), then fill in mean/std from the training images."""
+    tqdm = require("tqdm", "progress bars").tqdm
+    for ds in (train_ds, val_ds):
+        for i in tqdm(range(len(ds)), desc="loading", disable=not progress, leave=False, file=sys.stdout):
+            ds._resized(i)
+    channels = train_ds.preprocess.channels
+    if cfg.mean is None or cfg.std is None:
+        pix = np.concatenate([img.reshape(-1, channels) for img, _ in train_ds._cache]).astype(np.float64) / 255
+        mean = [round(float(v), 4) for v in pix.mean(0)]
+        std = [round(float(v), 4) for v in pix.std(0)]
+    else:
+        mean, std = list(cfg.mean), list(cfg.std)
+    pre = Preprocess(size=train_ds.preprocess.size, color=cfg.color, mean=mean, std=std)
+    train_ds.preprocess = val_ds.preprocess = pre
+    return pre
+
+
+# --- loss, schedule, optimizer state ---------------------------------------------------------------
+def ce_dice_loss(logits, target, dice_weight: float = 1.0, ignore_index: int | None = None):
+    """Cross-entropy + ``dice_weight`` * (1 - soft Dice over foreground classes).
+
+    ``logits`` (N, C, H, W) float, ``target`` (N, H, W) int64. Dice is computed over the whole batch.
+    """
+    torch = require("torch", "training")
+    f = torch.nn.functional
+    ce = f.cross_entropy(logits, target, ignore_index=-100 if ignore_index is None else ignore_index)
+    if dice_weight == 0:
+        return ce
+    probs = logits.softmax(1)
+    valid = torch.ones_like(target, dtype=probs.dtype) if ignore_index is None else (target != ignore_index).to(probs.dtype)
+    safe = target if ignore_index is None else target.where(target != ignore_index, torch.zeros_like(target))
+    onehot = f.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    valid = valid[:, None]
+    inter = (probs * onehot * valid).sum((0, 2, 3))
+    denom = ((probs + onehot) * valid).sum((0, 2, 3))
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    return ce + dice_weight * (1.0 - dice[1:].mean())
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 1% of ``base`` at ``total``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _save_optimizer(opt, path: Path) -> None:
+    safetensors_torch = require("safetensors.torch", "checkpoints")
+    state = opt.state_dict()
+    tensors = {f"{idx}.{key}": value.detach().reshape(-1).clone() if value.ndim == 0 else value.detach().clone()
+               for idx, entry in state["state"].items() for key, value in entry.items()}
+    scalars = {f"{idx}.{key}": value.ndim == 0 for idx, entry in state["state"].items() for key, value in entry.items()}
+    meta = {"param_groups": json.dumps(state["param_groups"]), "scalars": json.dumps(scalars)}
+    safetensors_torch.save_file(tensors, str(path), metadata=meta)
+
+
+def _load_optimizer(opt, path: Path) -> None:
+    safetensors = require("safetensors", "checkpoints")
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    scalars = json.loads(meta.get("scalars", "{}"))
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value.reshape(()) if scalars.get(name) else value
+    opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+def _artifact(path: Path, model, cfg: TrainConfig, pre: Preprocess, train_info: dict) -> Artifact:
+    extra: dict[str, Any] = {"train": train_info}
+    if cfg.attribution:
+        extra["data_attribution"] = cfg.attribution
+    return Artifact(
+        path=path, model=cfg.model, model_kwargs=dict(model.model_kwargs), preprocess=pre,
+        classes=list(cfg.classes), output_kind="logits", versions=_versions(), extra=extra,
+    )
+
+
+def _versions() -> dict[str, str]:
+    from . import __version__
+
+    torch = require("torch", "training")
+    return {"edgeseg": __version__, "torch": torch.__version__}
+
+
+def last_path_of(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.replace(".safetensors", "") + ".last.safetensors")
+
+
+def _optim_path_of(last: Path) -> Path:
+    return last.with_name(last.name.replace(".safetensors", "") + ".optim.safetensors")
+
+
+# --- the loop ------------------------------------------------------------------------------------
+def evaluate_batches(model, loader, num_classes: int, ignore_index: int | None = None) -> ConfusionMatrix:
+    """Confusion matrix of ``model``'s argmax over a loader of (image, mask) batches."""
+    torch = require("torch", "evaluation")
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    model.eval()
+    with torch.inference_mode():
+        for x, y in loader:
+            cm.update(model(x).argmax(1).numpy(), y.numpy())
+    return cm
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run the training described by ``cfg``; returns where the best and last checkpoints are."""
+    torch = require("torch", "training")
+    tqdm = require("tqdm", "progress bars").tqdm
+    from .models import create_model, load_checkpoint, save_checkpoint
+
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    last = last_path_of(out)
+
+    resumed = load_checkpoint(cfg.resume) if cfg.resume else None
+    if resumed:  # keep the normalisation the run started with
+        cfg.mean, cfg.std = list(resumed[1].preprocess.mean), list(resumed[1].preprocess.std)
+    train_ds, val_ds = _datasets(cfg)
+    pre = _fit_normalization(cfg, train_ds, val_ds, cfg.progress)
+    g = torch.Generator().manual_seed(cfg.seed)
+    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, generator=g)
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.batch_size)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, best_miou, best_epoch = 0, -1.0, -1
+    if resumed:
+        model, art = resumed
+        state = art.extra.get("train", {}).get("state")
+        if not state:
+            raise ArtifactError(f"{cfg.resume}: sidecar has no extra.train.state; resume needs a checkpoint written by train")
+        start_epoch, best_miou, best_epoch = state["epoch"] + 1, state["best_miou"], state["best_epoch"]
+        history = list(art.extra["train"].get("history", []))
+    else:
+        model = create_model(cfg.model, num_classes=len(cfg.classes), in_channels=pre.channels, **cfg.model_kwargs)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.resume and _optim_path_of(Path(cfg.resume)).exists():
+        _load_optimizer(opt, _optim_path_of(Path(cfg.resume)))
+
+    steps_per_epoch = len(train_loader)
+    total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k not in ("progress",)}
+    split = {"train": len(train_ds), "val": len(val_ds), "val_files": [s.name for s in val_ds.samples]}
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        train_ds.set_epoch(epoch)
+        g.manual_seed(cfg.seed * 1000 + epoch)
+        t0, losses = time.perf_counter(), []
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
+                   file=sys.stdout, mininterval=1.0 if sys.stdout.isatty() else 30.0)
+        for i, (x, y) in enumerate(bar):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * steps_per_epoch + i, total, warmup, cfg.lr)
+            loss = ce_dice_loss(model(x), y, cfg.dice_weight, cfg.ignore_index)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
+        cm = evaluate_batches(model, val_loader, len(cfg.classes), cfg.ignore_index)
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": cm.mean_iou,
+                  "val_dice": cm.mean_dice(), "val_pixel_accuracy": cm.pixel_accuracy,
+                  "seconds": round(time.perf_counter() - t0, 1)}
+        history.append(record)
+        improved = cm.mean_iou > best_miou
+        if improved:
+            best_miou, best_epoch = cm.mean_iou, epoch
+        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}  val mIoU {cm.mean_iou:.4f}  "
+              f"Dice {cm.mean_dice():.4f}  acc {cm.pixel_accuracy:.4f}  ({record['seconds']:.0f} s)"
+              + ("  * best" if improved else ""), flush=True)
+        state = {"epoch": epoch, "best_miou": best_miou, "best_epoch": best_epoch}
+        info = {"config": config, "split": split, "history": history, "state": state,
+                "val": cm.summary(list(cfg.classes))}
+        if improved:
+            save_checkpoint(model, out, _artifact(out, model, cfg, pre, info))
+        save_checkpoint(model, last, _artifact(last, model, cfg, pre, info))
+        _save_optimizer(opt, _optim_path_of(last))
+    return TrainResult(out, last, best_epoch, best_miou, history, time.perf_counter() - started)
+
+
+def default_threads() -> int:
+    """Threads for CPU training: all cores, at most 8 (more rarely helps small models)."""
+    return max(1, min(8, os.cpu_count() or 1))

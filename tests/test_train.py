@@ -1,0 +1,111 @@
+"""Training: the loss, the schedule, a seconds-long smoke run with resume, and the shipped HC18 model's quality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from edgeseg.models import load_checkpoint  # noqa: E402
+from edgeseg.train import TrainConfig, ce_dice_loss, last_path_of, lr_at, train  # noqa: E402
+
+ASSET = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "hc18_fastseg.safetensors"
+
+
+def test_loss_is_small_for_confident_right_logits_and_large_for_wrong_ones():
+    target = torch.tensor([[[0, 1], [1, 0]]])
+    onehot = torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float()
+    right = ce_dice_loss(onehot * 40 - 20, target)
+    wrong = ce_dice_loss(20 - onehot * 40, target)
+    assert right.item() < 1e-3
+    assert wrong.item() > 20  # CE ~40 plus Dice ~1
+
+
+def test_ignored_pixels_do_not_change_the_loss():
+    logits = torch.randn(1, 2, 3, 3)
+    target = torch.tensor([[[0, 1, 1], [0, 1, 0], [1, 1, 0]]])
+    ignored = target.clone()
+    ignored[0, 0, 0] = 255
+    wrong_there = logits.clone()
+    wrong_there[0, :, 0, 0] = torch.tensor([-9.0, 9.0])  # the ignored pixel is badly predicted
+    a = ce_dice_loss(logits, ignored, ignore_index=255)
+    b = ce_dice_loss(wrong_there, ignored, ignore_index=255)
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+def test_learning_rate_warms_up_then_decays_to_one_percent():
+    assert lr_at(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert lr_at(9, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_at(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_at(100, 100, 10, 1.0) == pytest.approx(0.01)
+    values = [lr_at(s, 100, 10, 1.0) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def _toy_folder(root: Path, n: int = 8) -> tuple[Path, Path]:
+    """Gray 48x64 images with a bright noisy ellipse; masks 0/255. Patients p0..p3, two scans each."""
+    rng = np.random.default_rng(0)
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(n):
+        mask = np.zeros((48, 64), np.uint8)
+        cv2.ellipse(mask, (int(rng.integers(20, 44)), int(rng.integers(16, 32))), (14, 9), float(rng.uniform(0, 180)),
+                    0, 360, 255, -1)
+        image = np.clip(rng.normal(40, 15, mask.shape) + (mask > 0) * 120, 0, 255).astype(np.uint8)
+        name = f"p{i // 2}_{i % 2}.png"
+        cv2.imwrite(str(images / name), image)
+        cv2.imwrite(str(masks / name), mask)
+    return images, masks
+
+
+def _config(tmp_path: Path, **changes) -> TrainConfig:
+    images, masks = (tmp_path / "images", tmp_path / "masks") if (tmp_path / "images").exists() else _toy_folder(tmp_path)
+    base = dict(images=str(images), masks=str(masks), out=str(tmp_path / "run" / "toy.safetensors"),
+                model="fastseg", model_kwargs={"width": 0.5, "head_channels": 16}, classes=["background", "blob"],
+                size=(32, 64), group_regex=r"^(p\d)_", val_fraction=0.25, epochs=2, batch_size=2, threads=1,
+                attribution="toy data, CC0", progress=False)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_smoke_train_writes_best_and_last_checkpoints_and_resumes(tmp_path):
+    result = train(_config(tmp_path))
+    assert result.best_path.exists() and result.last_path == last_path_of(result.best_path)
+    model, art = load_checkpoint(result.best_path)
+    assert art.model == "fastseg" and art.classes == ["background", "blob"]
+    assert art.preprocess.color == "gray" and tuple(art.preprocess.size) == (32, 64)
+    assert 0.1 < art.preprocess.mean[0] < 0.6 and art.preprocess.std[0] > 0.05  # measured on the toy images
+    assert art.extra["data_attribution"] == "toy data, CC0"
+    split = art.extra["train"]["split"]
+    assert split["train"] == 6 and split["val"] == 2 and len({f[:2] for f in split["val_files"]}) == 1
+    assert model(torch.zeros(1, 1, 32, 64)).shape == (1, 2, 32, 64)
+    assert [h["epoch"] for h in result.history] == [0, 1]
+
+    resumed = train(_config(tmp_path, epochs=3, resume=str(result.last_path)))
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    side = json.loads(Path(str(resumed.last_path) + ".json").read_text())
+    assert side["extra"]["train"]["state"]["epoch"] == 2
+
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    a = train(_config(tmp_path, epochs=1, out=str(tmp_path / "a" / "m.safetensors")))
+    b = train(_config(tmp_path, epochs=1, out=str(tmp_path / "b" / "m.safetensors")))
+    wa, wb = load_checkpoint(a.last_path)[0].state_dict(), load_checkpoint(b.last_path)[0].state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.skipif(not ASSET.exists(), reason="the shipped HC18 model is not built yet")
+def test_shipped_hc18_model_segments_validation_heads(hc18_dir):
+    from edgeseg.evaluate import evaluate
+
+    report = evaluate(ASSET, hc18_dir / "images", hc18_dir / "masks", split="val",
+                      hc_csv=hc18_dir / "pixel_size_and_hc.csv", limit=5)
+    assert report.images == 5
+    assert all(row["dice"] > 0.9 for row in report.per_image), report.per_image
+    assert report.hc["mean_abs_error_mm"] < 10.0
