@@ -1,0 +1,119 @@
+"""Benchmark latency you can trust: the whole frame (pre, infer, post, CRF) and the model alone, with
+median, p90, p99, min, max and throughput, the machine it ran on, and plots.
+
+Examples:
+  edgeseg bench edgeseg/assets/hc18_fastseg.onnx                       # ONNX Runtime, 200 runs
+  edgeseg bench model.onnx --backend onnxruntime --size 512x512 --iterations 100 --out runs/ort512
+  edgeseg bench model.safetensors --backend torch --duration 20 --warmup 20
+  edgeseg bench model.onnx --batch 4                                   # adds model-only batched throughput
+  edgeseg bench model.onnx --source video.mp4 --crf                    # real frames, with the dense CRF
+  edgeseg bench compare runs/a/result.json runs/b/result.json          # B/A ratio with a 95% interval
+  edgeseg bench sweep sweep.yaml --out benchmarks/results/sweep        # models x backends x sizes report
+
+Every run writes result.json (schema edgeseg.bench v1, documented in edgeseg/bench/result.py), result.csv
+and latency.png into --out. Numbers on shared machines are noisy: compare runs with `bench compare`, which
+says "no significant difference" when the bootstrap interval of the ratio includes 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+HELP = "benchmark an artifact (or: bench compare A.json B.json, bench sweep SPEC)"
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size: got {text!r}, expected HxW such as 256x256") from None
+    if h <= 0 or w <= 0:
+        raise InputError(f"--size: got {text!r}, expected positive height and width")
+    return h, w
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("target", nargs="+", metavar="ARTIFACT | compare A B | sweep SPEC",
+                        help="a model file with its sidecar, or a sub-mode")
+    parser.add_argument("--backend", default="auto", help="auto, onnxruntime, torch, tensorrt (default: auto)")
+    parser.add_argument("--size", action="append", default=None, metavar="HxW",
+                        help="model input size; repeat to measure several (default: the sidecar's size)")
+    parser.add_argument("--batch", type=int, default=1, help="also time model-only inference at this batch size")
+    parser.add_argument("--iterations", type=int, default=200, help="timed runs per configuration (default 200)")
+    parser.add_argument("--duration", type=float, default=None, help="stop each configuration after S seconds")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    parser.add_argument("--crf", action="store_true", help="include the dense CRF stage")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
+    parser.add_argument("--source", default=None, help="real frames from a video/folder/camera (default: synthetic 480x640)")
+    parser.add_argument("--out", default=None, help="output folder for JSON, CSV and plots (default: runs/bench-<model>)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    mode = args.target[0]
+    if mode == "compare":
+        return _compare(args)
+    if mode == "sweep":
+        return _sweep(args)
+    if len(args.target) != 1:
+        raise InputError(f"ARTIFACT: got {len(args.target)} paths, expected one (or `compare A B`, `sweep SPEC`)")
+    return _bench(args, Path(mode))
+
+
+def _bench(args, artifact: Path) -> int:
+    from ..bench.measure import run_benchmark, source_frames
+    from ..bench.plots import plot_distribution
+
+    sizes = [_size(s) for s in args.size] if args.size else [None]
+    frames = source_frames(args.source) if args.source else None
+    results = [
+        run_benchmark(artifact, backend=args.backend, size=size, batch=args.batch, iterations=args.iterations,
+                      duration=args.duration, warmup=args.warmup, crf=args.crf, threads=args.threads,
+                      frames=frames, progress=not args.no_progress)
+        for size in sizes
+    ]
+    out = Path(args.out or f"runs/bench-{artifact.stem}")
+    for result in results:
+        folder = out if len(results) == 1 else out / f"{result.input_size[0]}x{result.input_size[1]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        result.save_json(folder / "result.json")
+        result.save_csv(folder / "result.csv")
+        plot_distribution(result, folder / "latency.png")
+        print(result.table())
+        env = result.environment
+        print(f"machine: {env['cpu']}, {env['cores_usable']} cores, threads {result.config['threads']}; "
+              f"gpu: {env['gpu']['detail']}")
+        print(f"wrote {folder}/result.json, result.csv, latency.png\n")
+    return 0
+
+
+def _compare(args) -> int:
+    from ..bench.compare import compare, comparison_table
+    from ..bench.result import BenchResult
+
+    if len(args.target) != 3:
+        raise InputError("compare: expected exactly two result files: edgeseg bench compare A.json B.json")
+    a, b = (BenchResult.load(p) for p in args.target[1:])
+    print(comparison_table(a, b, compare(a, b)))
+    return 0
+
+
+def _sweep(args) -> int:
+    from ..bench.sweep import SweepSpec, run_sweep, write_report
+
+    if len(args.target) != 2:
+        raise InputError("sweep: expected one spec file: edgeseg bench sweep sweep.yaml")
+    spec = SweepSpec.load(args.target[1])
+
+    def progress(i, n, artifact, backend, size):
+        where = f"{size[0]}x{size[1]}" if size else "sidecar size"
+        print(f"[{i + 1}/{n}] {Path(artifact).name} on {backend} at {where}", file=sys.stderr, flush=True)
+
+    results = run_sweep(spec, progress=progress)
+    report = write_report(results, args.out or "runs/sweep")
+    print(report.read_text())
+    print(f"wrote {report}")
+    return 0
