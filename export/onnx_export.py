@@ -1,0 +1,280 @@
+"""PyTorch -> ONNX: the dynamo exporter, dynamic batch/height/width where the model allows, onnxslim,
+``onnx.checker`` and the artifact sidecar.
+
+>>> from edgeseg.export.onnx_export import onnx_from_torch
+>>> model, art = load_checkpoint("hc18_fastseg.safetensors")          # doctest: +SKIP
+>>> onnx_art = onnx_from_torch(model, art, "out/hc18_fastseg.onnx")   # doctest: +SKIP
+>>> onnx_art.inputs[0].shape                                          # doctest: +SKIP
+['batch', 1, 'height', 'width']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import os
+import platform
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._deps import require
+from ..artifact import Artifact, Preprocess
+from ..errors import ArtifactError, InputError
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 19
+MAX_SIDE = 4096
+log = logging.getLogger(__name__)
+
+
+class ExportWarning(UserWarning):
+    """The export went through with a compromise (static shapes, unsimplified graph); the message says why."""
+
+
+class ExportError(ArtifactError):
+    """The exporter could not turn the model into ONNX (the message carries the exporter's reason)."""
+
+
+def custom_translation_table() -> dict:
+    """Translations of edgeseg's custom ops (``edgeseg::deform_conv2d`` -> DeformConv, ...) when present."""
+    try:
+        module = importlib.import_module("edgeseg.export.op_translations")
+    except ModuleNotFoundError as exc:
+        if exc.name != "edgeseg.export.op_translations":
+            raise
+        return {}
+    return dict(getattr(module, "CUSTOM_TRANSLATION_TABLE", {}))
+
+
+def input_multiple(model: Any) -> int:
+    """Side lengths the model accepts must be multiples of this (``model.input_multiple``, default 1)."""
+    value = getattr(model, "input_multiple", 1) or 1
+    if not isinstance(value, int) or value < 1:
+        raise InputError(f"model.input_multiple: got {value!r}, expected a positive int")
+    return value
+
+
+def fixed_input_size(model: Any) -> tuple[int, int] | None:
+    """(H, W) for models that only take one size (``model.fixed_input_size``), else None."""
+    size = getattr(model, "fixed_input_size", None)
+    return tuple(size) if size else None
+
+
+def example_size(model: Any, artifact: Artifact) -> tuple[int, int]:
+    """The size traced at: the fixed size, else the preprocess size rounded up to ``input_multiple``."""
+    fixed = fixed_input_size(model)
+    if fixed:
+        return fixed
+    m = input_multiple(model)
+    return tuple(-(-s // m) * m for s in artifact.preprocess.size)
+
+
+def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path, opset: int = DEFAULT_OPSET,
+                    dynamic: bool = True, simplify: bool = True) -> Artifact:
+    """Export ``model`` to ``out_path`` (``.onnx``) and write its sidecar; return the new Artifact.
+
+    Args:
+        model: ``nn.Module`` mapping ``(N, C, H, W)`` float32 -> logits ``(N, K, H, W)``.
+        artifact: the checkpoint's sidecar (preprocess, classes, output_kind, model, model_kwargs);
+            ``None`` builds a default one from ``model.model_kwargs``.
+        opset: ONNX opset (19+ for DeformConv).
+        dynamic: dynamic batch/height/width (``height``/``width`` step by ``model.input_multiple``);
+            falls back to static with a warning saying why when the model does not allow it.
+        simplify: run onnxslim (constant folding, fusion); skipped with a warning if it fails.
+    """
+    torch = require("torch", "ONNX export")
+    onnx = require("onnx", "ONNX export")
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".onnx":
+        raise InputError(f"out_path: got {str(out_path)!r}, expected a file name ending in .onnx")
+    if not isinstance(opset, int) or opset < 16:
+        raise InputError(f"opset: got {opset!r}, expected an int >= 16 (19+ for DeformConv)")
+    artifact = artifact or _artifact_from_model(model)
+    channels = int(artifact.model_kwargs.get("in_channels", artifact.preprocess.channels))
+    model = model.eval()
+    size = example_size(model, artifact)
+    if dynamic and fixed_input_size(model):
+        warnings.warn(f"{type(model).__name__} takes only {size[0]}x{size[1]} inputs (fixed_input_size): "
+                      "height/width exported static, batch dynamic", ExportWarning, stacklevel=2)
+    proto, dims = None, None
+    if dynamic:
+        try:
+            proto, dims = _export(torch, model, channels, size, opset, dynamic=True), "dynamic"
+            _check_other_size(proto, model, channels, size)
+        except Exception as exc:  # noqa: BLE001 - any exporter/runtime failure means: fall back to static
+            warnings.warn(f"dynamic shapes failed for {type(model).__name__} ({_reason(exc)}); "
+                          f"exporting static {size[0]}x{size[1]}, batch 1", ExportWarning, stacklevel=2)
+            proto = None
+    if proto is None:
+        try:
+            proto, dims = _export(torch, model, channels, size, opset, dynamic=False), "static"
+        except Exception as exc:  # noqa: BLE001 - re-raised as one clear error
+            raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {_reason(exc)}") from exc
+    if simplify:
+        proto = _slim(proto)
+    _name_dims(proto, dims, fixed=fixed_input_size(model) is not None)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"onnx.checker rejected the exported graph: {_reason(exc)}") from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out_path))
+    return _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model))
+
+
+to_onnx = onnx_from_torch  # the name the issue uses: edgeseg.export.to_onnx(model, artifact, out_path)
+
+
+def onnx_from_checkpoint(checkpoint: str | Path, out_path: str | Path | None = None, **options: Any) -> Artifact:
+    """Load a ``.safetensors`` checkpoint (zoo sidecar) and export it; ``out_path`` defaults to ``<stem>.onnx``."""
+    from ..models import load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    model, artifact = load_checkpoint(checkpoint)
+    out_path = Path(out_path) if out_path else checkpoint.with_suffix(".onnx")
+    return onnx_from_torch(model, artifact, out_path, **options)
+
+
+# --- steps -------------------------------------------------------------------------------------------
+def _export(torch, model, channels: int, size: tuple[int, int], opset: int, dynamic: bool):
+    h, w = size
+    batch = 2 if dynamic else 1   # torch.export specialises size-1 dims, so trace a dynamic batch at 2
+    x = torch.randn(batch, channels, h, w, generator=torch.Generator().manual_seed(0))
+    kwargs: dict[str, Any] = dict(dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME], verbose=False, optimize=True)
+    table = custom_translation_table()
+    if table:
+        kwargs["custom_translation_table"] = table
+    if dynamic:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=1024), **_spatial_dims(torch, model)},)
+    with _quiet(), torch.no_grad():
+        program = torch.onnx.export(model, (x,), **kwargs)
+    return program.model_proto
+
+
+def _spatial_dims(torch, model) -> dict[int, Any]:
+    if fixed_input_size(model):
+        return {}
+    m = input_multiple(model)
+    if m == 1:
+        return {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    Dim = torch.export.Dim
+    return {2: m * Dim("height_blocks", min=1, max=MAX_SIDE // m), 3: m * Dim("width_blocks", min=1, max=MAX_SIDE // m)}
+
+
+def _check_other_size(proto, model, channels: int, size: tuple[int, int]) -> None:
+    """Run the dynamic graph at another batch and size in ONNX Runtime and compare with PyTorch.
+
+    Catches graphs that export "dynamic" but bake a traced size in (fixed pooling grids, reshapes).
+    """
+    torch = require("torch")
+    ort = require("onnxruntime", "checking dynamic shapes")
+    m = input_multiple(model)
+    h, w = size if fixed_input_size(model) else (size[0] + 2 * m, size[1] + m)
+    x = torch.randn(3, channels, h, w, generator=torch.Generator().manual_seed(1))
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x).numpy()
+    if got.shape != want.shape:
+        raise ExportError(f"at input {tuple(x.shape)} ONNX gives {got.shape}, PyTorch {want.shape}")
+    err = float(np.abs(got - want).max())
+    if err > 1e-3:
+        raise ExportError(f"at input {tuple(x.shape)} ONNX differs from PyTorch by {err:.2e} (a size is baked in)")
+
+
+def _slim(proto):
+    try:
+        onnxslim = require("onnxslim", "graph simplification")
+        with _quiet():
+            slimmed = onnxslim.slim(proto)
+    except Exception as exc:  # noqa: BLE001 - simplification is an optimisation; keep the unslimmed graph
+        warnings.warn(f"onnxslim failed ({_reason(exc)}); keeping the unsimplified graph", ExportWarning, stacklevel=3)
+        return proto
+    return slimmed if slimmed is not None else proto
+
+
+def _name_dims(proto, dims: str, fixed: bool) -> None:
+    """Give the symbolic dims of the graph input/output readable names: batch, height, width."""
+    if dims != "dynamic":
+        return
+    names = {0: "batch"} if fixed else {0: "batch", 2: "height", 3: "width"}
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        for axis, name in names.items():
+            dim = value.type.tensor_type.shape.dim[axis]
+            if not dim.HasField("dim_value"):
+                dim.dim_param = name
+
+
+def _graph_shape(value) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim]
+
+
+def _write_sidecar(artifact: Artifact, out_path: Path, proto, opset: int, dims: str, size, multiple: int) -> Artifact:
+    inputs = [{"name": v.name, "shape": _graph_shape(v), "dtype": "float32"} for v in proto.graph.input]
+    outputs = [{"name": v.name, "shape": _graph_shape(v), "dtype": "float32"} for v in proto.graph.output]
+    extra = dict(artifact.extra)
+    extra["export"] = {"shapes": dims, "traced_size": list(size), "input_multiple": multiple,
+                       "source": _relative_source(artifact.path, out_path)}
+    exported = artifact.with_path(out_path, inputs=inputs, outputs=outputs, opset=opset, precision="fp32",
+                                  versions=_versions(), engine=None, extra=extra)
+    exported.save()
+    return exported
+
+
+def _relative_source(source: Path, out_path: Path) -> str:
+    """The checkpoint's path relative to the ONNX file's folder (so a moved pair still finds each other)."""
+    if not source.exists():
+        return source.name
+    return os.path.relpath(source.resolve(), out_path.resolve().parent)
+
+
+def _versions() -> dict[str, str]:
+    from .. import __version__
+
+    versions = {"edgeseg": __version__, "python": platform.python_version()}
+    for name in ("torch", "onnx", "onnxruntime", "onnxslim", "onnxscript"):
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            continue
+    return versions
+
+
+def _artifact_from_model(model) -> Artifact:
+    kwargs = dict(getattr(model, "model_kwargs", {}) or {})
+    if "num_classes" not in kwargs or "in_channels" not in kwargs:
+        raise InputError("artifact: got None and the model carries no model_kwargs with num_classes/in_channels; "
+                         "pass the checkpoint's Artifact (load_checkpoint returns it)")
+    k, c = kwargs["num_classes"], kwargs["in_channels"]
+    classes = ["background", "foreground"] if k == 2 else [f"class_{i}" for i in range(k)]
+    pre = Preprocess(color="gray", mean=[0.0], std=[1.0]) if c == 1 else Preprocess()
+    return Artifact(path=Path(f"{getattr(model, 'model_name', 'model')}.safetensors"),
+                    model=getattr(model, "model_name", ""), model_kwargs=kwargs, classes=classes, preprocess=pre)
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:400] if lines else ''}"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's progress prints and registration warnings (errors still raise)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

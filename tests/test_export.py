@@ -1,0 +1,206 @@
+"""PyTorch -> ONNX export: dynamic shapes, fallback to static, the sidecar, and parity on real HC18 images."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from edgeseg.artifact import Artifact, Preprocess
+from edgeseg.errors import ArtifactError, InputError
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("cv2")
+from edgeseg.export.check import parity_report  # noqa: E402
+from edgeseg.export.onnx_export import ExportWarning, custom_translation_table, to_onnx  # noqa: E402
+from edgeseg.models import create_model, list_models, save_checkpoint  # noqa: E402
+from edgeseg.runtime import OrtRunner  # noqa: E402
+
+GRAY = dict(color="gray", mean=[0.5], std=[0.25])
+
+
+def gray_artifact(path="m.safetensors", size=(64, 64), classes=("background", "head")):
+    return Artifact(path=path, classes=list(classes), preprocess=Preprocess(size=size, **GRAY))
+
+
+def torch_logits(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="module")
+def fastseg_export(tmp_path_factory):
+    """fastseg_small (random weights, fixed seed) saved as a checkpoint and exported once for the module."""
+    folder = tmp_path_factory.mktemp("fastseg")
+    torch.manual_seed(0)
+    model = create_model("fastseg_small", num_classes=2, in_channels=1).eval()
+    ckpt = folder / "fs.safetensors"
+    save_checkpoint(model, ckpt, gray_artifact(ckpt))
+    exported = to_onnx(model, Artifact.load(ckpt), folder / "onnx" / "fs.onnx")
+    return model, ckpt, exported
+
+
+def test_sidecar_describes_the_graph_and_keeps_the_checkpoint_facts(fastseg_export):
+    _, ckpt, art = fastseg_export
+    assert art.path.exists() and art.sidecar_path.exists()
+    reloaded = Artifact.load(art.path)
+    assert [(s.name, s.shape, s.dtype) for s in reloaded.inputs] == [("input", ["batch", 1, "height", "width"], "float32")]
+    assert [(s.name, s.shape) for s in reloaded.outputs] == [("logits", ["batch", 2, "height", "width"])]
+    assert reloaded.opset == 19 and reloaded.precision == "fp32"
+    assert {"torch", "onnx", "onnxruntime", "edgeseg"} <= set(reloaded.versions)
+    source = Artifact.load(ckpt)
+    assert reloaded.preprocess == source.preprocess and reloaded.classes == source.classes
+    assert reloaded.output_kind == "logits" and reloaded.model == "fastseg_small"
+    assert (art.path.parent / reloaded.extra["export"]["source"]).resolve() == ckpt.resolve()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 64, 64), (3, 1, 96, 160), (2, 1, 57, 83)])
+def test_dynamic_batch_and_size_match_pytorch(fastseg_export, shape):
+    model, _, art = fastseg_export
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    with OrtRunner(art) as runner:
+        got = runner.infer({"input": x})["logits"]
+    want = torch_logits(model, x)
+    assert got.shape == want.shape == (shape[0], 2, *shape[2:])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_parity_on_real_hc18_images(fastseg_export, hc18_dir):
+    _, _, art = fastseg_export
+    report = parity_report(art.path, images=hc18_dir / "images", limit=4)
+    assert report.passed, report.text()
+    assert report.max_abs <= 1e-4 and report.agreement >= 0.999
+    assert report.images == 4 and report.miou_reference == "ground-truth masks"
+
+
+def test_parity_fails_against_a_different_model(fastseg_export, hc18_dir):
+    _, _, art = fastseg_export
+    torch.manual_seed(123)
+    other = create_model("fastseg_small", num_classes=2, in_channels=1).eval()
+    report = parity_report(art.path, images=hc18_dir / "images", limit=2, model=other)
+    assert not report.passed and "max abs diff" in report.problems[0]
+
+
+def test_cli_export_and_check(fastseg_export, tmp_path, hc18_dir, capsys):
+    from edgeseg.cli import main
+
+    _, ckpt, _ = fastseg_export
+    assert main(["export", str(ckpt), "-o", str(tmp_path), "--static", "--no-simplify"]) == 0
+    out = tmp_path / "fs.onnx"
+    assert Artifact.load(out).inputs[0].shape == [1, 1, 64, 64]
+    assert main(["check", str(out), "--images", str(hc18_dir / "images"), "--limit", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.split("\n", 3)[-1])
+    assert report["passed"] and report["max_abs"] <= 1e-4
+    # Checked against another checkpoint (other weights) the tolerance is exceeded: exit code 1.
+    torch.manual_seed(7)
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(create_model("fastseg_small", num_classes=2, in_channels=1), other, gray_artifact(other))
+    assert main(["check", str(out), "--checkpoint", str(other), "--images", str(hc18_dir / "images"),
+                 "--limit", "1"]) == 1
+    assert "FAIL: max abs diff" in capsys.readouterr().out
+
+
+class FixedGrid(torch.nn.Module):
+    """Pools to a fixed 8x8 grid and resizes to a fixed 32x32: only one input size makes sense."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.nn.functional.adaptive_avg_pool2d(self.conv(x), (8, 8))
+        return torch.nn.functional.interpolate(y, size=(32, 32), mode="bilinear", align_corners=False)
+
+
+def test_model_that_bakes_a_size_falls_back_to_static_with_a_reason(tmp_path):
+    model = FixedGrid()
+    model.model_kwargs = {"num_classes": 2, "in_channels": 1}
+    with pytest.warns(ExportWarning, match="dynamic shapes failed for FixedGrid .*exporting static 32x32"):
+        art = to_onnx(model, gray_artifact(size=(32, 32)), tmp_path / "fixed.onnx")
+    assert art.inputs[0].shape == [1, 1, 32, 32] and art.extra["export"]["shapes"] == "static"
+    x = np.random.default_rng(0).normal(size=(1, 1, 32, 32)).astype(np.float32)
+    with OrtRunner(art) as runner:
+        np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
+        with pytest.raises(InputError, match="expected 32 dim 2"):
+            runner.infer({"input": np.zeros((1, 1, 64, 64), np.float32)})
+
+
+class Stride8(torch.nn.Module):
+    """Down by 8 then up by 8 with transposed convs: side lengths must be multiples of 8."""
+
+    input_multiple = 8
+
+    def __init__(self):
+        super().__init__()
+        self.down = torch.nn.Conv2d(1, 4, 8, stride=8)
+        self.up = torch.nn.ConvTranspose2d(4, 3, 8, stride=8)
+
+    def forward(self, x):
+        return self.up(torch.relu(self.down(x)))
+
+
+def test_input_multiple_gives_dynamic_sizes_in_steps(tmp_path):
+    model = Stride8()
+    art = to_onnx(model, gray_artifact(size=(30, 44), classes=("a", "b", "c")), tmp_path / "s8.onnx")
+    assert art.extra["export"] == {"shapes": "dynamic", "traced_size": [32, 48], "input_multiple": 8,
+                                   "source": "m.safetensors"}
+    assert art.inputs[0].shape == ["batch", 1, "height", "width"]
+    x = np.random.default_rng(0).normal(size=(2, 1, 40, 24)).astype(np.float32)
+    with OrtRunner(art) as runner:
+        np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
+
+
+def test_custom_translation_table_is_picked_up_when_present(monkeypatch):
+    assert isinstance(custom_translation_table(), dict)
+    fake = types.ModuleType("edgeseg.export.op_translations")
+    fake.CUSTOM_TRANSLATION_TABLE = {"op": "translation"}
+    monkeypatch.setitem(sys.modules, "edgeseg.export.op_translations", fake)
+    assert custom_translation_table() == {"op": "translation"}
+
+
+def test_bad_export_arguments(tmp_path):
+    model = Stride8()
+    with pytest.raises(InputError, match="out_path: got .*expected a file name ending in .onnx"):
+        to_onnx(model, gray_artifact(), tmp_path / "x.pt")
+    with pytest.raises(InputError, match="opset: got 11"):
+        to_onnx(model, gray_artifact(), tmp_path / "x.onnx", opset=11)
+    with pytest.raises(InputError, match="model_kwargs"):
+        to_onnx(model, None, tmp_path / "x.onnx")
+
+
+def test_check_without_checkpoint_names_the_fix(fastseg_export, tmp_path):
+    _, _, art = fastseg_export
+    moved = tmp_path / "moved.onnx"
+    moved.write_bytes(art.path.read_bytes())
+    data = json.loads(art.sidecar_path.read_text())
+    moved.with_name("moved.onnx.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="pass --checkpoint"):
+        parity_report(moved, images=tmp_path)
+
+
+# --- the zoo: every model exports and matches PyTorch on real images -------------------------------------
+def _zoo_model(name):
+    torch.manual_seed(0)
+    try:
+        return create_model(name, num_classes=2, in_channels=1).eval()
+    except (InputError, TypeError) as exc:
+        pytest.skip(f"{name} cannot be built with defaults here: {exc}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "tflite_graph"])
+def test_zoo_model_exports_and_passes_check_on_hc18(name, tmp_path, hc18_dir):
+    model = _zoo_model(name)
+    multiple = getattr(model, "input_multiple", 1)
+    size = tuple(-(-64 // multiple) * multiple for _ in range(2))
+    ckpt = tmp_path / f"{name}.safetensors"
+    save_checkpoint(model, ckpt, gray_artifact(ckpt, size=size))
+    art = to_onnx(model, Artifact.load(ckpt), tmp_path / f"{name}.onnx")
+    report = parity_report(art.path, images=hc18_dir / "images", limit=4)
+    assert report.max_abs <= 1e-4, report.text()
+    assert report.agreement >= 0.999, report.text()
