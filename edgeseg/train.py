@@ -62,6 +62,7 @@ class TrainConfig:
     augment: bool = True
     threads: int | None = None
     limit: int | None = None  # use only the first N pairs (smoke tests)
+    max_minutes: float | None = None  # wall-clock budget: the schedule speeds up to end within it
     resume: str | None = None
     attribution: str | None = None
     progress: bool = True
@@ -254,6 +255,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         if not state:
             raise ArtifactError(f"{cfg.resume}: sidecar has no extra.train.state; resume needs a checkpoint written by train")
         start_epoch, best_miou, best_epoch = state["epoch"] + 1, state["best_miou"], state["best_epoch"]
+        started -= state.get("seconds", 0.0)  # the time budget counts the interrupted run too
         history = list(art.extra["train"].get("history", []))
     else:
         model = create_model(cfg.model, num_classes=len(cfg.classes), in_channels=pre.channels, **cfg.model_kwargs)
@@ -265,6 +267,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k not in ("progress",)}
     split = {"train": len(train_ds), "val": len(val_ds), "val_files": [s.name for s in val_ds.samples]}
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+
+    def schedule_step(step: int) -> int:
+        """The step the LR schedule is at: the real one, or further on when the time budget runs faster."""
+        if budget_s is None:
+            return step
+        return max(step, int((time.perf_counter() - started) / budget_s * total))
+
+    stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         train_ds.set_epoch(epoch)
@@ -273,14 +284,21 @@ def train(cfg: TrainConfig) -> TrainResult:
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
                    file=sys.stdout, mininterval=1.0 if sys.stdout.isatty() else 30.0)
         for i, (x, y) in enumerate(bar):
+            step = schedule_step(epoch * steps_per_epoch + i)
+            if step >= total and (losses or history):  # at least one step per run
+                stopped_early = True
+                break
             for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + i, total, warmup, cfg.lr)
+                group["lr"] = lr_at(step, total, warmup, cfg.lr)
             loss = ce_dice_loss(model(x), y, cfg.dice_weight, cfg.ignore_index)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
+        bar.close()
+        if not losses:
+            break
         cm = evaluate_batches(model, val_loader, len(cfg.classes), cfg.ignore_index)
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": cm.mean_iou,
                   "val_dice": cm.mean_dice(), "val_pixel_accuracy": cm.pixel_accuracy,
@@ -292,13 +310,18 @@ def train(cfg: TrainConfig) -> TrainResult:
         print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}  val mIoU {cm.mean_iou:.4f}  "
               f"Dice {cm.mean_dice():.4f}  acc {cm.pixel_accuracy:.4f}  ({record['seconds']:.0f} s)"
               + ("  * best" if improved else ""), flush=True)
-        state = {"epoch": epoch, "best_miou": best_miou, "best_epoch": best_epoch}
+        state = {"epoch": epoch, "best_miou": best_miou, "best_epoch": best_epoch, "stopped_by_time_budget":
+                 stopped_early, "seconds": round(time.perf_counter() - started, 1)}
         info = {"config": config, "split": split, "history": history, "state": state,
                 "val": cm.summary(list(cfg.classes))}
         if improved:
             save_checkpoint(model, out, _artifact(out, model, cfg, pre, info))
         save_checkpoint(model, last, _artifact(last, model, cfg, pre, info))
         _save_optimizer(opt, _optim_path_of(last))
+        if stopped_early:
+            print(f"time budget of {cfg.max_minutes} min reached after {len(history)} epochs; the learning-rate "
+                  "schedule was compressed to end within it", flush=True)
+            break
     return TrainResult(out, last, best_epoch, best_miou, history, time.perf_counter() - started)
 
 

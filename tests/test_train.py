@@ -93,6 +93,14 @@ def test_smoke_train_writes_best_and_last_checkpoints_and_resumes(tmp_path):
     assert side["extra"]["train"]["state"]["epoch"] == 2
 
 
+def test_time_budget_stops_a_long_run_early_with_an_annealed_schedule(tmp_path):
+    result = train(_config(tmp_path, epochs=500, max_minutes=0.05))
+    assert 1 <= len(result.history) < 500
+    side = json.loads(Path(str(result.last_path) + ".json").read_text())
+    assert side["extra"]["train"]["state"]["stopped_by_time_budget"] is True
+    assert result.best_path.exists()
+
+
 def test_same_seed_gives_identical_weights(tmp_path):
     a = train(_config(tmp_path, epochs=1, out=str(tmp_path / "a" / "m.safetensors")))
     b = train(_config(tmp_path, epochs=1, out=str(tmp_path / "b" / "m.safetensors")))

@@ -53,6 +53,9 @@ def add_arguments(parser) -> None:
     model.add_argument("--weight-decay", type=float, default=1e-4)
     model.add_argument("--dice-weight", type=float, default=1.0, help="weight of the soft Dice term added to CE")
     model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--max-minutes", type=float, default=None,
+                       help="wall-clock budget: if epochs would overrun it, the LR schedule is compressed and "
+                            "training stops within it (the sidecar records that it did)")
     model.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores, at most 8)")
     run_ = parser.add_argument_group("output")
     run_.add_argument("--out", default="runs/model.safetensors", help="best checkpoint path (*.safetensors)")
@@ -77,7 +80,7 @@ def run(args) -> int:
         ignore_index=args.ignore_index, color=args.color, size=tuple(args.size), group_regex=args.group_regex,
         val_fraction=args.val_fraction, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, dice_weight=args.dice_weight, augment=not args.no_augment,
-        threads=args.threads or default_threads(), limit=args.limit, resume=args.resume,
+        threads=args.threads or default_threads(), limit=args.limit, max_minutes=args.max_minutes, resume=args.resume,
         attribution=args.attribution, progress=not args.quiet,
     )
     result = train(cfg)
