@@ -25,7 +25,9 @@ from .reader import TfliteModel, TfliteOp, transpose_conv_bias_options
 
 GRAPH_FORMAT = 1
 NHWC_TO_NCHW_AXIS = (0, 2, 3, 1)  # NHWC axis a is NCHW axis NHWC_TO_NCHW_AXIS[a]
-FUSED_ACTIVATIONS = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
+# TFLite's kernels clamp to the fused activation's range; they ignore TANH (4) and SIGN_BIT (5), so
+# those are rejected rather than guessed.
+FUSED_ACTIVATIONS = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 ACTIVATIONS = {
     "RELU": "relu", "RELU6": "relu6", "RELU_N1_TO_1": "relu_n1_to_1", "LOGISTIC": "sigmoid",
     "TANH": "tanh", "HARD_SWISH": "hardswish", "LEAKY_RELU": "leaky_relu",
@@ -121,7 +123,7 @@ class _Converter:
     def fused(self, op: TfliteOp) -> str | None:
         code = op.options.get("FusedActivationFunction", 0)
         if code not in FUSED_ACTIVATIONS:
-            raise self.unsupported(op, f"fused activation code {code}")
+            raise self.unsupported(op, f"fused activation code {code}; supported: NONE, RELU, RELU_N1_TO_1, RELU6")
         return FUSED_ACTIVATIONS[code]
 
     def padding(self, op: TfliteOp, in_hw, kernel, stride, dilation=(1, 1)) -> list[int]:
@@ -184,7 +186,7 @@ class _Converter:
         attrs = {
             "in_channels": c_in, "out_channels": int(weight.shape[1]), "kernel": list(kernel),
             "stride": list(stride), "crop": crop, "bias": "conv.bias" in weights,
-            "act": FUSED_ACTIVATIONS.get(options.get("FusedActivationFunction", 0)),
+            "act": self.fused(op) if op.name == "TRANSPOSE_CONV" else None,
         }
         self.add(op, "conv_transpose2d", [x], attrs, weights)
 
