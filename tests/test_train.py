@@ -87,6 +87,15 @@ def test_smoke_train_writes_best_and_last_checkpoints_and_resumes(tmp_path):
     assert model(torch.zeros(1, 1, 32, 64)).shape == (1, 2, 32, 64)
     assert [h["epoch"] for h in result.history] == [0, 1]
 
+    from edgeseg.evaluate import evaluate
+
+    report = evaluate(result.best_path, tmp_path / "images", tmp_path / "masks", split="val",
+                      grid=tmp_path / "grid.png")
+    assert report.images == 2 and [r["file"] for r in report.per_image] == split["val_files"]
+    assert report.metrics["pixels"] == 2 * 48 * 64  # scored at the images' own size, not the 32x64 input
+    grid = cv2.imread(str(tmp_path / "grid.png"))
+    assert grid.shape == (2 * 240, 3 * 320, 3)  # one row per image: image | truth | prediction
+
     resumed = train(_config(tmp_path, epochs=3, resume=str(result.last_path)))
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     side = json.loads(Path(str(resumed.last_path) + ".json").read_text())
@@ -106,6 +115,13 @@ def test_same_seed_gives_identical_weights(tmp_path):
     b = train(_config(tmp_path, epochs=1, out=str(tmp_path / "b" / "m.safetensors")))
     wa, wb = load_checkpoint(a.last_path)[0].state_dict(), load_checkpoint(b.last_path)[0].state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_cli_eval_without_data_is_a_clear_error(capsys):
+    from edgeseg.cli import main
+
+    assert main(["eval", str(ASSET)]) == 2
+    assert "--data" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not ASSET.exists(), reason="the shipped HC18 model is not built yet")
