@@ -24,8 +24,9 @@ def test_cu_compiles_to_ptx(source, arch):
 
 
 EXPECTED_ENTRIES = {
-    "deform_conv.cu": ["deform_im2col_f32", "deform_im2col_f16", "deform_conv_direct_f32", "deform_conv_direct_f16"],
-    "roi_align.cu": ["roi_align_f32", "roi_align_f16"],
+    "deform_conv.cu": ["deform_im2col_f32", "deform_im2col_f16", "deform_conv_direct_f32", "deform_conv_direct_f16",
+                       "deform_conv_aot_f32", "deform_conv_aot_f16"],
+    "roi_align.cu": ["roi_align_f32", "roi_align_f16", "roi_align_aot_f32", "roi_align_aot_f16"],
 }
 
 

@@ -28,3 +28,19 @@
 
 EDGESEG_DCN_KERNELS(f32, float)
 EDGESEG_DCN_KERNELS(f16, __half)
+
+// TensorRT AOT plugin entry (edgeseg::DeformConv2d, direct route): TensorRT passes input pointers,
+// then the int32 scalar arguments, then output pointers.
+#define EDGESEG_DCN_AOT_KERNEL(SUFFIX, T)                                                        \
+    extern "C" __global__ void deform_conv_aot_##SUFFIX(                                         \
+        const T* in, const T* offset, const T* mask, const T* weight, const T* bias,              \
+        EDGESEG_DCN_SHAPE_ARGS, T* out) {                                                         \
+        const edgeseg_dcn::Shape s = EDGESEG_DCN_SHAPE;                                            \
+        const long total = (long)N * CO * HO * WO;                                                \
+        for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total;                 \
+             idx += (long)gridDim.x * blockDim.x)                                                 \
+            edgeseg_dcn::direct_one(in, offset, mask, weight, bias, out, s, idx);                \
+    }
+
+EDGESEG_DCN_AOT_KERNEL(f32, float)
+EDGESEG_DCN_AOT_KERNEL(f16, __half)
