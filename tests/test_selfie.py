@@ -213,7 +213,7 @@ def test_feather_softens_the_mask_edge_only():
 
     frame, result = _scene()
     effect = BackgroundEffect(color=(0, 0, 0), feather=3)
-    alpha = effect.foreground(frame.shape[:2], result)
+    alpha = effect.feathered(effect.person(frame, result))
     assert alpha[:, 38].min() < 1.0 and alpha[:, 41].max() > 0.0  # blended across the boundary
     assert (alpha[:, :30] == 1.0).all() and (alpha[:, 50:] == 0.0).all()  # unchanged away from it
 

@@ -10,12 +10,16 @@ tflite = pytest.importorskip("tflite")
 flatbuffers = pytest.importorskip("flatbuffers")
 torch = pytest.importorskip("torch")
 
-from edgeseg.errors import ArtifactError  # noqa: E402
-from edgeseg.tflite.convert import (  # noqa: E402
-    UnsupportedOperatorError, conv_weight_to_torch, depthwise_weight_to_torch, graph_from_tflite, same_padding,
+from edgeseg.errors import ArtifactError
+from edgeseg.tflite.convert import (
+    UnsupportedOperatorError,
+    conv_weight_to_torch,
+    depthwise_weight_to_torch,
+    graph_from_tflite,
+    same_padding,
 )
-from edgeseg.tflite.graph_model import TfliteGraph  # noqa: E402
-from edgeseg.tflite.reader import read_tflite  # noqa: E402
+from edgeseg.tflite.graph_model import TfliteGraph
+from edgeseg.tflite.reader import read_tflite
 
 F32, F16, I32 = 0, 1, 2
 SAME, VALID = 0, 1
@@ -182,8 +186,8 @@ def _conv_model(kind, in_shape, out_ch, k, stride, padding, act=0, dilation=1, f
     oh = -(-h // stride) if padding == SAME else (h - eff) // stride + 1
     ow = -(-w // stride) if padding == SAME else (w - eff) // stride + 1
     y = m.tensor([n, oh, ow, out_ch])
-    fields = dict(Padding=padding, StrideH=stride, StrideW=stride, FusedActivationFunction=act,
-                  DilationHFactor=dilation, DilationWFactor=dilation)
+    fields = {"Padding": padding, "StrideH": stride, "StrideW": stride, "FusedActivationFunction": act,
+                  "DilationHFactor": dilation, "DilationWFactor": dilation}
     if kind == "depthwise":
         fields["DepthMultiplier"] = out_ch // c
     m.op(code, [x, wt_t, bias_t], [y], options, **fields)
@@ -366,7 +370,7 @@ def _nhwc_conv_reference(x, w, stride, pads, groups=1):
     """Direct NHWC convolution with TF filters (O, kh, kw, I/groups): the definition, in loops over outputs."""
     top, bottom, left, right = pads
     x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    n, h, wd, c = x.shape
+    n, h, wd, _c = x.shape
     o, kh, kw, ig = w.shape
     oh, ow = (h - kh) // stride + 1, (wd - kw) // stride + 1
     out = np.zeros((n, oh, ow, o), np.float64)

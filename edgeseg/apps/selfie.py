@@ -24,7 +24,7 @@ from ..tflite.mediapipe import MODELS, check_variant, model_stem, selfie_home
 
 # Blur the background at reduced resolution when the kernel is large: a Gaussian of sigma s at scale 1/f is
 # (nearly) the same as sigma s*f at full scale once upsampled, and costs f^2 less.
-_MAX_KERNEL_AT_SCALE = 9
+_MAX_KERNEL_AT_SCALE = 5
 
 
 def selfie_model_path(variant: str = "general", fmt: str = "onnx") -> Path:
@@ -112,24 +112,33 @@ class BackgroundEffect:
         return replace
 
     def __call__(self, frame: np.ndarray, result: Any) -> np.ndarray:
+        return self.composite(frame, self.person(frame, result))
+
+    def person(self, frame: np.ndarray, result: Any) -> np.ndarray:
+        """(H, W) float32 person probability ``1 - P(background)`` from ``result.probs`` at the frame size."""
+        probs = getattr(result, "probs", None)
+        frame_hw = tuple(frame.shape[:2])
+        if probs is None or probs.ndim != 3 or tuple(probs.shape[1:]) != frame_hw:
+            raise InputError(f"result.probs: got shape {getattr(probs, 'shape', None)}, expected (C, H, W) at the "
+                             f"frame size {frame_hw} (pass the Segmentation of this frame)")
+        return np.subtract(1.0, probs[0], dtype=np.float32)
+
+    def composite(self, frame: np.ndarray, person: np.ndarray) -> np.ndarray:
+        """Blend ``frame`` over the new background with weight ``person`` (H, W) float32 in [0, 1], feathered."""
         if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3):
             raise InputError(f"frame: got {getattr(frame, 'shape', type(frame).__name__)} "
                              f"{getattr(frame, 'dtype', '')}, expected an (H, W, 3) BGR uint8 image")
-        alpha = self.foreground(frame.shape[:2], result)
-        background = self.background(frame)
-        return self.cv2.blendLinear(frame, background, alpha, 1.0 - alpha)
+        if person.shape != frame.shape[:2] or person.dtype != np.float32:
+            raise InputError(f"person: got {person.shape} {person.dtype}, expected float32 {frame.shape[:2]}")
+        alpha = self.feathered(person)
+        return self.cv2.blendLinear(frame, self.background(frame), alpha, 1.0 - alpha)
 
-    def foreground(self, frame_hw: tuple[int, int], result: Any) -> np.ndarray:
-        """(H, W) float32 person weight in [0, 1]: ``1 - P(background)``, feathered at the edge."""
-        probs = getattr(result, "probs", None)
-        if probs is None or probs.ndim != 3 or tuple(probs.shape[1:]) != tuple(frame_hw):
-            raise InputError(f"result.probs: got shape {getattr(probs, 'shape', None)}, expected (C, H, W) at the "
-                             f"frame size {tuple(frame_hw)} (pass the Segmentation of this frame)")
-        alpha = np.subtract(1.0, probs[0], dtype=np.float32)
-        if self.feather:
-            k = 2 * self.feather + 1
-            alpha = self.cv2.GaussianBlur(alpha, (k, k), 0)
-        return alpha
+    def feathered(self, person: np.ndarray) -> np.ndarray:
+        """Soften the mask edge: Gaussian of radius ``feather`` over the person probability."""
+        if not self.feather:
+            return person
+        k = 2 * self.feather + 1
+        return self.cv2.GaussianBlur(person, (k, k), 0)
 
     def background(self, frame: np.ndarray) -> np.ndarray:
         """The new background at the frame's size, (H, W, 3) BGR uint8."""

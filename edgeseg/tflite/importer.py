@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,20 @@ def import_tflite(tflite_path: str | Path, out_dir: str | Path, name: str | None
     return paths
 
 
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The dynamo exporter prints progress to stdout and logs optional-op warnings; keep the CLI output clean."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def onnx_from_module(model, artifact: Artifact, onnx_path: str | Path) -> Path:
     """Export the imported module to ONNX (opset 18, fixed input size) and write its sidecar."""
     torch = require("torch", "ONNX export")
@@ -115,7 +131,7 @@ def onnx_from_module(model, artifact: Artifact, onnx_path: str | Path) -> Path:
     spec = artifact.inputs[0]
     example = torch.rand(*[int(d) for d in spec.shape])
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress to stdout
+    with _quiet_exporter():
         exported = torch.onnx.export(
             model, (example,), dynamo=True, input_names=[spec.name], output_names=[artifact.outputs[0].name],
             opset_version=ONNX_OPSET, verbose=False,

@@ -26,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ArtifactError, InputError
 from .importer import sha256_of
@@ -101,7 +102,7 @@ def download_wheel(dest: Path, log: Callable[[str], None] = print) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
                f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(dest), *extra]
         log(f"$ {' '.join(cmd[2:])}")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = sorted(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
         if proc.returncode == 0 and wheels:
             return wheels[0]
