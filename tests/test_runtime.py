@@ -137,3 +137,24 @@ def test_bad_runner_options_are_named(conv_onnx):
         create_runner(conv_onnx, graph_optimization="max")
     with pytest.raises(InputError, match="threads"):
         create_runner(conv_onnx, threads=-1)
+
+
+def test_create_runner_on_a_checkpoint_uses_torch_and_matches_the_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    from edgeseg.models import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("fastseg_small", num_classes=2, in_channels=1).eval()
+    ckpt = tmp_path / "fs.safetensors"
+    save_checkpoint(model, ckpt, Artifact(path=ckpt, classes=["background", "head"],
+                                          preprocess=Preprocess(size=(32, 32), color="gray", mean=[0.5], std=[0.25])))
+    x = RNG.normal(size=(1, 1, 32, 48)).astype(np.float32)
+    runner = create_runner(ckpt)
+    assert runner.backend == "torch" and runner.model is None     # nothing loaded before activate
+    with runner:
+        got = runner.infer({"input": x})["logits"]
+    assert runner.model is None                                    # a loaded checkpoint is released
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), atol=1e-6)
+    with pytest.raises(InputError, match="with 3 channels, expected 1 channels"):
+        runner.infer({"input": np.zeros((1, 3, 32, 32), np.float32)})

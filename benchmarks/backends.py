@@ -1,0 +1,184 @@
+"""PyTorch eager vs ONNX Runtime (CPU) latency for every zoo model, and the Segmenter's pre/post share.
+
+For each model (HC18 configuration: 1 gray input channel, 2 classes, random weights — latency does not
+depend on them) at 256x256 and 512x512:
+  * eager: ``TorchRunner.infer`` (torch.inference_mode), ONNX Runtime: ``OrtRunner.infer`` on the
+    model exported once with dynamic shapes; both get the same (1, 1, S, S) input, calls alternate
+    (eager, ORT, eager, ...) so background load hits both alike; median / p99 after warm-up; ratio =
+    ORT median / eager median (< 1: ONNX Runtime faster).
+  * Segmenter (ONNX Runtime) on a real 800x540 HC18 frame: median pre / infer / post and the share of
+    pre+post in the frame time.
+
+Run:
+  .venv/bin/python benchmarks/backends.py                       # whole zoo, ~5-10 min on 2 cores
+  .venv/bin/python benchmarks/backends.py --models fastseg --sizes 256 --budget 5
+Writes benchmarks/results/backends.json (and prints a markdown table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+HC18_IMAGE = REPO.parent / "shared" / "data" / "hc18" / "images" / "000_HC.png"
+RESULTS = REPO / "benchmarks" / "results" / "backends.json"
+
+
+def alternate(fn_a, fn_b, budget_s: float, warmup: int, min_iters: int, max_iters: int):
+    """Call fn_a and fn_b alternately; return their latency samples (seconds) after ``warmup`` calls each."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a, b = [], []
+    start = time.perf_counter()
+    while len(a) < max_iters and (len(a) < min_iters or time.perf_counter() - start < budget_s):
+        for fn, samples in ((fn_a, a), (fn_b, b)):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+    return a, b
+
+
+def segmenter_stages(seg, frame, budget_s: float, warmup: int, min_iters: int, max_iters: int) -> dict:
+    for _ in range(warmup):
+        seg(frame)
+    rows = []
+    start = time.perf_counter()
+    while len(rows) < max_iters and (len(rows) < min_iters or time.perf_counter() - start < budget_s):
+        rows.append(seg(frame).timings)
+    pre, infer, post = (np.array([r[k] for r in rows]) for k in ("pre", "infer", "post"))
+    total = pre + infer + post
+    return {"count": len(rows), "pre_ms": 1e3 * float(np.median(pre)), "infer_ms": 1e3 * float(np.median(infer)),
+            "post_ms": 1e3 * float(np.median(post)), "total_ms": 1e3 * float(np.median(total)),
+            "pre_post_share": float(np.median((pre + post) / total))}
+
+
+def bench_model(name: str, sizes: list[int], args, workdir: Path, frame: np.ndarray) -> list[dict]:
+    import torch
+
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.bench.stats import summarize
+    from edgeseg.export.onnx_export import onnx_from_torch
+    from edgeseg.models import create_model
+    from edgeseg.pipeline import Segmenter
+    from edgeseg.runtime import OrtRunner, TorchRunner
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=2, in_channels=1).eval()
+    params = sum(p.numel() for p in model.parameters())
+    multiple = getattr(model, "input_multiple", 1)
+    base = Artifact(path=workdir / f"{name}.safetensors", model=name, model_kwargs=model.model_kwargs,
+                    classes=["background", "head"],
+                    preprocess=Preprocess(size=(sizes[0], sizes[0]), color="gray", mean=[0.5], std=[0.25]))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exported = onnx_from_torch(model, base, workdir / f"{name}.onnx")
+    export_s = time.perf_counter() - t0
+    notes = [str(w.message) for w in caught if "ExportWarning" in type(w.message).__name__]
+    rows = []
+    for size in sizes:
+        side = -(-size // multiple) * multiple
+        art = exported.with_path(exported.path)
+        art.preprocess.size = (side, side)
+        if any(isinstance(d, int) for d in art.inputs[0].shape[2:]) and art.inputs[0].shape[2] != side:
+            rows.append({"model": name, "size": size, "skipped": f"exported static {art.inputs[0].shape}"})
+            continue
+        x = np.random.default_rng(0).normal(size=(1, 1, side, side)).astype(np.float32)
+        torch_runner = TorchRunner(model, art.with_path(base.path), threads=args.threads)
+        ort_runner = OrtRunner(art, threads=args.threads)
+        with torch_runner, ort_runner:
+            eager, ort = alternate(lambda: torch_runner.infer({"input": x}), lambda: ort_runner.infer({"input": x}),
+                                   args.budget, args.warmup, args.min_iters, args.max_iters)
+            seg = Segmenter(ort_runner)
+            stages = segmenter_stages(seg, frame, args.budget / 2, args.warmup, args.min_iters, args.max_iters)
+        e, o = summarize(eager), summarize(ort)
+        rows.append({"model": name, "size": side, "params": params, "export_s": export_s, "notes": notes,
+                     "eager": e.to_dict(), "onnxruntime": o.to_dict(), "ratio_ort_to_eager": o.median / e.median,
+                     "segmenter": stages})
+        print(f"  {name:<18} {side:>4}  eager {1e3 * e.median:8.2f} ms  ort {1e3 * o.median:8.2f} ms  "
+              f"ratio {o.median / e.median:5.2f}  pre+post {100 * stages['pre_post_share']:4.1f} %", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| model | size | params | eager median / p99 (ms) | ORT median / p99 (ms) | ORT / eager | "
+            "Segmenter pre / infer / post (ms) | pre+post share |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['model']} | {r['size']} | | skipped: {r['skipped']} | | | | |")
+            continue
+        e, o, s = r["eager"], r["onnxruntime"], r["segmenter"]
+        lines.append(
+            f"| {r['model']} | {r['size']} | {r['params'] / 1e6:.2f} M | {1e3 * e['median']:.2f} / {1e3 * e['p99']:.2f} | "
+            f"{1e3 * o['median']:.2f} / {1e3 * o['p99']:.2f} | {r['ratio_ort_to_eager']:.2f} | "
+            f"{s['pre_ms']:.2f} / {s['infer_ms']:.2f} / {s['post_ms']:.2f} | {100 * s['pre_post_share']:.1f} % |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=None, help="zoo names (default: all but tflite_graph)")
+    parser.add_argument("--sizes", nargs="*", type=int, default=[256, 512])
+    parser.add_argument("--threads", type=int, default=None, help="threads for both backends (default: usable cores)")
+    parser.add_argument("--budget", type=float, default=4.0, help="seconds per measurement after warm-up")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--min-iters", type=int, default=10)
+    parser.add_argument("--max-iters", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import cv2
+    import torch
+
+    from edgeseg.bench.environment import capture, usable_cores
+    from edgeseg.models import list_models
+
+    args.threads = args.threads or usable_cores()
+    torch.set_num_threads(args.threads)
+    names = args.models or [n for n in list_models() if n != "tflite_graph"]
+    frame = cv2.imread(str(HC18_IMAGE), cv2.IMREAD_COLOR)
+    if frame is None:
+        frame = np.random.default_rng(0).integers(0, 256, (540, 800, 3), dtype=np.uint8)
+        frame_note = "synthetic 800x540 (HC18 not found)"
+    else:
+        frame_note = f"HC18 {HC18_IMAGE.name} {frame.shape[1]}x{frame.shape[0]}"
+    print(f"threads={args.threads}  models={names}  sizes={args.sizes}  frame={frame_note}", flush=True)
+    rows, failures = [], {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            try:
+                rows += bench_model(name, args.sizes, args, Path(tmp), frame)
+            except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others' numbers
+                failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                print(f"  {name}: FAILED {failures[name]}", flush=True)
+    table = markdown(rows)
+    print("\n" + table)
+    report = {
+        "benchmark": "backends", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_s": time.perf_counter() - started,
+        "machine": capture({"torch.set_num_threads": args.threads, "ort.intra_op_num_threads": args.threads}),
+        "config": {"sizes": args.sizes, "budget_s": args.budget, "warmup": args.warmup, "min_iters": args.min_iters,
+                   "max_iters": args.max_iters, "frame": frame_note, "num_classes": 2, "in_channels": 1,
+                   "command": " ".join([Path(sys.executable).name, *sys.argv])},
+        "results": rows, "failures": failures, "markdown": table,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {os.path.relpath(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
