@@ -26,9 +26,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeseg.artifact import Artifact  # noqa: E402
-from edgeseg.bench.environment import capture  # noqa: E402
-from edgeseg.bench.stats import bootstrap_ratio, summarize  # noqa: E402
+from edgeseg.artifact import Artifact
+from edgeseg.bench.environment import capture
+from edgeseg.bench.stats import bootstrap_ratio, summarize
 
 DEFAULT_MODELS = [REPO / "edgeseg" / "assets" / "hc18_fastseg.onnx", REPO / "runs" / "hc18_fastseg.safetensors"]
 

@@ -19,8 +19,9 @@ and its accuracy is measurable on any CPU with ONNX Runtime.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -20,15 +20,23 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgeseg._deps import require
 from edgeseg.artifact import Artifact
 from edgeseg.errors import EdgesegError, InputError
 
-from .engine_cache import (EngineCache, GpuInfo, cache_key, file_digest, gpu_info, parse_version,
-                           timing_cache_path)
+from .engine_cache import (
+    EngineCache,
+    GpuInfo,
+    cache_key,
+    file_digest,
+    gpu_info,
+    parse_version,
+    timing_cache_path,
+)
 
 MIN_TENSORRT = (10, 3)
 PLUGIN_CHOICES = ("native", "edgeseg")

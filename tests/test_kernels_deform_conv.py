@@ -9,9 +9,9 @@ import importlib
 
 import numpy as np
 import pytest
+from edgeseg.plugins import deform_conv as dcn
 
 from edgeseg.errors import InputError
-from edgeseg.plugins import deform_conv as dcn
 
 
 def _bilinear(plane, y, x):

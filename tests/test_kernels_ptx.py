@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from edgeseg.plugins.common.build import DEFAULT_ARCHS, compile_ptx, cuda_sources
 
 SOURCES = cuda_sources()

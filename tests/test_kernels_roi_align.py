@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 import pytest
+from edgeseg.plugins import roi_align as ra
 
 from edgeseg.errors import InputError
-from edgeseg.plugins import roi_align as ra
 
 
 def _bilinear(plane, y, x):

@@ -7,12 +7,18 @@ import struct
 
 import numpy as np
 import pytest
+from edgeseg.export.engine_cache import (
+    EngineCache,
+    GpuInfo,
+    cache_key,
+    check_engine_compatible,
+    parse_version,
+    read_plan_version,
+)
+from edgeseg.export.trt_build import parse_shapes_arg, profile_shapes
 
 from edgeseg.artifact import Artifact, Preprocess, TensorSpec
 from edgeseg.errors import ArtifactError, InputError
-from edgeseg.export.engine_cache import (EngineCache, GpuInfo, cache_key, check_engine_compatible, parse_version,
-                                         read_plan_version)
-from edgeseg.export.trt_build import parse_shapes_arg, profile_shapes
 
 
 def tiny_onnx(path, channels=3, classes=2, dynamic=("batch", "height", "width")):
@@ -175,7 +181,6 @@ def test_cli_build_without_tensorrt_says_what_to_install(tmp_path, capsys):
 @pytest.mark.trt
 def test_build_writes_engine_and_sidecar_facts(tmp_path):
     import tensorrt as trt
-
     from edgeseg.export.trt_build import engine_from_onnx
 
     art = tiny_onnx(tmp_path / "tiny.onnx")
@@ -191,9 +196,8 @@ def test_build_writes_engine_and_sidecar_facts(tmp_path):
 @pytest.mark.trt
 def test_parser_error_is_raised_with_the_parser_log(tmp_path):
     import onnx
-    from onnx import TensorProto, helper
-
     from edgeseg.export.trt_build import EngineBuildError, engine_from_onnx
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("NoSuchOp", ["input"], ["logits"], domain="nowhere")], "bad",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],

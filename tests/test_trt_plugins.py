@@ -12,8 +12,9 @@ from edgeseg.errors import EdgesegError
 
 
 def test_register_all_without_tensorrt_names_the_extra():
-    from edgeseg._deps import available
     from edgeseg.plugins.tensorrt import register_all
+
+    from edgeseg._deps import available
 
     if available("tensorrt"):
         pytest.skip("tensorrt is installed here")
@@ -39,7 +40,6 @@ def _plugin_onnx(path, op, inputs, output, attrs, out_shape):
 
 def _needs_plugin_api():
     import tensorrt as trt
-
     from edgeseg.export.engine_cache import parse_version
 
     if parse_version(trt.__version__)[:2] < (10, 6):
@@ -57,9 +57,8 @@ def _run(engine, feed):
 @pytest.mark.parametrize("aot", [False, True])
 def test_roi_align_plugin_matches_reference(tmp_path, aot, monkeypatch):
     _needs_plugin_api()
-    from test_kernels_roi_align import reference_roi_align
-
     from edgeseg.export.trt_build import engine_from_onnx
+    from test_kernels_roi_align import reference_roi_align
 
     if not aot:
         monkeypatch.setenv("PATH", "")  # no nvcc: only the JIT implementation registers
@@ -76,9 +75,8 @@ def test_roi_align_plugin_matches_reference(tmp_path, aot, monkeypatch):
 @pytest.mark.trt
 def test_deform_conv_plugin_matches_reference(tmp_path):
     _needs_plugin_api()
-    from test_kernels_deform_conv import reference_deform_conv2d
-
     from edgeseg.export.trt_build import engine_from_onnx
+    from test_kernels_deform_conv import reference_deform_conv2d
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_trt_build import tiny_onnx  # tests/ is on sys.path (pytest prepend mode)
 
 from edgeseg.artifact import Artifact
 from edgeseg.errors import ArtifactError, InputError
 from edgeseg.runtime.trt_runner import TrtRunner, register, tensorrt_problem
-
-from test_trt_build import tiny_onnx  # tests/ is on sys.path (pytest prepend mode)
 
 
 def test_refuses_non_engine_artifacts(tmp_path):

@@ -117,7 +117,12 @@ class TrtRunner(Runner):
     # --- lifecycle -------------------------------------------------------------------------------
     def _activate(self) -> None:
         from edgeseg.export.engine_cache import check_engine_compatible, gpu_info
-        from edgeseg.export.trt_build import capturing_logger, import_tensorrt, log_text, register_plugins
+        from edgeseg.export.trt_build import (
+            capturing_logger,
+            import_tensorrt,
+            log_text,
+            register_plugins,
+        )
 
         trt = import_tensorrt()
         cp = require("cupy", "the tensorrt backend's device buffers")

@@ -31,9 +31,10 @@ MODULES = ("deform_conv", "roi_align", "dense_crf")
 
 def register_all() -> list[str]:
     """Register the three plugins with TensorRT's registry (idempotent); return their names."""
+    from edgeseg.export.engine_cache import parse_version
+
     from edgeseg._deps import require
     from edgeseg.errors import EdgesegError
-    from edgeseg.export.engine_cache import parse_version
 
     trt = require("tensorrt", "edgeseg's TensorRT plugins")
     version = parse_version(trt.__version__)

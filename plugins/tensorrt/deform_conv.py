@@ -5,9 +5,10 @@ stride_w, pad_h, pad_w, dilation_h, dilation_w, groups, offset_groups (int).
 JIT: CuPy im2col + cuBLAS GEMM. AOT (10.9+, nvcc present): the direct kernel of deform_conv.cu.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: tensorrt.plugin reads these annotations at run time
+# (issubclass(annotation, TensorDesc), typing.get_origin(...) is tuple); strings would break it.
 
-from typing import Tuple
+from typing import List, Tuple, Union  # noqa: UP035 - see above
 
 import tensorrt as trt
 import tensorrt.plugin as trtp
@@ -39,7 +40,7 @@ def deform_conv2d_desc(
 def deform_conv2d_autotune(
     input: trtp.TensorDesc, offset: trtp.TensorDesc, mask: trtp.TensorDesc, weight: trtp.TensorDesc,
     bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc],
-) -> list:
+) -> List[trtp.AutoTuneCombination]:
     return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR")]
 
 
@@ -63,13 +64,14 @@ if hasattr(trtp, "aot_impl") and _common.aot_available():
         input: trtp.TensorDesc, offset: trtp.TensorDesc, mask: trtp.TensorDesc, weight: trtp.TensorDesc,
         bias: trtp.TensorDesc, stride_h: int, stride_w: int, pad_h: int, pad_w: int, dilation_h: int,
         dilation_w: int, groups: int, offset_groups: int, outputs: Tuple[trtp.TensorDesc], tactic: int,
-    ):
+    ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
         suffix = "f16" if input.dtype == trt.float16 else "f32"
         name = f"deform_conv_aot_{suffix}"
         i, wt, o, off = input.shape_expr, weight.shape_expr, outputs[0].shape_expr, offset.shape_expr
         launch = trtp.KernelLaunchParams()
         launch.grid_x = trtp.cdiv(o.numel(), _common.BLOCK)
         launch.block_x = _common.BLOCK
+        launch.grid_y = launch.grid_z = launch.block_y = launch.block_z = 1
         launch.shared_mem = 0
         k = wt[2] * wt[3]
         scalars = (i[0], i[1], i[2], i[3], wt[0], o[2], o[3], wt[2], wt[3], stride_h, stride_w, pad_h, pad_w,

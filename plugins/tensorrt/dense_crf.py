@@ -5,10 +5,11 @@ frame the probabilities belong to, BGR). Attribute: params (str, JSON object of 
 Runs ``edgeseg.ops.dense_crf`` on CuPy arrays on TensorRT's stream (several kernels: no AOT form).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: tensorrt.plugin reads these annotations at run time
+# (issubclass(annotation, TensorDesc), typing.get_origin(...) is tuple); strings would break it.
 
 import json
-from typing import Tuple
+from typing import List, Tuple  # noqa: UP035 - see above
 
 import tensorrt.plugin as trtp
 
@@ -24,7 +25,8 @@ def dense_crf_desc(probs: trtp.TensorDesc, image: trtp.TensorDesc, params: str) 
 
 
 @trtp.autotune(OP)
-def dense_crf_autotune(probs: trtp.TensorDesc, image: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> list:
+def dense_crf_autotune(probs: trtp.TensorDesc, image: trtp.TensorDesc,
+                       outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
     return [trtp.AutoTuneCombination("FP32, FP32, FP32", "LINEAR")]
 
 

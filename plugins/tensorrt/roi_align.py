@@ -5,9 +5,10 @@ aligned (int, 1 = half-pixel). Output (R, C, pooled_h, pooled_w).
 JIT: CuPy launcher. AOT (10.9+, nvcc present): roi_align_aot_* of roi_align.cu, one kernel.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: tensorrt.plugin reads these annotations at run time
+# (issubclass(annotation, TensorDesc), typing.get_origin(...) is tuple); strings would break it.
 
-from typing import Tuple
+from typing import List, Tuple, Union  # noqa: UP035 - see above
 
 import tensorrt as trt
 import tensorrt.plugin as trtp
@@ -29,7 +30,8 @@ def roi_align_desc(input: trtp.TensorDesc, rois: trtp.TensorDesc, pooled_h: int,
 
 
 @trtp.autotune(OP)
-def roi_align_autotune(input: trtp.TensorDesc, rois: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> list:
+def roi_align_autotune(input: trtp.TensorDesc, rois: trtp.TensorDesc,
+                       outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
     return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR")]
 
 
@@ -47,12 +49,14 @@ if hasattr(trtp, "aot_impl") and _common.aot_available():
     @trtp.aot_impl(OP)
     def roi_align_aot(input: trtp.TensorDesc, rois: trtp.TensorDesc, pooled_h: int, pooled_w: int,
                       spatial_scale: float, sampling_ratio: int, aligned: int, outputs: Tuple[trtp.TensorDesc],
-                      tactic: int):
+                      tactic: int,
+                      ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
         suffix = "f16" if input.dtype == trt.float16 else "f32"
         i, r = input.shape_expr, rois.shape_expr
         launch = trtp.KernelLaunchParams()
         launch.grid_x = trtp.cdiv(outputs[0].shape_expr.numel(), _common.BLOCK)
         launch.block_x = _common.BLOCK
+        launch.grid_y = launch.grid_z = launch.block_y = launch.block_z = 1
         launch.shared_mem = 0
         scalars = (i[0], i[1], i[2], i[3], r[0], pooled_h, pooled_w, _common.float_bits(spatial_scale),
                    sampling_ratio, aligned)
