@@ -64,10 +64,10 @@ def segmenter_stages(seg, frame, budget_s: float, warmup: int, min_iters: int, m
 
 def bench_model(name: str, sizes: list[int], args, workdir: Path, frame: np.ndarray) -> list[dict]:
     import torch
+    from edgeseg.export.onnx_export import onnx_from_torch
 
     from edgeseg.artifact import Artifact, Preprocess
     from edgeseg.bench.stats import summarize
-    from edgeseg.export.onnx_export import onnx_from_torch
     from edgeseg.models import create_model
     from edgeseg.pipeline import Segmenter
     from edgeseg.runtime import OrtRunner, TorchRunner
@@ -97,7 +97,8 @@ def bench_model(name: str, sizes: list[int], args, workdir: Path, frame: np.ndar
         torch_runner = TorchRunner(model, art.with_path(base.path), threads=args.threads)
         ort_runner = OrtRunner(art, threads=args.threads)
         with torch_runner, ort_runner:
-            eager, ort = alternate(lambda: torch_runner.infer({"input": x}), lambda: ort_runner.infer({"input": x}),
+            feed = {"input": x}
+            eager, ort = alternate(lambda t=torch_runner, f=feed: t.infer(f), lambda o=ort_runner, f=feed: o.infer(f),
                                    args.budget, args.warmup, args.min_iters, args.max_iters)
             seg = Segmenter(ort_runner)
             stages = segmenter_stages(seg, frame, args.budget / 2, args.warmup, args.min_iters, args.max_iters)

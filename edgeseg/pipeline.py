@@ -135,7 +135,7 @@ class Segmenter:
     def close(self) -> None:
         self.runner.deactivate()
 
-    def __enter__(self) -> "Segmenter":
+    def __enter__(self) -> Segmenter:
         return self
 
     def __exit__(self, *exc_info) -> None:

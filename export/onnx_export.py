@@ -114,7 +114,7 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
     if proto is None:
         try:
             proto, dims = _export(torch, model, channels, size, opset, dynamic=False), "static"
-        except Exception as exc:  # noqa: BLE001 - re-raised as one clear error
+        except Exception as exc:
             raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {_reason(exc)}") from exc
     if simplify:
         proto = _slim(proto)
@@ -146,8 +146,8 @@ def _export(torch, model, channels: int, size: tuple[int, int], opset: int, dyna
     h, w = size
     batch = 2 if dynamic else 1   # torch.export specialises size-1 dims, so trace a dynamic batch at 2
     x = torch.randn(batch, channels, h, w, generator=torch.Generator().manual_seed(0))
-    kwargs: dict[str, Any] = dict(dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                                  output_names=[OUTPUT_NAME], verbose=False, optimize=True)
+    kwargs: dict[str, Any] = {"dynamo": True, "opset_version": opset, "input_names": [INPUT_NAME],
+                              "output_names": [OUTPUT_NAME], "verbose": False, "optimize": True}
     table = custom_translation_table()
     if table:
         kwargs["custom_translation_table"] = table

@@ -16,12 +16,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("cv2")
-from edgeseg.export.check import parity_report  # noqa: E402
-from edgeseg.export.onnx_export import ExportWarning, custom_translation_table, to_onnx  # noqa: E402
-from edgeseg.models import create_model, list_models, save_checkpoint  # noqa: E402
-from edgeseg.runtime import OrtRunner  # noqa: E402
+from edgeseg.export.check import parity_report
+from edgeseg.export.onnx_export import ExportWarning, custom_translation_table, to_onnx
 
-GRAY = dict(color="gray", mean=[0.5], std=[0.25])
+from edgeseg.models import create_model, list_models, save_checkpoint
+from edgeseg.runtime import OrtRunner
+
+GRAY = {"color": "gray", "mean": [0.5], "std": [0.25]}
 
 
 def gray_artifact(path="m.safetensors", size=(64, 64), classes=("background", "head")):

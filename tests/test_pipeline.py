@@ -15,7 +15,7 @@ from edgeseg.preprocess import Preprocessor
 
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
-from edgeseg.runtime import TorchRunner  # noqa: E402
+from edgeseg.runtime import TorchRunner
 
 
 class Threshold(torch.nn.Module):
@@ -46,7 +46,7 @@ def test_normalization_and_color_order_follow_the_sidecar():
     frame = np.zeros((4, 6, 3), np.uint8)
     frame[..., 0], frame[..., 1], frame[..., 2] = 51, 102, 204   # B, G, R
     pre = Preprocessor(Preprocess(size=(4, 6), color="rgb", mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 0.1]))
-    blob, region = pre(frame)
+    blob, _ = pre(frame)
     assert blob.shape == (1, 3, 4, 6) and blob.dtype == np.float32
     expected = [(0.8 - 0.1) / 0.5, (0.4 - 0.2) / 0.25, (0.2 - 0.3) / 0.1]   # R, G, B first
     np.testing.assert_allclose(blob[0, :, 0, 0], expected, rtol=1e-5)
@@ -140,8 +140,8 @@ def test_overlay_colours_foreground_and_keeps_background():
 
 def test_segmenter_from_onnx_path_with_threads(tmp_path):
     pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
     import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
     # logits = (-8x, 8x) as a 1x1 Conv on a gray input: the Threshold model in ONNX.
     w = np.array([[[[-8.0]]], [[[8.0]]]], np.float32)

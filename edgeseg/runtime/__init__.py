@@ -20,6 +20,15 @@ register_backend("torch", "edgeseg.runtime.torch_runner:TorchRunner.from_artifac
 register_backend("onnxruntime", "edgeseg.runtime.ort_runner:OrtRunner",
                  formats=["onnx"], priority=10, requires=["onnxruntime"])
 
+
+def _tensorrt_problem() -> str | None:
+    # The TensorRT engineer's probe, imported only when someone asks (edgeseg.runtime.trt_runner).
+    return importlib.import_module("edgeseg.runtime.trt_runner").tensorrt_problem()
+
+
+register_backend("tensorrt", "edgeseg.runtime.trt_runner:TrtRunner", formats=["engine"], priority=20,
+                 requires=["tensorrt", "cupy"], probe=_tensorrt_problem)
+
 _LAZY = {"TorchRunner": "edgeseg.runtime.torch_runner", "OrtRunner": "edgeseg.runtime.ort_runner"}
 
 __all__ = ["Runner", "create_runner", "register_backend", "list_backends", "backends_for", *_LAZY]

@@ -9,7 +9,8 @@ artifact's ``inputs`` before the backend sees them.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class Runner:
         return f"{self.backend}:{self.artifact.path.name}"
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def activate(self) -> "Runner":
+    def activate(self) -> Runner:
         """Load the model (session, engine, module). Idempotent."""
         if not self.is_active:
             self._activate()
@@ -95,7 +96,7 @@ class Runner:
             self._deactivate()
             self.is_active = False
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self.activate()
 
     def __exit__(self, *exc_info) -> None:

@@ -78,7 +78,7 @@ class OrtRunner(Runner):
         path = self.artifact.path
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as exc:  # noqa: BLE001 - ORT raises several private exception types for bad files
+        except Exception as exc:
             raise ArtifactError(
                 f"{path}: ONNX Runtime cannot load this model ({type(exc).__name__}: {_first_line(exc)}). "
                 "The file may be truncated or corrupted, or use an op this ONNX Runtime lacks; re-export it "

@@ -11,9 +11,10 @@ The factory may be a ``"module:attribute"`` string so registering never imports 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .._deps import available
 from ..artifact import Artifact

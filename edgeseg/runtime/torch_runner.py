@@ -49,7 +49,7 @@ class TorchRunner(Runner):
         super().__init__(artifact, check_finite=check_finite)
 
     @classmethod
-    def from_artifact(cls, artifact: Artifact, **options) -> "TorchRunner":
+    def from_artifact(cls, artifact: Artifact, **options) -> TorchRunner:
         """Registry factory: load the checkpoint named by ``artifact`` on activate."""
         return cls(artifact, **options)
 
