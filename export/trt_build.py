@@ -215,6 +215,16 @@ def _network_flags(trt, strongly_typed: bool, prefer_aot: bool) -> int:
     return flags
 
 
+def _aot_registered(plugins: str) -> bool:
+    """Our plugins define an AOT implementation too (10.9+ with nvcc): then the network must say which
+    to prefer, or TensorRT refuses to create them."""
+    if plugins != "edgeseg":
+        return False
+    from edgeseg.plugins.tensorrt._common import aot_available
+
+    return aot_available()
+
+
 def _parse(trt, network, logger, onnx_path: Path):
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -329,7 +339,7 @@ def engine_from_onnx(
     strongly_typed = legacy_precision is None
 
     builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt, strongly_typed, prefer_aot=plugins == "edgeseg"))
+    network = builder.create_network(_network_flags(trt, strongly_typed, prefer_aot=_aot_registered(plugins)))
     parser = _parse(trt, network, logger, source.path)
     config = builder.create_builder_config()
     inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
