@@ -1,0 +1,68 @@
+"""ONNX translations of edgeseg's torch custom ops for the dynamo exporter (``custom_translation_table``).
+
+``edgeseg::deform_conv2d`` becomes the standard ONNX ``DeformConv`` (opset 19+) and ``edgeseg::roi_align``
+the standard ``RoiAlign`` (opset 16+), which ONNX Runtime runs on CPU and TensorRT 10.1+ parses natively.
+Export with an opset of at least 19:
+
+    >>> import torch
+    >>> from edgeseg.export.op_translations import CUSTOM_TRANSLATION_TABLE, MIN_OPSET
+    >>> program = torch.onnx.export(model, (x,), dynamo=True, opset_version=MIN_OPSET,  # doctest: +SKIP
+    ...                             custom_translation_table=CUSTOM_TRANSLATION_TABLE)
+
+Opsets 19, 20 and 21 are tested with ONNX Runtime 1.32; at opset 22 the exporter emits ``RoiAlign-22``
+(which only adds bfloat16), and ONNX Runtime 1.32 has no CPU kernel for it, so stay at 19-21 for now.
+
+Each function receives the op's arguments as the exporter traces them (tensors as symbolic values,
+``None`` for absent optional tensors, Python numbers for the int/float/bool attributes) and builds the ONNX
+nodes through onnxscript.
+
+Semantics line up exactly: ONNX ``DeformConv`` lays offsets out ``(dy, dx)`` per kernel point per offset
+group and samples bilinearly with zeros outside the image, as torchvision does. ``RoiAlign`` with
+``coordinate_transformation_mode="half_pixel"`` is ``aligned=True``, ``"output_half_pixel"`` is the
+legacy ``aligned=False``; ``sampling_ratio=0`` is the adaptive ``ceil(roi size / output size)``;
+``mode="avg"``; its boxes are (K, 4) with separate int64 ``batch_indices``.
+"""
+
+from __future__ import annotations
+
+import torch
+from onnxscript import opset19 as op
+
+import edgeseg.ops.deform_conv  # noqa: F401 - registers torch.ops.edgeseg.deform_conv2d
+import edgeseg.ops.roi_align  # noqa: F401 - registers torch.ops.edgeseg.roi_align
+
+__all__ = ["CUSTOM_TRANSLATION_TABLE", "MIN_OPSET", "MAX_ORT_OPSET", "deform_conv2d_to_onnx", "roi_align_to_onnx"]
+
+#: the lowest ONNX opset the translations are valid in (DeformConv was added in opset 19)
+MIN_OPSET = 19
+#: the highest opset whose RoiAlign ONNX Runtime 1.32 runs on CPU (it lacks a RoiAlign-22 kernel)
+MAX_ORT_OPSET = 21
+
+_INT64 = 7  # onnx.TensorProto.INT64
+
+
+def deform_conv2d_to_onnx(input, weight, offset, bias, mask, stride_h: int, stride_w: int, pad_h: int,
+                          pad_w: int, dil_h: int, dil_w: int, groups: int, offset_groups: int):
+    """``edgeseg::deform_conv2d`` -> ONNX ``DeformConv(X, W, offset, B, mask)``; kernel_shape comes from W."""
+    inputs = [input, weight, offset, bias, mask]
+    while inputs[-1] is None:  # trailing optional inputs are omitted
+        inputs.pop()
+    return op.DeformConv(*inputs, dilations=[dil_h, dil_w], group=groups, offset_group=offset_groups,
+                         pads=[pad_h, pad_w, pad_h, pad_w], strides=[stride_h, stride_w])
+
+
+def roi_align_to_onnx(input, rois, spatial_scale: float, pooled_h: int, pooled_w: int, sampling_ratio: int,
+                      aligned: bool):
+    """``edgeseg::roi_align`` (rois (K, 5) = batch index, x1, y1, x2, y2) -> ONNX ``RoiAlign(X, rois, batch_indices)``."""
+    batch_indices = op.Cast(op.Gather(rois, op.Constant(value_int=0), axis=1), to=_INT64)
+    boxes = op.Slice(rois, op.Constant(value_ints=[1]), op.Constant(value_ints=[5]), op.Constant(value_ints=[1]))
+    return op.RoiAlign(input, boxes, batch_indices,
+                       coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
+                       mode="avg", output_height=pooled_h, output_width=pooled_w,
+                       sampling_ratio=max(int(sampling_ratio), 0), spatial_scale=float(spatial_scale))
+
+
+CUSTOM_TRANSLATION_TABLE = {
+    torch.ops.edgeseg.deform_conv2d.default: deform_conv2d_to_onnx,
+    torch.ops.edgeseg.roi_align.default: roi_align_to_onnx,
+}
