@@ -232,3 +232,8 @@ def create_encoder(name: str, in_channels: int = 3, **kwargs) -> Encoder:
     if name not in ENCODERS:
         raise InputError(f"encoder: got {name!r}, expected one of {sorted(ENCODERS)}")
     return ENCODERS[name](in_channels, **kwargs)
+
+
+def encoder_options(width: float | None = None, **options) -> dict:
+    """Encoder keyword arguments from a model factory's options, leaving out the ones left at None."""
+    return {k: v for k, v in {"width": width, **options}.items() if v is not None}

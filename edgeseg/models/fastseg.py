@@ -41,7 +41,7 @@ class FastSeg(nn.Module):
         self.low_index = self.encoder.stage_index(8)
         self.head = LRASPPHead(self.encoder.out_channels[self.low_index], self.encoder.out_channels[-1],
                                num_classes, head_channels)
-        init_weights(self.head)
+        init_weights(self.head, mode="fan_in")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)

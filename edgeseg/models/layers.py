@@ -98,11 +98,12 @@ class DeformableConv3x3(nn.Module):
         return self.conv(x, offset)
 
 
-def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal convs (fan_out, ReLU gain), unit BatchNorm, small normal linear layers."""
+def init_weights(module: nn.Module, mode: str = "fan_out") -> None:
+    """Kaiming-normal convs (ReLU gain), unit BatchNorm. Encoders use ``fan_out`` (as ResNet does);
+    heads use ``fan_in`` so that few-channel score convs start with O(1) logits instead of large ones."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and not getattr(m, "_keep_init", False):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
