@@ -236,3 +236,19 @@ def test_mask_of_another_size_is_rejected():
     frame, result = _scene()
     with pytest.raises(InputError, match="result.probs"):
         BackgroundEffect()(frame[:30], result)
+
+
+def test_selfie_command_blurs_a_real_video(tmp_path):
+    from edgeseg.cli import main
+
+    _model_or_skip("general", "onnx")
+    if not MEGAMIND.is_file():
+        pytest.skip(f"{MEGAMIND} not found (Debian package opencv-doc)")
+    out = tmp_path / "frames"
+    code = main(["selfie", "--source", str(MEGAMIND), "--blur", "31", "--smooth", "0.5", "--threads", "1",
+                 "--max-frames", "4", "--sink", str(out) + "/"])
+    assert code == 0
+    written = sorted(out.iterdir())
+    assert len(written) >= 4
+    image = cv2.imread(str(written[-1]))
+    assert image is not None and image.shape == (528, 720, 3)

@@ -402,3 +402,56 @@ def test_depthwise_weight_layout_with_multiplier():
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     ours = torch.nn.functional.conv2d(xt, torch.from_numpy(depthwise_weight_to_torch(w)), padding=1, groups=c)
     np.testing.assert_allclose(ours.numpy().transpose(0, 2, 3, 1), ref, atol=1e-5)
+
+
+def _small_segmenter(tmp_path):
+    """conv(stride 2) -> RELU6 -> resize x2 (half-pixel) -> conv 1x1 -> LOGISTIC: a one-channel mask model."""
+    m = TinyModel()
+    x = m.tensor([1, 16, 12, 3])
+    h = m.tensor([1, 8, 6, 4])
+    m.op(CONV_2D, [x, m.const(_rand(4, 3, 3, 3)), m.const(_rand(4))], [h], "Conv2DOptions", Padding=SAME,
+         StrideH=2, StrideW=2, DilationHFactor=1, DilationWFactor=1, FusedActivationFunction=3)
+    up = m.op(RESIZE_BILINEAR, [h, m.const(np.asarray([16, 12]), I32)], [m.tensor([1, 16, 12, 4])],
+              "ResizeBilinearOptions", HalfPixelCenters=True)
+    logits = m.op(CONV_2D, [up, m.const(_rand(1, 1, 1, 4)), m.const(_rand(1))], [m.tensor([1, 16, 12, 1])],
+                  "Conv2DOptions", Padding=VALID, StrideH=1, StrideW=1, DilationHFactor=1, DilationWFactor=1)
+    y = m.op(LOGISTIC, [logits], [m.tensor([1, 16, 12, 1])])
+    return m, [x], [y]
+
+
+def test_import_tflite_command_writes_checkpoint_and_onnx_that_match_litert(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from edgeseg.artifact import Artifact
+    from edgeseg.cli import main
+    from edgeseg.models import load_checkpoint
+
+    m, ins, outs = _small_segmenter(tmp_path)
+    x = _rand(1, 16, 12, 3) + 0.5
+    ref, _ = _litert_and_ours(tmp_path, m, ins, outs, x)
+    src = tmp_path / "m.tflite"
+    assert main(["import-tflite", str(src), "-o", str(tmp_path / "out"), "--classes", "background,person"]) == 0
+    model, artifact = load_checkpoint(tmp_path / "out" / "m.safetensors")
+    assert artifact.model == "tflite_graph" and artifact.output_kind == "probs"
+    assert artifact.classes == ["background", "person"] and artifact.preprocess.color == "rgb"
+    assert tuple(artifact.preprocess.size) == (16, 12) and artifact.preprocess.std == [1.0, 1.0, 1.0]
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    with torch.no_grad():
+        np.testing.assert_allclose(model(torch.from_numpy(nchw)).numpy().transpose(0, 2, 3, 1), ref, atol=1e-5)
+    onnx_path = tmp_path / "out" / "m.onnx"
+    assert Artifact.load(onnx_path).output_kind == "probs"
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: nchw})[0]
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), ref, atol=1e-5)
+
+
+def test_imported_graph_is_trainable(tmp_path):
+    m, ins, outs = _small_segmenter(tmp_path)
+    graph, weights = graph_from_tflite(read_tflite(_write(tmp_path, m, ins, outs)))
+    module = TfliteGraph(graph)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    params = [p for p in module.parameters() if p.requires_grad]
+    assert len(params) == 4  # two convs: weight + bias each
+    target = torch.zeros(1, 1, 16, 12)
+    loss = torch.nn.functional.binary_cross_entropy(module(torch.rand(1, 3, 16, 12)), target)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in params)

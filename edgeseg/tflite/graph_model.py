@@ -171,6 +171,10 @@ class _Resize(nn.Module):
         self.size, self.mode = tuple(a["size"]), a["mode"]
         self.align, self.half = a["align_corners"], a["half_pixel_centers"]
         self.native = self.mode == "bilinear" and (self.align or self.half)
+        # An integer scale exports as a constant ONNX Resize scale (no Shape/Concat with a dynamic batch).
+        ratios = [o / i for o, i in zip(self.size, in_shape[2:])]
+        integer = all(r == int(r) and r >= 1 for r in ratios) and not self.align
+        self.scale = tuple(float(r) for r in ratios) if integer else None
         if not self.native:
             for axis, (o, i) in enumerate(zip(self.size, in_shape[2:])):
                 if self.mode == "nearest":
@@ -188,6 +192,8 @@ class _Resize(nn.Module):
                                      persistent=False)
 
     def forward(self, x):
+        if self.native and self.scale is not None:
+            return F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         if self.native:
             return F.interpolate(x, size=self.size, mode="bilinear", align_corners=self.align)
         rows = torch.lerp(x.index_select(2, self.lo0), x.index_select(2, self.hi0), self.frac0)
@@ -235,6 +241,8 @@ class TfliteGraph(nn.Module):
             raise ArtifactError(f"tflite_graph description format {graph.get('format')!r}, expected {GRAPH_FORMAT}")
         self.graph = graph
         self.input_tensors = [i["tensor"] for i in graph["inputs"]]
+        # SAME padding and resize sizes are baked in for this size (the exporter keeps H, W static).
+        self.fixed_input_size = tuple(graph["inputs"][0]["shape"][2:])
         self.output_tensors = [o["tensor"] for o in graph["outputs"]]
         shapes = {i["tensor"]: i["shape"] for i in graph["inputs"]}
         self.layers = nn.ModuleDict()
@@ -250,7 +258,8 @@ class TfliteGraph(nn.Module):
             self.steps.append((node["key"], node["inputs"], node["output"]))
             shapes[node["output"]] = node["attrs"]["out_shape"]
 
-    def forward(self, *inputs):
+    def forward(self, x, *more):
+        inputs = (x, *more)
         if len(inputs) != len(self.input_tensors):
             raise InputError(f"inputs: got {len(inputs)} tensors, expected {len(self.input_tensors)}")
         env = dict(zip(self.input_tensors, inputs))

@@ -22,7 +22,7 @@ from .convert import graph_from_tflite
 from .reader import read_tflite
 
 INPUT_NAME = "input"
-ONNX_OPSET = 18
+ONNX_OPSET = 18  # the dynamo exporter emits at least 18 (asking for 17 still yields 18)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -105,8 +105,24 @@ def import_tflite(tflite_path: str | Path, out_dir: str | Path, name: str | None
     artifact.save()  # save_checkpoint writes output_kind "logits"; an imported sigmoid graph gives probs
     paths = {"checkpoint": ckpt}
     if onnx:
-        paths["onnx"] = onnx_from_module(model, artifact, out_dir / f"{name}.onnx")
+        paths["onnx"] = export_onnx(model, artifact, out_dir / f"{name}.onnx")
     return paths
+
+
+def export_onnx(model, artifact: Artifact, onnx_path: str | Path) -> Path:
+    """ONNX through the project's exporter (``edgeseg.export``: onnxslim, checks, dynamic batch); when that
+    package is not installed, through :func:`onnx_from_module` (plain dynamo export, batch 1)."""
+    try:
+        from ..export.onnx_export import onnx_from_torch
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("edgeseg.export"):
+            raise
+        return onnx_from_module(model, artifact, onnx_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        # expected: imported graphs have a fixed input size (batch stays dynamic)
+        warnings.filterwarnings("ignore", message=r".*takes only .* inputs \(fixed_input_size\)")
+        return onnx_from_torch(model, artifact, onnx_path, opset=ONNX_OPSET).path
 
 
 @contextlib.contextmanager

@@ -43,6 +43,8 @@ MODELS = {
                   "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd"),
 }
 CLASSES = ["background", "person"]
+# Bump when the importer's output changes: caches converted by another version are converted again.
+CONVERTER_VERSION = 2
 MANIFEST = "manifest.json"
 # pip download targets tried in order: this interpreter's platform, then any wheel (the .tflite files are
 # identical in every platform's wheel).
@@ -86,6 +88,8 @@ def is_complete(home: Path | None = None) -> bool:
     home = home or selfie_home()
     manifest = read_manifest(home)
     if not manifest or set(manifest.get("models", {})) != set(MODELS):
+        return False
+    if manifest.get("converter_version") != CONVERTER_VERSION:
         return False
     for entry in manifest["models"].values():
         for key in ("tflite", "onnx", "checkpoint"):
@@ -183,7 +187,7 @@ def fetch_selfie(home: Path | None = None, wheel: Path | None = None, force: boo
     manifest = {
         "source": f"pip download --no-deps mediapipe=={MEDIAPIPE_VERSION}", "wheel": wheel_name,
         "licence": LICENCE, "licence_file": "LICENSE" if (home / "LICENSE").is_file() else None,
-        "models": models,
+        "converter_version": CONVERTER_VERSION, "models": models,
     }
     (home / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log(f"selfie models ready in {home}")
