@@ -395,6 +395,24 @@ def engine_from_onnx(
     return artifact
 
 
+_NOT_IN_KEY = ("verbose", "timing_cache")  # change the log or build time, not the engine
+
+
+def _effective_options(source: Artifact, given: dict[str, Any]) -> dict[str, Any]:
+    """Every engine-shaping option with its default filled in, so the API and the CLI (which passes
+    every option explicitly) agree on the cache key."""
+    import inspect
+
+    params = inspect.signature(engine_from_onnx).parameters
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise InputError(f"build options: got unknown {unknown}, expected some of {sorted(params)[2:]}")
+    options = {name: p.default for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    options.update(given)
+    options["plugins"] = options["plugins"] or source.extra.get("plugins", "native")
+    return {k: v for k, v in options.items() if k not in _NOT_IN_KEY}
+
+
 def to_trt(
     model: str | Path | Artifact,
     engine_path: str | Path | None = None,
@@ -419,7 +437,7 @@ def to_trt(
     store = cache if isinstance(cache, EngineCache) else EngineCache()
     trt = import_tensorrt()
     gpu: GpuInfo = gpu_info()
-    options = {k: v for k, v in build_options.items() if k not in ("verbose", "timing_cache")}
+    options = _effective_options(source, build_options)
     key = cache_key(file_digest(source.path), gpu, trt.__version__, source.precision, options)
     cached = None if rebuild else store.lookup(source.path.stem, key)
     if cached is None:

@@ -1,0 +1,347 @@
+"""The build path (``engine_from_onnx``, ``to_trt``, ``edgeseg build``) run end to end against stand-in
+``tensorrt`` modules made from the recorded API of TensorRT 10.3 and 11.1, without TensorRT or a GPU.
+
+The stand-in answers only names its release has (anything else raises AttributeError, as the real
+module would), carries the release's enums, reads the real ONNX file in its parser, records what
+edgeseg asks for, and returns a plan header with its version. It checks the conversation with
+TensorRT (flags per version, profiles, pools, timing cache, DLA, error paths), not optimisation.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import types
+from pathlib import Path
+
+API_DIR = Path(__file__).resolve().parents[2] / "shared" / "tensorrt-api"
+
+
+class EnumValue:
+    def __init__(self, enum: str, name: str, value: int) -> None:
+        self.enum, self.name, self.value = enum, name, value
+
+    def __int__(self) -> int:
+        return self.value
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"{self.enum}.{self.name}"
+
+
+class Strict:
+    """Base for fake classes: public attributes must be in the release's member list."""
+
+    _members: tuple[str, ...] = ()
+
+    def __getattribute__(self, name):
+        if not name.startswith("_"):
+            members = type(self)._members
+            if members and name not in members:
+                raise AttributeError(f"'tensorrt.{type(self).__name__}' object has no attribute '{name}'")
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name, value):
+        if not name.startswith("_"):
+            members = type(self)._members
+            if members and name not in members:
+                raise AttributeError(f"'tensorrt.{type(self).__name__}' object has no attribute '{name}'")
+        object.__setattr__(self, name, value)
+
+
+def make_fake_tensorrt(release: str = "10.3.0", version: str = "10.3.0.30", num_dla_cores: int = 0,
+                       fail_parse: bool = False, fail_build: bool = False):
+    """A fake ``tensorrt`` module for ``release`` (one of the JSON files) reporting ``__version__ = version``.
+
+    ``module.calls`` records (what, details) tuples; ``module.builds`` counts successful builds.
+    """
+    api = json.loads((API_DIR / f"tensorrt-{release}.json").read_text())
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.calls = []
+    trt.builds = 0
+    for enum, members in api["enums"].items():
+        setattr(trt, enum, types.SimpleNamespace(**{m: EnumValue(enum, m, i) for i, m in enumerate(members)}))
+    severities = ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE")  # the real numbering
+    trt.Severity = types.SimpleNamespace(**{m: EnumValue("Severity", m, i) for i, m in enumerate(severities)})
+    classes = api["classes"]
+
+    class ILogger:  # bound in every release (pyCore.cpp), absent from the recorded JSON
+        def __init__(self) -> None:
+            pass
+
+    trt.ILogger = ILogger
+
+    def init_libnvinfer_plugins(logger, namespace):
+        trt.calls.append(("init_libnvinfer_plugins", namespace))
+        return True
+
+    trt.init_libnvinfer_plugins = init_libnvinfer_plugins
+
+    class _Tensor(Strict):
+        _members = tuple(classes["ITensor"])
+
+        def __init__(self, name, shape):
+            self._name, self._shape = name, shape
+
+        name = property(lambda self: self._name)
+        shape = property(lambda self: self._shape)
+
+    class _Network(Strict):
+        _members = tuple(classes["INetworkDefinition"])
+
+        def __init__(self, flags):
+            self._flags, self._inputs = flags, []
+
+        num_inputs = property(lambda self: len(self._inputs))
+
+        def get_input(self, i):
+            return self._inputs[i]
+
+    class _Profile(Strict):
+        _members = tuple(classes["IOptimizationProfile"])
+
+        def __init__(self):
+            self._shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self._shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+    class _TimingCache(Strict):
+        _members = tuple(classes["ITimingCache"])
+
+        def __init__(self, blob):
+            self._blob = bytes(blob)
+
+        def serialize(self):
+            return b"fake-timing-cache:" + self._blob[-8:]
+
+    class _Config(Strict):
+        _members = tuple(classes["IBuilderConfig"])
+
+        def __init__(self):
+            self._flags, self._profiles, self._pools, self._cache = [], [], {}, None
+
+        def set_flag(self, flag):
+            trt.calls.append(("set_flag", flag.name))
+            self._flags.append(flag.name)
+
+        def add_optimization_profile(self, profile):
+            self._profiles.append(profile)
+            trt.calls.append(("profile", dict(profile._shapes)))
+            return len(self._profiles) - 1
+
+        def set_memory_pool_limit(self, pool, size):
+            trt.calls.append(("pool", pool.name, size))
+
+        def create_timing_cache(self, blob):
+            return _TimingCache(blob)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self._cache = cache
+            trt.calls.append(("timing_cache", len(cache._blob)))
+            return True
+
+        def get_timing_cache(self):
+            return self._cache
+
+    def _plan():
+        major, minor, patch, build = (list(map(int, version.split("."))) + [0, 0, 0, 0])[:4]
+        return struct.pack("<II", 0x74727466, 0) + bytes(16) + bytes([major, minor, patch, build]) + b"fake plan"
+
+    class Builder(Strict):
+        _members = tuple(classes["Builder"])
+
+        def __init__(self, logger):
+            self._logger = logger
+            trt.calls.append(("Builder", type(logger).__name__))
+
+        num_DLA_cores = property(lambda self: num_dla_cores)
+
+        def create_network(self, flags=0):
+            trt.calls.append(("create_network", flags))
+            return _Network(flags)
+
+        def create_builder_config(self):
+            return _Config()
+
+        def create_optimization_profile(self):
+            return _Profile()
+
+        def build_serialized_network(self, network, config):
+            if fail_build:
+                self._logger.log(trt.Severity.ERROR, "fake: no implementation obeys the requested constraints")
+                return None
+            trt.builds += 1
+            trt.calls.append(("build", tuple(config._flags)))
+            return _plan()
+
+    trt.Builder = Builder
+
+    class ParserError:
+        def __init__(self, text):
+            self._text = text
+
+        def __str__(self):
+            return self._text
+
+    class OnnxParser(Strict):
+        _members = tuple(classes["OnnxParser"])
+
+        def __init__(self, network, logger):
+            self._network, self._errors = network, []
+
+        num_errors = property(lambda self: len(self._errors))
+
+        def get_error(self, i):
+            return self._errors[i]
+
+        def parse_from_file(self, path):
+            import onnx
+
+            trt.calls.append(("parse_from_file", Path(path).name))
+            model = onnx.load(path)
+            if fail_parse:
+                op = model.graph.node[0].op_type
+                self._errors.append(ParserError(f"In node 0 ({op}): UNSUPPORTED_NODE: No importer registered for op: {op}"))
+                return False
+            for value in model.graph.input:
+                dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
+                self._network._inputs.append(_Tensor(value.name, dims))
+            return True
+
+    trt.OnnxParser = OnnxParser
+    return trt
+
+
+# --- tests ----------------------------------------------------------------------------------------
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+from edgeseg.artifact import Artifact  # noqa: E402
+from edgeseg.errors import InputError  # noqa: E402
+from edgeseg.export import engine_cache  # noqa: E402
+from edgeseg.export.engine_cache import EngineCache, GpuInfo, read_plan_version  # noqa: E402
+from test_trt_build import tiny_onnx  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not API_DIR.is_dir(), reason=f"TensorRT API surface not found at {API_DIR}")
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Install a stand-in tensorrt for one release: ``fake(release, version, **options)``."""
+    pytest.importorskip("onnx")
+
+    def install(release="10.3.0", version="10.3.0.30", **options):
+        trt = make_fake_tensorrt(release, version, **options)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        return trt
+
+    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
+    import edgeseg.export.trt_build as trt_build
+
+    monkeypatch.setattr(trt_build, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
+    return install
+
+
+def _calls(trt, what):
+    return [c for c in trt.calls if c[0] == what]
+
+
+@pytest.mark.parametrize("release, version", [("10.3.0", "10.3.0.30"), ("10.16", "10.16.0.4"), ("11.1", "11.1.0.6")])
+def test_strongly_typed_build_on_every_release(fake, tmp_path, release, version):
+    from edgeseg.export.trt_build import engine_from_onnx
+
+    trt = fake(release, version)
+    art = tiny_onnx(tmp_path / "tiny.onnx")
+    engine = engine_from_onnx(art, max_batch=4, opt_batch=2, workspace_mb=256, timing_cache=tmp_path / "tc.cache")
+    strong = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert _calls(trt, "create_network") == [("create_network", strong)]
+    assert _calls(trt, "init_libnvinfer_plugins") == [("init_libnvinfer_plugins", "")]
+    assert trt.calls.index(("init_libnvinfer_plugins", "")) < trt.calls.index(("parse_from_file", "tiny.onnx"))
+    assert _calls(trt, "profile") == [("profile", {"input": ((1, 3, 32, 48), (2, 3, 32, 48), (4, 3, 32, 48))})]
+    assert _calls(trt, "pool") == [("pool", "WORKSPACE", 256 << 20)]
+    assert _calls(trt, "build") == [("build", ())]  # no precision flags: the ONNX carries precision
+    assert (tmp_path / "tc.cache").read_bytes().startswith(b"fake-timing-cache")
+    facts = Artifact.load(engine.path).engine
+    assert facts["tensorrt"] == version and facts["compute_capability"] == "8.7" and facts["strongly_typed"]
+    assert read_plan_version(engine.path.read_bytes())[:2] == tuple(int(v) for v in version.split(".")[:2])
+
+
+def test_legacy_fp16_flag_only_where_it_exists(fake, tmp_path):
+    from edgeseg.export.trt_build import engine_from_onnx
+
+    art = tiny_onnx(tmp_path / "tiny.onnx")
+    trt = fake("10.3.0", "10.3.0.30")
+    engine_from_onnx(art, legacy_fp16=True, timing_cache=False)
+    assert _calls(trt, "create_network") == [("create_network", 0)]  # weakly typed
+    assert ("set_flag", "FP16") in trt.calls
+    fake("11.1", "11.1.0.6")
+    with pytest.raises(InputError, match="edgeseg quantize"):
+        engine_from_onnx(art, legacy_fp16=True, timing_cache=False)
+
+
+def test_dla_build_on_10x_sets_device_core_and_precision_flag(fake, tmp_path):
+    from edgeseg.export.trt_build import engine_from_onnx
+
+    trt = fake("10.3.0", "10.3.0.30", num_dla_cores=2)
+    engine = engine_from_onnx(tiny_onnx(tmp_path / "tiny.onnx"), dla_core=1, timing_cache=False)
+    assert ("set_flag", "GPU_FALLBACK") in trt.calls and ("set_flag", "FP16") in trt.calls
+    assert engine.engine["dla_core"] == 1 and not engine.engine["strongly_typed"]
+
+
+def test_dla_on_11_stays_strongly_typed(fake, tmp_path):
+    from edgeseg.export.trt_build import engine_from_onnx
+
+    trt = fake("11.1", "11.1.0.6", num_dla_cores=1)
+    engine_from_onnx(tiny_onnx(tmp_path / "tiny.onnx"), dla_core=0, timing_cache=False)
+    assert [c for c in trt.calls if c[0] == "set_flag"] == [("set_flag", "GPU_FALLBACK")]
+
+
+def test_dla_core_on_a_device_without_dla(fake, tmp_path):
+    from edgeseg.export.trt_build import engine_from_onnx
+
+    fake("10.3.0", "10.3.0.30", num_dla_cores=0)
+    with pytest.raises(InputError, match="no DLA cores"):
+        engine_from_onnx(tiny_onnx(tmp_path / "tiny.onnx"), dla_core=0, timing_cache=False)
+
+
+def test_parser_and_builder_failures_carry_tensorrt_text(fake, tmp_path):
+    from edgeseg.export.trt_build import EngineBuildError, engine_from_onnx
+
+    art = tiny_onnx(tmp_path / "tiny.onnx")
+    fake(fail_parse=True)
+    with pytest.raises(EngineBuildError, match="No importer registered for op: Conv"):
+        engine_from_onnx(art, timing_cache=False)
+    fake(fail_build=True)
+    with pytest.raises(EngineBuildError, match="no implementation obeys"):
+        engine_from_onnx(art, timing_cache=False)
+
+
+def test_too_old_tensorrt_is_refused_with_the_jetson_route(fake, tmp_path):
+    from edgeseg.errors import EdgesegError
+    from edgeseg.export.trt_build import engine_from_onnx
+
+    fake("10.3.0", "8.6.2.3")
+    with pytest.raises(EdgesegError, match="JetPack"):
+        engine_from_onnx(tiny_onnx(tmp_path / "tiny.onnx"))
+
+
+def test_to_trt_and_cli_reuse_the_cache(fake, tmp_path, monkeypatch, capsys):
+    from edgeseg import cli
+    from edgeseg.export.trt_build import to_trt
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    trt = fake()
+    art = tiny_onnx(tmp_path / "tiny.onnx")
+    first = to_trt(art.path)
+    assert to_trt(art.path).path == first.path and trt.builds == 1
+    to_trt(art.path, max_batch=2)
+    assert trt.builds == 2 and len(EngineCache().entries()) == 2
+    assert cli.main(["build", str(art.path), "-o", str(tmp_path / "out.engine")]) == 0
+    assert trt.builds == 2  # cache hit, copied
+    assert "TensorRT 10.3.0.30 on Orin (stand-in) (sm 8.7), precision fp32" in capsys.readouterr().out
+    assert Artifact.load(tmp_path / "out.engine").engine["onnx"] == "tiny.onnx"
