@@ -14,6 +14,8 @@ import struct
 import types
 from pathlib import Path
 
+import numpy as np
+
 API_DIR = Path(__file__).resolve().parents[2] / "shared" / "tensorrt-api"
 
 
@@ -93,7 +95,7 @@ def make_fake_tensorrt(release: str = "10.3.0", version: str = "10.3.0.30", num_
         _members = tuple(classes["INetworkDefinition"])
 
         def __init__(self, flags):
-            self._flags, self._inputs = flags, []
+            self._flags, self._inputs, self._onnx = flags, [], None
 
         num_inputs = property(lambda self: len(self._inputs))
 
@@ -147,9 +149,11 @@ def make_fake_tensorrt(release: str = "10.3.0", version: str = "10.3.0.30", num_
         def get_timing_cache(self):
             return self._cache
 
-    def _plan():
+    def _plan(network, config):
         major, minor, patch, build = (list(map(int, version.split("."))) + [0, 0, 0, 0])[:4]
-        return struct.pack("<II", 0x74727466, 0) + bytes(16) + bytes([major, minor, patch, build]) + b"fake plan"
+        body = {"onnx": network._onnx, "profiles": [p._shapes for p in config._profiles]}
+        return (struct.pack("<II", 0x74727466, 0) + bytes(16) + bytes([major, minor, patch, build])
+                + b"fake plan" + json.dumps(body).encode())
 
     class Builder(Strict):
         _members = tuple(classes["Builder"])
@@ -176,7 +180,7 @@ def make_fake_tensorrt(release: str = "10.3.0", version: str = "10.3.0.30", num_
                 return None
             trt.builds += 1
             trt.calls.append(("build", tuple(config._flags)))
-            return _plan()
+            return _plan(network, config)
 
     trt.Builder = Builder
 
@@ -207,13 +211,110 @@ def make_fake_tensorrt(release: str = "10.3.0", version: str = "10.3.0.30", num_
                 op = model.graph.node[0].op_type
                 self._errors.append(ParserError(f"In node 0 ({op}): UNSUPPORTED_NODE: No importer registered for op: {op}"))
                 return False
+            self._network._onnx = str(path)
             for value in model.graph.input:
                 dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
                 self._network._inputs.append(_Tensor(value.name, dims))
             return True
 
     trt.OnnxParser = OnnxParser
+    trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32}[dtype.name]
+    _add_runtime(trt, classes)
     return trt
+
+
+def _add_runtime(trt, classes) -> None:
+    """Runtime -> engine -> context that executes the plan's ONNX file with ONNX Runtime on arrays found by
+    their pointers in the stand-in CuPy (``fake_cupy``); enqueues during stream capture are recorded."""
+
+    class _Context(Strict):
+        _members = tuple(classes["IExecutionContext"])
+
+        def __init__(self, engine):
+            self._engine, self._shapes, self._addresses = engine, {}, {}
+            self._fail_capture = engine._options.get("fail_capture", False)
+
+        def set_input_shape(self, name, shape):
+            lo, _, hi = self._engine._profiles[name]
+            if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+                return False
+            self._shapes[name] = tuple(shape)
+            return True
+
+        def get_tensor_shape(self, name):
+            if name in self._shapes:
+                return self._shapes[name]
+            feed = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
+            return tuple(self._engine._run(feed)[name].shape)
+
+        def set_tensor_address(self, name, ptr):
+            self._addresses[name] = ptr
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            import cupy  # the stand-in
+
+            trt.calls.append(("execute_async_v3", cupy.cuda.capturing()))
+            if cupy.cuda.capturing():
+                if self._fail_capture:
+                    return False
+                cupy.cuda.record_captured(self._execute)
+                return True
+            self._execute()
+            return True
+
+        def _execute(self):
+            import cupy
+
+            feed = {n: np.asarray(cupy.lookup(self._addresses[n])) for n in self._engine._inputs}
+            for name, value in self._engine._run(feed).items():
+                cupy.lookup(self._addresses[name])[...] = value
+
+    class _Engine(Strict):
+        _members = tuple(classes["ICudaEngine"])
+
+        def __init__(self, body, options):
+            import onnxruntime as ort
+
+            self._session = ort.InferenceSession(body["onnx"], providers=["CPUExecutionProvider"])
+            self._inputs = [i.name for i in self._session.get_inputs()]
+            self._outputs = [o.name for o in self._session.get_outputs()]
+            self._profiles = body["profiles"][0] if body["profiles"] else {}
+            self._options = options
+
+        num_io_tensors = property(lambda self: len(self._inputs) + len(self._outputs))
+
+        def _run(self, feed):
+            return dict(zip(self._outputs, self._session.run(None, feed)))
+
+        def get_tensor_name(self, i):
+            return (self._inputs + self._outputs)[i]
+
+        def get_tensor_mode(self, name):
+            return trt.TensorIOMode.INPUT if name in self._inputs else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_dtype(self, name):
+            return trt.DataType.FLOAT
+
+        def create_execution_context(self):
+            return _Context(self)
+
+    class Runtime(Strict):
+        _members = tuple(classes["Runtime"])
+
+        def __init__(self, logger):
+            self._logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            data = bytes(data)
+            marker = data.find(b"fake plan")
+            if marker < 0:
+                self._logger.log(trt.Severity.ERROR, "fake: not a plan")
+                return None
+            return _Engine(json.loads(data[marker + len(b"fake plan"):]), trt.runtime_options)
+
+    trt.Runtime = Runtime
+    trt.runtime_options = {}
 
 
 # --- tests ----------------------------------------------------------------------------------------

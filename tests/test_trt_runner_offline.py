@@ -1,0 +1,223 @@
+"""TrtRunner end to end without TensorRT or a GPU: a stand-in ``tensorrt`` (recorded 10.3 API surface,
+executing the plan's ONNX with ONNX Runtime) and a stand-in ``cupy`` (NumPy memory, streams, pinned
+buffers, graph capture that records enqueues and replays them on launch). Checks the runner's side of
+the contract: tensor-name I/O, NumPy in/out through pinned buffers, CuPy in/out, CUDA graph capture,
+replay and fallback, profile errors and backend registration."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import InputError
+from edgeseg.export import engine_cache
+from edgeseg.export.engine_cache import GpuInfo
+from test_trt_build import tiny_onnx
+from test_trt_build_offline import API_DIR, make_fake_tensorrt
+
+pytestmark = pytest.mark.skipif(not API_DIR.is_dir(), reason=f"TensorRT API surface not found at {API_DIR}")
+
+
+def make_fake_cupy():
+    cp = types.ModuleType("cupy")
+    state = {"capturing": False, "recorded": [], "by_ptr": {}}
+
+    class ndarray:
+        """Device memory stand-in: NumPy storage, but not a numpy.ndarray (as with real CuPy)."""
+
+        def __init__(self, host):
+            self._a = host
+            state["by_ptr"][host.__array_interface__["data"][0]] = self
+
+        shape = property(lambda self: self._a.shape)
+        dtype = property(lambda self: self._a.dtype)
+        ndim = property(lambda self: self._a.ndim)
+        size = property(lambda self: self._a.size)
+        nbytes = property(lambda self: self._a.nbytes)
+        data = property(lambda self: types.SimpleNamespace(ptr=self._a.__array_interface__["data"][0]))
+
+        def __array__(self, dtype=None, copy=None):
+            return self._a if dtype is None else self._a.astype(dtype)
+
+        def __setitem__(self, key, value):
+            self._a[key] = np.asarray(value)
+
+        def set(self, host, stream=None):
+            self._a[...] = host
+
+        def get(self, stream=None, out=None, blocking=True):
+            if out is None:
+                return self._a.copy()
+            out[...] = self._a
+            return out
+
+        def copy(self):
+            return ndarray(self._a.copy())
+
+    ndarray.__module__ = "cupy"
+
+    cp.ndarray = ndarray
+    cp.empty = lambda shape, dtype=np.float32: ndarray(np.empty(shape, dtype))
+    cp.asarray = lambda a, dtype=None: ndarray(np.array(a, dtype=dtype))
+    cp.lookup = lambda ptr: state["by_ptr"][ptr]._a
+    cp.isfinite = lambda a: np.isfinite(np.asarray(a))
+    cp.isnan = lambda a: np.isnan(np.asarray(a))
+    cp.uint8 = np.uint8
+
+    class Event:
+        pass
+
+    class Graph:
+        def __init__(self, ops):
+            self.ops = ops
+
+        def launch(self, stream=None):
+            for op in self.ops:
+                op()
+
+    class Stream:
+        _count = 0
+
+        def __init__(self, non_blocking=False):
+            Stream._count += 1
+            self.ptr = 1000 + Stream._count
+
+        def synchronize(self):
+            pass
+
+        def record(self, event=None):
+            return Event()
+
+        def wait_event(self, event):
+            assert isinstance(event, Event)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def begin_capture(self, mode=None):
+            state["capturing"], state["recorded"] = True, []
+
+        def end_capture(self):
+            state["capturing"] = False
+            return Graph(list(state["recorded"]))
+
+    default = Stream()
+    cuda = types.SimpleNamespace(
+        Stream=Stream, Event=Event, get_current_stream=lambda: default,
+        Device=lambda i=0: types.SimpleNamespace(use=lambda: None),
+        alloc_pinned_memory=lambda n: bytearray(n),
+        capturing=lambda: state["capturing"], record_captured=lambda fn: state["recorded"].append(fn),
+        runtime=types.SimpleNamespace(CUDARuntimeError=RuntimeError, getLastError=lambda: 0,
+                                      getDeviceCount=lambda: 1),
+    )
+    cp.cuda = cuda
+    return cp
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    trt = make_fake_tensorrt("10.3.0", "10.3.0.30")
+    cp = make_fake_cupy()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    gpu = GpuInfo("Orin (stand-in)", "8.7")
+    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: gpu)
+    import edgeseg.export.trt_build as trt_build
+
+    monkeypatch.setattr(trt_build, "gpu_info", lambda device=0: gpu)
+    art = tiny_onnx(tmp_path / "tiny.onnx")
+    engine = trt_build.engine_from_onnx(art, max_batch=4, timing_cache=False)
+    return trt, cp, art, engine
+
+
+def _ort(art, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+
+def _executions(trt):
+    return [c[1] for c in trt.calls if c[0] == "execute_async_v3"]
+
+
+def _x(seed, batch=1):
+    return np.random.default_rng(seed).standard_normal((batch, 3, 32, 48)).astype(np.float32)
+
+
+def test_numpy_in_numpy_out_by_tensor_name(offline):
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    trt, _, art, engine = offline
+    with TrtRunner(engine) as runner:
+        first = runner.infer({"input": _x(0, 3)})["logits"]
+        first_copy = first.copy()
+        second = runner.infer({"input": _x(1)})["logits"]
+    assert type(first) is np.ndarray and first.shape == (3, 2, 32, 48)
+    np.testing.assert_allclose(first, _ort(art, _x(0, 3)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(second, _ort(art, _x(1)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(first, first_copy)  # results are the caller's, not reused buffers
+    assert not runner.is_active
+
+
+def test_cuda_graph_captures_once_per_shape_and_replays(offline):
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    trt, _, art, engine = offline
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(4)]
+        assert _executions(trt) == [False, True]  # one real run, one capture; then graph launches
+        other = runner.infer({"input": _x(9, 2)})["logits"]  # new shape: new buffers, new capture
+        assert _executions(trt) == [False, True, False, True]
+    for seed, out in enumerate(outs):
+        np.testing.assert_allclose(out, _ort(art, _x(seed)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(other, _ort(art, _x(9, 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_failed_capture_falls_back_to_plain_enqueue(offline):
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    trt, _, art, engine = offline
+    trt.runtime_options["fail_capture"] = True
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(3)]
+    assert _executions(trt) == [False, True, False, False]  # tried once, then never again
+    for seed, out in enumerate(outs):
+        np.testing.assert_allclose(out, _ort(art, _x(seed)), rtol=1e-5, atol=1e-5)
+
+
+def test_cupy_in_cupy_out(offline):
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    _, cp, art, engine = offline
+    with TrtRunner(engine) as runner:
+        out = runner.infer({"input": cp.asarray(_x(3))})["logits"]
+    assert type(out).__module__ == "cupy"
+    np.testing.assert_allclose(np.asarray(out), _ort(art, _x(3)), rtol=1e-5, atol=1e-5)
+
+
+def test_shape_outside_profile_names_input_and_range(offline):
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    _, _, _, engine = offline
+    with TrtRunner(engine) as runner, pytest.raises(InputError, match=r"input 'input'.*\[4, 3, 32, 48\]"):
+        runner.infer({"input": _x(0, 5)})
+
+
+def test_create_runner_picks_tensorrt_for_engines(offline):
+    from edgeseg.runtime import create_runner
+    from edgeseg.runtime.trt_runner import TrtRunner, register
+
+    register()
+    _, _, art, engine = offline
+    runner = create_runner(engine.path)
+    assert isinstance(runner, TrtRunner)
+    with runner:
+        np.testing.assert_allclose(runner.infer({"input": _x(5)})["logits"], _ort(art, _x(5)), rtol=1e-5, atol=1e-5)
