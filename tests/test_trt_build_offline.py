@@ -218,6 +218,11 @@ def make_fake_tensorrt(release: str = "10.3.0", version: str = "10.3.0.30", num_
             return True
 
     trt.OnnxParser = OnnxParser
+    class IOutputAllocator:
+        def __init__(self) -> None:
+            pass
+
+    trt.IOutputAllocator = IOutputAllocator
     trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32}[dtype.name]
     _add_runtime(trt, classes)
     return trt
@@ -231,8 +236,9 @@ def _add_runtime(trt, classes) -> None:
         _members = tuple(classes["IExecutionContext"])
 
         def __init__(self, engine):
-            self._engine, self._shapes, self._addresses = engine, {}, {}
+            self._engine, self._shapes, self._addresses, self._allocators = engine, {}, {}, {}
             self._fail_capture = engine._options.get("fail_capture", False)
+            self._dds = engine._options.get("data_dependent_outputs", False)
 
         def set_input_shape(self, name, shape):
             lo, _, hi = self._engine._profiles[name]
@@ -244,8 +250,15 @@ def _add_runtime(trt, classes) -> None:
         def get_tensor_shape(self, name):
             if name in self._shapes:
                 return self._shapes[name]
-            feed = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
-            return tuple(self._engine._run(feed)[name].shape)
+            if self._dds:  # e.g. NMS: rows known only after execution
+                return (-1,) + tuple(self._engine._run(self._zeros())[name].shape[1:])
+            return tuple(self._engine._run(self._zeros())[name].shape)
+
+        def _zeros(self):
+            return {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
+
+        def set_output_allocator(self, name, allocator):
+            self._allocators[name] = allocator
 
         def set_tensor_address(self, name, ptr):
             self._addresses[name] = ptr
@@ -268,7 +281,13 @@ def _add_runtime(trt, classes) -> None:
 
             feed = {n: np.asarray(cupy.lookup(self._addresses[n])) for n in self._engine._inputs}
             for name, value in self._engine._run(feed).items():
-                cupy.lookup(self._addresses[name])[...] = value
+                if name in self._allocators:
+                    allocator = self._allocators[name]
+                    ptr = allocator.reallocate_output_async(name, 0, value.nbytes, 256, 0)
+                    cupy.lookup(ptr)[: value.nbytes] = np.ascontiguousarray(value).view(np.uint8).reshape(-1)
+                    allocator.notify_shape(name, value.shape)
+                else:
+                    cupy.lookup(self._addresses[name])[...] = value
 
     class _Engine(Strict):
         _members = tuple(classes["ICudaEngine"])

@@ -57,6 +57,21 @@ def make_fake_cupy():
         def copy(self):
             return ndarray(self._a.copy())
 
+        def __getitem__(self, key):  # views share memory (no registration: not allocations)
+            view = object.__new__(ndarray)
+            view._a = self._a[key]
+            return view
+
+        def view(self, dtype):
+            out = object.__new__(ndarray)
+            out._a = self._a.view(dtype)
+            return out
+
+        def reshape(self, *shape):
+            out = object.__new__(ndarray)
+            out._a = self._a.reshape(*shape)
+            return out
+
     ndarray.__module__ = "cupy"
 
     cp.ndarray = ndarray
@@ -221,3 +236,16 @@ def test_create_runner_picks_tensorrt_for_engines(offline):
     assert isinstance(runner, TrtRunner)
     with runner:
         np.testing.assert_allclose(runner.infer({"input": _x(5)})["logits"], _ort(art, _x(5)), rtol=1e-5, atol=1e-5)
+
+
+def test_data_dependent_output_goes_through_the_output_allocator(offline):
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    trt, cp, art, engine = offline
+    trt.runtime_options["data_dependent_outputs"] = True
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        host = runner.infer({"input": _x(6, 2)})["logits"]
+        device = runner.infer({"input": cp.asarray(_x(7))})["logits"]
+    np.testing.assert_allclose(host, _ort(art, _x(6, 2)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(device), _ort(art, _x(7)), rtol=1e-5, atol=1e-5)
+    assert not any(_executions(trt))  # no graph capture with data-dependent shapes
