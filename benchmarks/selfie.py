@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,10 +79,15 @@ class LiteRTPipeline:
         return self.cv2.resize(output[0, :, :, 0], (w, h), interpolation=self.cv2.INTER_LINEAR)
 
 
-def _time(fn, *args):
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0
+def _clock() -> tuple[float, float]:
+    """(wall, CPU time of this thread). With one thread everywhere all the work runs on this thread, so CPU
+    time is the latency the frame would have on an idle core, unaffected by other processes' load."""
+    return time.perf_counter(), time.thread_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
 
 
 def run(variant: str, threads: int, iterations: int, warmup: int, blur: int, frame_count: int) -> dict:
@@ -101,65 +107,59 @@ def run(variant: str, threads: int, iterations: int, warmup: int, blur: int, fra
     seg = Segmenter(selfie_model_path(variant, "onnx"), backend="onnxruntime", threads=threads)
     effect = BackgroundEffect(blur=blur)
     name = runner.input_names[0]
+    samples: dict[str, list[float]] = {}
 
-    samples: dict[str, list[float]] = {k: [] for k in (
-        "litert_model", "edgeseg_model", "litert_e2e", "edgeseg_e2e",
-        "litert_pre", "litert_post", "litert_effect", "edgeseg_pre", "edgeseg_infer", "edgeseg_post",
-        "edgeseg_effect")}
+    def record(key: str, wall_cpu: tuple[float, float]) -> None:
+        samples.setdefault(key, []).append(wall_cpu[0])
+        samples.setdefault(f"{key}_cpu", []).append(wall_cpu[1])
 
-    def litert_model(x_nhwc):
-        return _time(lite.infer, x_nhwc)[1]
-
-    def edgeseg_model(x_nchw):
-        return _time(runner.infer, {name: x_nchw})[1]
-
-    def litert_e2e(frame):
-        t0 = time.perf_counter()
+    def litert(k: int) -> dict[str, tuple[float, float]]:
+        t = _clock()
+        lite.infer(inputs[k])
+        model = _since(t)
+        frame = frames[k]
+        t0 = _clock()
         x = lite.preprocess(frame)
-        t1 = time.perf_counter()
+        pre = _since(t0)
         y = lite.infer(x)
-        t2 = time.perf_counter()
+        t2 = _clock()
         person = lite.person(y, frame)
-        t3 = time.perf_counter()
+        post = _since(t2)
+        t3 = _clock()
         effect.composite(frame, person)
-        t4 = time.perf_counter()
-        return t4 - t0, {"litert_pre": t1 - t0, "litert_post": t3 - t2, "litert_effect": t4 - t3}
+        return {"model": model, "e2e": _since(t0), "pre": pre, "post": post, "effect": _since(t3)}
 
-    def edgeseg_e2e(frame):
-        t0 = time.perf_counter()
+    def edgeseg(k: int) -> dict[str, tuple[float, float]]:
+        t = _clock()
+        runner.infer({name: inputs_nchw[k]})
+        model = _since(t)
+        frame = frames[k]
+        t0 = _clock()
         result = seg(frame)
-        t1 = time.perf_counter()
+        t1 = _clock()
         effect(frame, result)
-        t2 = time.perf_counter()
-        tm = result.timings
-        return t2 - t0, {"edgeseg_pre": tm["pre"], "edgeseg_infer": tm["infer"], "edgeseg_post": tm["post"],
-                         "edgeseg_effect": t2 - t1}
+        effect_s = _since(t1)
+        return {"model": model, "e2e": _since(t0), "pre": (result.timings["pre"], float("nan")),
+                "post": (result.timings["post"], float("nan")), "effect": effect_s}
 
+    load_before = os.getloadavg()
     inputs = [lite.preprocess(f) for f in frames]
     inputs_nchw = [np.ascontiguousarray(x.transpose(0, 3, 1, 2)) for x in inputs]
     for i in range(warmup + iterations):
         k = i % len(frames)
-        order = (0, 1) if i % 2 == 0 else (1, 0)  # alternate who goes first
-        for who in order:
-            if who == 0:
-                tm = litert_model(inputs[k])
-                e2e, parts = litert_e2e(frames[k])
-                key = "litert"
-            else:
-                tm = edgeseg_model(inputs_nchw[k])
-                e2e, parts = edgeseg_e2e(frames[k])
-                key = "edgeseg"
+        order = (("litert", litert), ("edgeseg", edgeseg))
+        for who, fn in (order if i % 2 == 0 else order[::-1]):  # alternate who goes first
+            parts = fn(k)
             if i >= warmup:
-                samples[f"{key}_model"].append(tm)
-                samples[f"{key}_e2e"].append(e2e)
                 for part, value in parts.items():
-                    samples[part].append(value)
+                    record(f"{who}_{part}", value)
     runner.deactivate()
     seg.close()
+    samples = {k: v for k, v in samples.items() if np.isfinite(v).all()}  # Segmenter stages: wall time only
 
     summaries = {k: summarize(v).to_dict() for k, v in samples.items()}
     ratios = {}
-    for stage in ("model", "e2e"):
+    for stage in ("model", "e2e", "model_cpu", "e2e_cpu"):
         r = bootstrap_ratio(samples[f"litert_{stage}"], samples[f"edgeseg_{stage}"])
         ratios[stage] = {"median_ratio": r.ratio, "ci95": [r.low, r.high], "verdict": r.verdict().replace(
             "B better", "edgeseg faster").replace("B worse", "edgeseg slower")}
@@ -173,6 +173,7 @@ def run(variant: str, threads: int, iterations: int, warmup: int, blur: int, fra
         "iterations": iterations, "warmup": warmup, "blur": blur, "threads": threads,
         "baseline": "litert", "ratio_is": "edgeseg / litert (below 1: edgeseg faster)",
         "summaries_s": summaries, "ratios": ratios,
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         "environment": capture({"litert_num_threads": threads, "ort_intra_op_threads": threads,
                                 "cv2_num_threads": threads}),
         "versions": {"ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
@@ -183,14 +184,15 @@ def run(variant: str, threads: int, iterations: int, warmup: int, blur: int, fra
 def table(result: dict) -> str:
     s, r = result["summaries_s"], result["ratios"]
     rows = [("stage", "LiteRT median", "LiteRT p99", "edgeseg median", "edgeseg p99", "ratio (median, 95% CI)")]
-    for stage, label in (("model", "model only"), ("e2e", "end-to-end (pre+model+post+blur)")):
+    for stage, label in (("model", "model only"), ("e2e", "end-to-end (pre+model+post+blur)"),
+                         ("model_cpu", "model only, thread CPU time"), ("e2e_cpu", "end-to-end, thread CPU time")):
         a, b = s[f"litert_{stage}"], s[f"edgeseg_{stage}"]
         ci = r[stage]["ci95"]
         rows.append((label, f"{a['median'] * 1e3:.2f} ms", f"{a['p99'] * 1e3:.2f} ms", f"{b['median'] * 1e3:.2f} ms",
                      f"{b['p99'] * 1e3:.2f} ms", f"{r[stage]['median_ratio']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"))
     for part in ("pre", "post", "effect"):
         a, b = s[f"litert_{part}"], s[f"edgeseg_{part}"]
-        rows.append((f"  e2e: {part}", f"{a['median'] * 1e3:.2f} ms", f"{a['p99'] * 1e3:.2f} ms",
+        rows.append((f"  e2e stage: {part} (wall)", f"{a['median'] * 1e3:.2f} ms", f"{a['p99'] * 1e3:.2f} ms",
                      f"{b['median'] * 1e3:.2f} ms", f"{b['p99'] * 1e3:.2f} ms", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
@@ -198,7 +200,8 @@ def table(result: dict) -> str:
     env = result["environment"]
     lines.append(f"{result['variant']} model {result['model_input']}, {result['frames']['count']} frames "
                  f"{result['frames']['size_hw']} of Megamind.avi, {result['iterations']} iterations, "
-                 f"threads={result['threads']}, CPU: {env['cpu']} ({env['cores_usable']} usable cores)")
+                 f"threads={result['threads']}, CPU: {env['cpu']} ({env['cores_usable']} usable cores), "
+                 f"load average {result['load_average_1min']['before']} -> {result['load_average_1min']['after']}")
     return "\n".join(lines)
 
 
