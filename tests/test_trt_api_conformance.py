@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ CHECKED_FILES = [
     "edgeseg/runtime/trt_runner.py",
     "benchmarks/gpu_check.py",
     *sorted(str(p.relative_to(REPO)) for p in (REPO / "plugins" / "tensorrt").glob("*.py")
-            if "tensorrt" in p.read_text().split('"""', 2)[-1]),  # files that touch TensorRT past their docstring
+            if re.search(r"^\s*(import tensorrt|.*require\(\"tensorrt\")", p.read_text(), re.M)),  # TensorRT users
 ]
 
 # How typed objects are made: (class, method) -> class of the result.
@@ -286,7 +287,7 @@ def test_our_tensorrt_names_exist_in_every_supported_release(apis, relpath):
 def test_plugin_files_declare_their_version_floor():
     for path in (REPO / "plugins" / "tensorrt").glob("*.py"):
         text = path.read_text()
-        if "tensorrt.plugin" in text and path.name != "__init__.py":
+        if re.search(r"^import tensorrt\.plugin", text, re.M):
             assert "REQUIRES_TENSORRT" in text, f"{path.name} uses tensorrt.plugin without REQUIRES_TENSORRT"
 
 

@@ -188,3 +188,38 @@ def test_roi_align_shape_and_aot_arguments_match_the_kernel(plugins):
     assert tuple(extra[:7]) == (2, 8, 16, 12, 5, 3, 4) and tuple(extra[8:]) == (0, 1)
     assert np.array([extra[7]], np.int32).view(np.float32)[0] == np.float32(0.25)
     assert _ptx_params(KERNEL_SOURCE, name) == 2 + len(extra) + 1
+
+
+@pytest.mark.parametrize("op", ["deform_conv", "roi_align", "dense_crf"])
+def test_onnx_node_contract_matches_the_plugin_definition(plugins, op):
+    from edgeseg.plugins.tensorrt.onnx_nodes import PLUGIN_OPS
+
+    trtp, registry, modules = plugins
+    name = modules[op].OP.split("::")[1]
+    tensors, attrs = _register_schema(trtp, registry[modules[op].OP]["register"])
+    assert PLUGIN_OPS[name] == (tuple(tensors), attrs)
+
+
+def test_plugin_nodes_pass_the_onnx_checker():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from edgeseg.errors import InputError
+    from edgeseg.plugins.tensorrt.onnx_nodes import plugin_node, register_onnx_schemas
+
+    register_onnx_schemas()
+    register_onnx_schemas()  # idempotent
+    node = plugin_node("RoIAlign", ["feats", "rois"], ["pooled"], pooled_h=7, pooled_w=7, spatial_scale=1,
+                       sampling_ratio=0, aligned=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, 8, 32, 32]),
+                                            helper.make_tensor_value_info("rois", TensorProto.FLOAT, [4, 5])],
+                              [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [4, 8, 7, 7])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("edgeseg", 1)])
+    onnx.checker.check_model(model, full_check=True)
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["plugin_namespace"] == b"edgeseg" and attrs["spatial_scale"] == 1.0 and node.domain == "edgeseg"
+    with pytest.raises(InputError, match="pooled_w"):
+        plugin_node("RoIAlign", ["f", "r"], ["o"], pooled_h=7, pooled_w=7.5, spatial_scale=1.0, sampling_ratio=0,
+                    aligned=1)
+    with pytest.raises(InputError, match="expected exactly"):
+        plugin_node("DenseCRF", ["p", "i"], ["o"])
