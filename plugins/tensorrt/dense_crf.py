@@ -2,7 +2,9 @@
 Inputs: probs (N, C, H, W) float32 (softmax probabilities), image (N, H, W, 3) float32 in 0..255 (the
 frame the probabilities belong to, BGR). Attribute: params (str, JSON object of keyword arguments for
 ``edgeseg.ops.dense_crf``, e.g. '{"iterations": 5}'). Output: refined probs (N, C, H, W) float32.
-Runs ``edgeseg.ops.dense_crf`` on CuPy arrays on TensorRT's stream (several kernels: no AOT form).
+Runs ``edgeseg.ops.dense_crf`` on CuPy arrays on TensorRT's stream (several kernels: no AOT form);
+``params='{"window": 7}'`` selects the windowed CRF, one fused kernel launch per iteration
+(``edgeseg.plugins.dense_crf``), otherwise the fully connected permutohedral-lattice CRF.
 """
 
 # No `from __future__ import annotations` here: tensorrt.plugin reads these annotations at run time
