@@ -92,3 +92,21 @@ def test_deform_conv_plugin_matches_reference(tmp_path):
     got = _run(engine, {"input": x, "offset": off, "mask": mask, "weight": w, "bias": b})["out"]
     want = reference_deform_conv2d(x, off, w, b, (1, 1), (1, 1), (1, 1), mask)
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.trt
+def test_dense_crf_plugin_matches_the_numpy_crf(tmp_path):
+    _needs_plugin_api()
+    from edgeseg.export.trt_build import engine_from_onnx
+    from edgeseg.ops import dense_crf
+
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((1, 2, 24, 32)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    image = rng.integers(0, 256, (1, 24, 32, 3)).astype(np.float32)
+    art = _plugin_onnx(tmp_path / "crf.onnx", "DenseCRF", [("probs", probs.shape), ("image", image.shape)], "refined",
+                       dict(params='{"iterations": 3}'), probs.shape)
+    engine = engine_from_onnx(art, plugins="edgeseg", timing_cache=False)
+    got = _run(engine, {"probs": probs, "image": image})["refined"]
+    want = dense_crf(probs[0], image[0].astype(np.uint8), iterations=3)
+    np.testing.assert_allclose(got[0], want, atol=1e-3)
