@@ -1,0 +1,48 @@
+"""Video in, segmented video out, in real time: sources, sinks and the threaded streaming loop.
+
+The package is callable: ``edgeseg.stream(source, model, ...)`` is :func:`edgeseg.stream.loop.stream`.
+
+>>> import edgeseg
+>>> for result in edgeseg.stream("clip.mp4", "model.onnx", sink="out.mp4"):   # doctest: +SKIP
+...     print(result.index, result.labels.shape, result.timings)
+>>> with edgeseg.stream.open_source("/dev/video0") as camera:                  # doctest: +SKIP
+...     for image, timestamp in camera: ...
+
+Importing this package needs only NumPy; OpenCV, PyAV and pydicom load when a source or sink opens.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from .errors import SinkError, SourceError, StreamError
+from .loop import Stream, StreamResult, stream
+from .sinks import ImageFolderSink, NullSink, Sink, VideoFileSink, WindowSink, open_sink
+from .sources import CapturedFrame, DicomSource, FrameSource, ImageFolderSource, Source, open_source
+from .stats import StreamStats, format_table
+
+__all__ = [
+    "stream", "Stream", "StreamResult", "StreamStats", "format_table",
+    "open_source", "Source", "CapturedFrame", "FrameSource", "ImageFolderSource", "DicomSource", "VideoSource",
+    "open_sink", "Sink", "NullSink", "WindowSink", "VideoFileSink", "ImageFolderSink",
+    "StreamError", "SourceError", "SinkError",
+]
+
+
+def __getattr__(name: str):
+    if name == "VideoSource":  # lives in .capture, which needs nothing heavy either, but keep it on demand
+        from .capture import VideoSource
+
+        return VideoSource
+    raise AttributeError(f"module 'edgeseg.stream' has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``edgeseg.stream(...)`` call :func:`stream` while ``edgeseg.stream.open_source`` still works."""
+
+    def __call__(self, *args, **kwargs) -> Stream:
+        return stream(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

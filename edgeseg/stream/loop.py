@@ -1,0 +1,373 @@
+"""The streaming loop: capture, inference and rendering in three threads joined by bounded channels.
+
+capture thread --[frames]--> inference thread --[segmentations]--> render thread --[results]--> your loop
+
+A live source (camera, network stream, ``realtime=True`` file) keeps only the newest frame when inference is
+slower than the camera and counts the frames it dropped; a file processes every frame in order. End of stream,
+``break`` in your loop, Ctrl-C and errors all stop every thread (an abort Event, joins with timeouts). A source
+that fails mid-stream (corrupt or truncated file, camera gone after its reconnects) lets the frames already
+captured finish, closes the sink (a valid, playable partial video) and raises the error from your loop.
+
+>>> import edgeseg
+>>> for result in edgeseg.stream("clip.mp4", "model.onnx", sink="out.mp4"):     # doctest: +SKIP
+...     print(result.index, result.labels.shape, result.timings["end_to_end"])
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..errors import EdgesegError, InputError
+from .channel import END, Channel
+from .errors import StreamError
+from .sinks import NullSink, Sink, open_sink
+from .sources import Source, open_source
+from .stats import StatusLine, StreamStats
+
+log = logging.getLogger("edgeseg.stream")
+
+JOIN_TIMEOUT_S = 5.0
+
+
+@dataclass
+class StreamResult:
+    """One processed frame.
+
+    Attributes:
+        frame: (H, W, 3) BGR uint8, the captured frame.
+        labels: (H, W) int32 class per pixel. probs: (C, H, W) float32 probabilities.
+        timings: seconds per stage: capture, pre, infer, post, crf, render, end_to_end (capture to render done).
+        index: the frame's number in capture order (gaps are frames dropped by a live source).
+        capture_time: ``time.perf_counter()`` at capture. image: the rendered frame (None without a renderer).
+        segmentation: the segmenter's full result. dropped: frames dropped so far in this stream.
+    """
+
+    frame: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    timings: dict[str, float]
+    index: int
+    capture_time: float
+    image: np.ndarray | None = None
+    segmentation: Any = None
+    dropped: int = 0
+
+    @property
+    def latency_s(self) -> float:
+        return self.timings["end_to_end"]
+
+
+@dataclass
+class _Item:
+    index: int
+    image: np.ndarray
+    timestamp: float
+    capture_s: float
+    segmentation: Any = None
+    segment_s: float = 0.0
+
+
+@dataclass
+class _Failure:
+    stage: str
+    index: int
+    error: BaseException
+
+
+class Stream:
+    """A running (or ready) stream; iterate it for :class:`StreamResult`, then read :meth:`summary`.
+
+    Build it with :func:`stream`. Iterate once. ``with`` or ``close()`` stops it early.
+    """
+
+    def __init__(self, source: Source, segmenter: Callable, *, render: Callable | None, sink: Sink,
+                 queue_size: int, max_frames: int | None, status: bool | None,
+                 owns: tuple[bool, bool, bool]):
+        self.source, self.segmenter, self.render, self.sink = source, segmenter, render, sink
+        self.max_frames = max_frames
+        self.stats = StreamStats()
+        self.status = StatusLine(enabled=status) if status is not False else None
+        self._owns_source, self._owns_sink, self._owns_segmenter = owns
+        self._abort = threading.Event()  # stop everything now
+        self._enough = threading.Event()  # max_frames reached: stop capturing, drain
+        live = source.is_live
+        self.frames = Channel(1 if live else queue_size, latest=live, abort=self._abort, name="frames")
+        self.segmented = Channel(queue_size, latest=False, abort=self._abort, name="segmented")
+        self.results = Channel(queue_size, latest=False, abort=self._abort, name="results")
+        self._threads: list[threading.Thread] = []
+        self._failures: list[_Failure] = []
+        self._started = False
+        self._shut = False
+        self.stopped_by: str | None = None
+        self.threads_left: list[str] = []
+
+    # --- public --------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[StreamResult]:
+        if self._started:
+            raise StreamError("a stream can be iterated once; call edgeseg.stream(...) again to restart")
+        self._start()
+        reason = "consumer"  # the caller left the for loop early (break, or an exception in its body)
+        try:
+            while True:
+                result = self.results.get()
+                if result is END:
+                    break
+                yield result
+                if self.status:
+                    self.status.update(self.stats.status_line())
+            reason = "error" if self._failures else ("limit" if self._enough.is_set() else "end")
+            if self._abort.is_set() and not self._failures:
+                reason = "closed"
+        except KeyboardInterrupt:
+            reason = "interrupt"
+            raise
+        finally:
+            self.stopped_by = self.stopped_by or reason
+            self._shutdown()
+        self._raise_failure()
+
+    def run(self) -> dict:
+        """Consume the whole stream (results go to the sink only) and return :meth:`summary`."""
+        for _ in self:
+            pass
+        return self.summary()
+
+    def close(self) -> None:
+        """Stop all threads now and release what the stream opened. Idempotent."""
+        self.stopped_by = self.stopped_by or "closed"
+        self._shutdown()
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def summary(self) -> dict:
+        """Frames, FPS, per-stage latency (ms p50/p90/p99/mean/max), source, sink, errors, how it stopped."""
+        data = self.stats.summary()
+        data.update({
+            "stopped_by": self.stopped_by,
+            "source": self.source.describe(),
+            "sink": self.sink.describe(),
+            "events": list(self.source.events),
+            "errors": [f"{f.stage} (frame {f.index}): {f.error}" for f in self._failures],
+            "threads_left": list(self.threads_left),
+            "queue_high_water": {c.name: c.high_water for c in (self.frames, self.segmented, self.results)},
+        })
+        return data
+
+    # --- threads -------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        self._started = True
+        self.source.open()
+        if hasattr(self.segmenter, "reset"):
+            self.segmenter.reset()  # smoothing history of an earlier stream must not leak in
+        self.stats = StreamStats()
+        for name, target in (("capture", self._capture), ("inference", self._infer), ("render", self._render)):
+            thread = threading.Thread(target=target, name=f"edgeseg-{name}", daemon=False)
+            thread.start()
+            self._threads.append(thread)
+
+    def _fail(self, stage: str, index: int, error: BaseException, fatal: bool) -> None:
+        self._failures.append(_Failure(stage, index, error))
+        log.debug("%s stage failed at frame %d: %s", stage, index, error)
+        if fatal:
+            self._abort.set()
+
+    def _capture(self) -> None:
+        index = 0
+        frames = iter(self.source)
+        try:
+            while not (self._abort.is_set() or self._enough.is_set()):
+                if self.max_frames is not None and not self.source.is_live and index >= self.max_frames:
+                    break
+                try:
+                    image, timestamp = next(frames)
+                except StopIteration:
+                    break
+                capture_s = self.source.last_read_s
+                self.stats.count_captured(capture_s)
+                dropped = self.frames.put(_Item(index, image, timestamp, capture_s))
+                if dropped:
+                    self.stats.count_dropped(dropped)
+                index += 1
+        except Exception as exc:  # noqa: BLE001 - reported to the caller after the captured frames finish
+            self._fail("capture", index, exc, fatal=False)
+        finally:
+            frames.close()
+            self.frames.close()
+
+    def _infer(self) -> None:
+        item = None
+        try:
+            while (item := self.frames.get()) is not END:
+                if self._enough.is_set():
+                    continue
+                t0 = time.perf_counter()
+                item.segmentation = self.segmenter(item.image)
+                item.segment_s = time.perf_counter() - t0
+                self.segmented.put(item)
+        except Exception as exc:  # noqa: BLE001
+            self._fail("inference", getattr(item, "index", -1), exc, fatal=True)
+        finally:
+            self.segmented.close()
+
+    def _render(self) -> None:
+        item = None
+        try:
+            while (item := self.segmented.get()) is not END:
+                if self._enough.is_set():
+                    continue
+                self.results.put(self._render_one(item))
+                if self.max_frames is not None and self.stats.processed >= self.max_frames:
+                    self._enough.set()
+                    self.source.interrupt()
+                if self.sink.stop_requested:  # the user closed the window
+                    self.stopped_by = "user"
+                    self._enough.set()
+                    self.source.interrupt()
+        except Exception as exc:  # noqa: BLE001
+            self._fail("render", getattr(item, "index", -1), exc, fatal=True)
+        finally:
+            self.results.close()
+            if self._owns_sink:
+                try:
+                    self.sink.close()
+                except Exception as exc:  # noqa: BLE001
+                    self._fail("sink", self.sink.frames_written, exc, fatal=True)
+
+    def _render_one(self, item: _Item) -> StreamResult:
+        seg = item.segmentation
+        t0 = time.perf_counter()
+        image = self.render(item.image, seg) if self.render is not None else None
+        if not isinstance(self.sink, NullSink):
+            self.sink.write(image)
+        done = time.perf_counter()
+        timings = {"capture": item.capture_s}
+        seg_timings = dict(getattr(seg, "timings", None) or {})
+        timings.update(seg_timings or {"infer": item.segment_s})
+        timings["render"] = done - t0
+        timings["end_to_end"] = done - item.timestamp
+        self.stats.count_done(timings, done)
+        return StreamResult(frame=item.image, labels=seg.labels, probs=seg.probs, timings=timings,
+                            index=item.index, capture_time=item.timestamp, image=image, segmentation=seg,
+                            dropped=self.stats.dropped)
+
+    # --- shutdown ------------------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        if self._shut:
+            return
+        self._shut = True
+        self._abort.set()
+        self.source.interrupt()
+        for channel in (self.frames, self.segmented, self.results):
+            channel.wake()
+        deadline = time.perf_counter() + JOIN_TIMEOUT_S
+        for thread in self._threads:
+            thread.join(max(deadline - time.perf_counter(), 0.1))
+        self.threads_left = [t.name for t in self._threads if t.is_alive()]
+        if self.threads_left:
+            log.error("stream threads still running after %.0f s: %s (a source read is blocking)",
+                      JOIN_TIMEOUT_S, ", ".join(self.threads_left))
+        if self._owns_sink and not self._threads:
+            self.sink.close()  # never started: nothing else will close it
+        if self._owns_source and "edgeseg-capture" not in self.threads_left:
+            self.source.close()
+        if self._owns_segmenter and hasattr(self.segmenter, "close") and "edgeseg-inference" not in self.threads_left:
+            self.segmenter.close()
+        if self.status:
+            self.status.update(self.stats.status_line(), force=True)
+            self.status.finish()
+
+    def _raise_failure(self) -> None:
+        if not self._failures:
+            return
+        first = self._failures[0]
+        if isinstance(first.error, EdgesegError):
+            raise first.error
+        raise StreamError(f"{first.stage} stage failed at frame {first.index}: "
+                          f"{type(first.error).__name__}: {first.error}") from first.error
+
+
+def _as_segmenter(model, backend: str, crf, smooth, threads) -> tuple[Callable, bool]:
+    """(segmenter, created_here): a path/Artifact/Runner becomes a Segmenter; a callable is used as it is."""
+    is_model_ref = isinstance(model, (str, Path)) or type(model).__name__ == "Artifact" or hasattr(model, "infer")
+    if is_model_ref:
+        from ..pipeline import Segmenter
+
+        return Segmenter(model, backend=backend, crf=crf, smooth=smooth, threads=threads), True
+    if not callable(model):
+        raise InputError(f"model: got {type(model).__name__}, expected a model path, an Artifact, a Runner or a "
+                         "Segmenter (a callable frame -> Segmentation)")
+    if crf not in (None, False) or threads is not None or backend != "auto":
+        raise InputError("crf/threads/backend: these configure a Segmenter built from a model path; you passed a "
+                         "ready segmenter, so set them on it: Segmenter(model, crf=..., threads=..., backend=...)")
+    if smooth is not None:
+        if not hasattr(model, "smooth"):
+            raise InputError(f"smooth: got {smooth!r}, but {type(model).__name__} has no `smooth` setting")
+        if not (isinstance(smooth, (int, float)) and 0.0 <= smooth < 1.0):
+            raise InputError(f"smooth: got {smooth!r}, expected None or a number in [0, 1)")
+        model.smooth = smooth
+    return model, False
+
+
+def stream(source, model, *, sink=None, render=None, smooth: float | None = None, crf=None,
+           backend: str = "auto", threads: int | None = None, loop: bool = False, fps: float | None = None,
+           realtime: bool = False, max_frames: int | None = None, queue_size: int = 4,
+           status: bool | None = False) -> Stream:
+    """Segment a video stream: ``for result in edgeseg.stream(source, model): ...``.
+
+    Args:
+        source: a URI or path for :func:`open_source` (``0``, ``/dev/video0``, ``csi://0``, ``rtsp://...``,
+            ``clip.mp4``, ``frames/``, ``cine.dcm``) or an open :class:`Source` (then you close it).
+        model: a model path, :class:`~edgeseg.artifact.Artifact` or Runner (a Segmenter is built with
+            ``backend``, ``crf``, ``smooth``, ``threads``), or a ready Segmenter / any callable
+            ``(H, W, 3) uint8 frame -> object with labels (H, W), probs (C, H, W), timings``.
+        sink: where rendered frames go: None (nowhere), a URI for :func:`open_sink` (``out.mp4``, ``frames/``,
+            ``window``) or an open :class:`Sink` (then you close it).
+        render: ``(frame, segmentation) -> (H, W, 3) uint8`` image for the sink; default the segmenter's
+            ``overlay``; ``False`` renders nothing (``result.image`` is None; needs ``sink=None``).
+        smooth: EMA weight in [0, 1) for probabilities across frames (Segmenter ``smooth``).
+        loop, fps, realtime: for :func:`open_source` (``realtime`` paces a file like a live camera).
+        max_frames: stop after this many processed frames. queue_size: capacity of the file-mode queues.
+        status: live status line on stderr (None: when stderr is a terminal).
+
+    Returns a :class:`Stream`: iterate it for :class:`StreamResult`; ``summary()`` afterwards.
+    """
+    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+        raise InputError(f"max_frames: got {max_frames!r}, expected a positive integer or None")
+    if not isinstance(queue_size, int) or queue_size < 1:
+        raise InputError(f"queue_size: got {queue_size!r}, expected a positive integer")
+    owns_source = not isinstance(source, Source)
+    src = open_source(source, loop=loop, fps=fps, realtime=realtime)
+    segmenter, owns_segmenter = None, False
+    try:
+        src.open()  # fails now, not in a thread, when the source cannot open; and sets fps/size for the sink
+        segmenter, owns_segmenter = _as_segmenter(model, backend, crf, smooth, threads)
+        if render is None:
+            render = getattr(segmenter, "overlay", None)
+        elif render is False:
+            render = None
+        elif not callable(render):
+            raise InputError(f"render: got {render!r}, expected None, False or a callable (frame, seg) -> image")
+        owns_sink = not isinstance(sink, Sink)
+        out = open_sink(sink, fps=src.fps, size=None)
+        if render is None and not isinstance(out, NullSink):
+            raise InputError(f"render: nothing renders frames for sink {out.uri!r}; pass a render callable "
+                             "or use a segmenter with an overlay()")
+    except BaseException:
+        if owns_source:
+            src.close()
+        if owns_segmenter and hasattr(segmenter, "close"):
+            segmenter.close()
+        raise
+    return Stream(src, segmenter, render=render, sink=out, queue_size=queue_size, max_frames=max_frames,
+                  status=status, owns=(owns_source, owns_sink, owns_segmenter))

@@ -1,0 +1,81 @@
+"""Sinks: video files that decode back frame for frame, image folders, clear errors for windows and sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import InputError
+from edgeseg.stream import ImageFolderSink, NullSink, SinkError, VideoFileSink, open_sink, open_source
+from edgeseg.stream.testing import count_frames, frame_number, numbered_frame
+
+cv2 = pytest.importorskip("cv2")
+
+
+@pytest.mark.parametrize("name, codec", [("out.mp4", "h264"), ("out.mp4", "mp4v"), ("out.avi", "mjpg"),
+                                         ("out.mkv", "h264")])
+def test_video_file_decodes_back_frame_for_frame(tmp_path, name, codec):
+    if codec == "h264":
+        pytest.importorskip("av")
+    path = tmp_path / name
+    with open_sink(str(path), fps=25, size=(96, 64), codec=codec) as sink:
+        assert isinstance(sink, VideoFileSink) and sink.codec == codec
+        for i in range(30):
+            sink.write(numbered_frame(i))
+    with open_source(path) as source:
+        numbers = [frame_number(image) for image, _ in source]
+        assert source.size == (96, 64) and source.fps == pytest.approx(25)
+    assert numbers == list(range(30))
+
+
+def test_default_codec_is_h264_for_mp4_when_pyav_exists(tmp_path):
+    pytest.importorskip("av")
+    assert open_sink(tmp_path / "a.mp4", fps=30).codec == "h264"
+    assert open_sink(tmp_path / "a.avi", fps=30).codec == "mjpg"
+
+
+def test_h264_pads_odd_sizes_and_says_so(tmp_path, caplog):
+    pytest.importorskip("av")
+    path = tmp_path / "odd.mp4"
+    with caplog.at_level("WARNING", logger="edgeseg.stream"), open_sink(path, fps=10) as sink:
+        for i in range(4):
+            sink.write(numbered_frame(i, (95, 63)))
+    assert "padding 95x63 frames to 96x64" in caplog.text
+    assert count_frames(path) == 4
+
+
+def test_size_taken_from_first_frame_and_then_enforced(tmp_path):
+    sink = open_sink(tmp_path / "frames", fps=10)
+    assert isinstance(sink, ImageFolderSink)
+    sink.write(numbered_frame(0, (96, 64)))
+    with pytest.raises(InputError, match=r"size 64x48 .* expected 96x64"):
+        sink.write(numbered_frame(1, (64, 48)))
+    sink.close()
+    files = sorted((tmp_path / "frames").iterdir())
+    assert [f.name for f in files] == ["000000.png"]
+    assert frame_number(cv2.imread(str(files[0]))) == 0
+
+
+def test_bad_frames_are_named(tmp_path):
+    sink = NullSink("null")
+    with pytest.raises(InputError, match="dtype float32 .* expected uint8"):
+        sink.write(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(InputError, match=r"shape \(4, 4, 2\)"):
+        sink.write(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_open_sink_choices_and_errors(tmp_path):
+    assert isinstance(open_sink("null"), NullSink) and isinstance(open_sink(None), NullSink)
+    with pytest.raises(InputError, match="suffix '.txt'"):
+        open_sink(tmp_path / "out.txt")
+    with pytest.raises(InputError, match="expected null, window"):
+        open_sink("rtsp://host/stream")
+    with pytest.raises(SinkError, match="sink folder does not exist"):
+        open_sink(tmp_path / "missing" / "out.mp4")
+
+
+def test_window_without_display_or_gui_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError, match=r"cannot open a window: .*(GUI|no display).*--sink out.mp4"):
+        open_sink("window")
