@@ -225,10 +225,10 @@ def _write(tmp_path, m, ins, outs):
     return path
 
 
-def _transpose_conv_model(in_hw, out_hw, k, stride, padding, custom=False):
+def _transpose_conv_model(in_hw, out_hw, k, stride, padding, custom=False, weights=None):
     m = TinyModel()
     x = m.tensor([1, *in_hw, 3])
-    wt, bias = _rand(2, k, k, 3), _rand(2)
+    wt, bias = weights if weights is not None else (_rand(2, k, k, 3), _rand(2))
     y = m.tensor([1, *out_hw, 2])
     if custom:  # MediaPipe's Convolution2DTransposeBias: padding code 1 = SAME, 2 = VALID
         raw = np.asarray([1 if padding == SAME else 2, stride, stride], np.int32).tobytes()
@@ -256,11 +256,10 @@ def test_mediapipe_transpose_conv_bias_equals_builtin_transpose_conv(tmp_path, p
     # LiteRT has no kernel for MediaPipe's custom op; its semantics are TRANSPOSE_CONV + bias, and the
     # builtin is checked against LiteRT above. Same weights through both import paths must agree.
     out_hw = (10, 8) if padding == SAME else (11, 9)
+    filters = (_rand(2, 3, 3, 3), _rand(2))
     results = []
     for custom in (False, True):
-        global RNG
-        RNG = np.random.default_rng(7)
-        m, ins, outs = _transpose_conv_model((5, 4), out_hw, 3, 2, padding, custom=custom)
+        m, ins, outs = _transpose_conv_model((5, 4), out_hw, 3, 2, padding, custom=custom, weights=filters)
         graph, weights = graph_from_tflite(read_tflite(_write(tmp_path, m, ins, outs)))
         module = TfliteGraph(graph).eval()
         module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
