@@ -115,12 +115,14 @@ class BackgroundEffect:
         return self.composite(frame, self.person(frame, result))
 
     def person(self, frame: np.ndarray, result: Any) -> np.ndarray:
-        """(H, W) float32 person probability ``1 - P(background)`` from ``result.probs`` at the frame size."""
+        """(H, W) float32 person probability ``1 - P(background)`` (``probs[1]`` for a 2-class model) at frame size."""
         probs = getattr(result, "probs", None)
         frame_hw = tuple(frame.shape[:2])
         if probs is None or probs.ndim != 3 or tuple(probs.shape[1:]) != frame_hw:
             raise InputError(f"result.probs: got shape {getattr(probs, 'shape', None)}, expected (C, H, W) at the "
                              f"frame size {frame_hw} (pass the Segmentation of this frame)")
+        if probs.shape[0] == 2 and probs.dtype == np.float32:  # background + person: no arithmetic needed
+            return probs[1]
         return np.subtract(1.0, probs[0], dtype=np.float32)
 
     def composite(self, frame: np.ndarray, person: np.ndarray) -> np.ndarray:

@@ -38,8 +38,7 @@ def run(args) -> int:
 
     model = args.model or selfie_model_path(args.variant)
     effect = BackgroundEffect(blur=args.blur, replace=args.replace, color=args.color, feather=args.feather)
-    source = int(args.source) if args.source.isdigit() else args.source
-    with stream(source, model, sink=args.sink, render=effect, smooth=args.smooth, backend=args.backend,
+    with stream(args.source, model, sink=args.sink, render=effect, smooth=args.smooth, backend=args.backend,
                 threads=args.threads, max_frames=args.max_frames, status=None) as frames:
         for _ in frames:
             pass
