@@ -11,7 +11,7 @@ import pytest
 from edgeseg.errors import InputError
 from edgeseg.stream import DicomSource, FrameSource, ImageFolderSource, SourceError, open_source
 from edgeseg.stream.capture import VideoSource
-from edgeseg.stream.testing import frame_number, numbered_frame, write_clip
+from edgeseg.stream.testing import FakeCamera, frame_number, numbered_frame, write_clip
 
 cv2 = pytest.importorskip("cv2")
 
@@ -159,37 +159,6 @@ def test_csi_without_gstreamer_says_why():
         pytest.skip("this OpenCV has GStreamer")
     with pytest.raises(SourceError, match="GStreamer"):
         open_source("csi://0")
-
-
-class FakeCamera:
-    """A cv2.VideoCapture stand-in: delivers ``frames`` frames, then fails until reopened ``fail_opens`` times."""
-
-    opens = 0
-
-    def __init__(self, plan):
-        self.plan = plan  # per open: number of frames it delivers, or None when the open fails
-        FakeCamera.opens += 1
-        self.remaining = plan[FakeCamera.opens - 1] if FakeCamera.opens <= len(plan) else None
-        self.count = 0
-
-    def isOpened(self):
-        return self.remaining is not None
-
-    def read(self):
-        if not self.remaining:
-            return False, None
-        self.remaining -= 1
-        self.count += 1
-        return True, numbered_frame(self.count)
-
-    def get(self, prop):
-        return 0.0
-
-    def set(self, prop, value):
-        return True
-
-    def release(self):
-        pass
 
 
 def test_live_camera_reconnects_with_backoff():

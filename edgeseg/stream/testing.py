@@ -133,3 +133,38 @@ def threshold_onnx(path: str | Path, size: tuple[int, int] = (64, 96)) -> Path:
              inputs=[TensorSpec("input", [1, 1, *size])],
              outputs=[TensorSpec("logits", [1, 2, *size])]).save()
     return path
+
+
+class FakeCamera:
+    """A ``cv2.VideoCapture`` stand-in for reconnect tests. ``plan[k]`` is what the k-th open does: deliver that
+    many numbered frames and then fail reads, or ``None`` to fail the open. Opens past the plan fail.
+    Reset ``FakeCamera.opens = 0`` before each use.
+
+    >>> source = VideoSource(0, live=True, capture_factory=lambda target, api: FakeCamera([3, None, 2]))
+    """
+
+    opens = 0
+
+    def __init__(self, plan):
+        FakeCamera.opens += 1
+        self.remaining = plan[FakeCamera.opens - 1] if FakeCamera.opens <= len(plan) else None
+        self.count = 0
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.remaining is not None
+
+    def read(self):
+        if not self.remaining:
+            return False, None
+        self.remaining -= 1
+        self.count += 1
+        return True, numbered_frame(self.count)
+
+    def get(self, prop):
+        return 0.0
+
+    def set(self, prop, value):
+        return True
+
+    def release(self):
+        pass
