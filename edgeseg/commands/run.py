@@ -1,0 +1,131 @@
+"""Segment a camera, a stream or a video file in real time and write the result.
+
+Capture, inference and rendering run in three threads. A live source (camera, rtsp://, or --realtime) keeps
+only the newest frame when the model is slower than the camera and counts the dropped frames; a file is
+processed frame by frame, in order. Ctrl-C stops cleanly: the output video stays playable and the summary
+is still printed and written.
+
+Sources (--source): 0 (webcam), /dev/video0 (V4L2), csi://0 (Jetson CSI camera), rtsp://host/stream,
+http(s)://..., clip.mp4, a folder of images (sorted; --fps sets the rate), cine.dcm (DICOM cine).
+Sinks (--sink): out.mp4 (H.264) / out.avi (MJPG), a folder (frames/), window, null.
+Models (--model): an .onnx / .safetensors / .engine file with its .json sidecar, or "selfie" for the
+cached MediaPipe selfie model (`edgeseg fetch-selfie` once).
+
+Examples:
+  edgeseg run --model edgeseg/assets/hc18_fastseg.onnx --source cine.dcm --sink out.mp4
+  edgeseg run --model selfie --source 0 --sink window --effect blur --smooth 0.5
+  edgeseg run --model model.onnx --source rtsp://cam.local/live --sink null --summary latency.json
+  edgeseg run --model model.onnx --source clip.mp4 --realtime --sink out.mp4   # as if it were a camera
+  edgeseg run --model model.onnx --source frames/ --fps 10 --sink overlays/ --crf
+
+The latency table lists per stage p50/p99 in ms: capture (read + decode), pre, infer, post, crf, render
+(draw + encode) and end_to_end (capture timestamp to render done, queueing included).
+"""
+
+from __future__ import annotations
+
+HELP = "segment a camera, stream or video in real time (overlay or background blur)"
+EFFECTS = ("overlay", "blur")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help='model file with its sidecar, or "selfie"')
+    parser.add_argument("--source", required=True, help="camera index, /dev/videoN, csi://N, URL, file, folder, .dcm")
+    add_stream_options(parser, default_sink="window")
+
+
+def add_stream_options(parser, default_sink: str) -> None:
+    """Options shared by `edgeseg run` and `edgeseg demo`."""
+    parser.add_argument("--sink", default=default_sink,
+                        help=f"out.mp4, out.avi, a folder, window or null (default {default_sink})")
+    parser.add_argument("--backend", default="auto", help="runner backend: auto, onnxruntime, torch, tensorrt")
+    parser.add_argument("--threads", type=int, default=None, help="inference CPU threads (default: backend's)")
+    parser.add_argument("--crf", action="store_true", help="refine masks with the dense CRF (slower)")
+    parser.add_argument("--smooth", type=float, default=None, metavar="A",
+                        help="temporal EMA of probabilities, A in [0, 1), e.g. 0.5")
+    parser.add_argument("--effect", choices=EFFECTS, default=None,
+                        help="overlay: class colours (default); blur: blur the background (class 0)")
+    parser.add_argument("--blur", type=int, default=21, help="background blur kernel for --effect blur (odd)")
+    parser.add_argument("--loop", action="store_true", help="restart a file at its end (stop with Ctrl-C)")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of a folder, or override the source's")
+    parser.add_argument("--realtime", action="store_true",
+                        help="pace a file at its frame rate like a camera (drops frames when the model lags)")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--summary", metavar="JSON", help="write the run's summary (latency, frames, errors) here")
+    parser.add_argument("--quiet", action="store_true", help="no live status line and no table")
+
+
+def resolve_model(model: str):
+    """``"selfie"`` -> the cached selfie model path; anything else unchanged."""
+    if model == "selfie":
+        from ..apps.selfie import selfie_model_path
+
+        return selfie_model_path()
+    return model
+
+
+def make_render(effect: str | None, blur: int):
+    if effect == "blur":
+        from ..apps.selfie import BackgroundEffect
+
+        return BackgroundEffect(blur=blur)
+    return None  # the segmenter's overlay
+
+
+def execute(args, source, model, effect: str | None, describe: dict | None = None) -> int:
+    """Run one stream from parsed options; print the table, write the summary; 130 after Ctrl-C."""
+    import json
+    import signal
+
+    from ..stream import format_table, stream
+
+    render = make_render(effect, args.blur)
+    previous = _sigterm_as_interrupt(signal)
+    interrupted = False
+    run = stream(source, model, sink=args.sink, render=render, smooth=args.smooth, crf=args.crf or None,
+                 backend=args.backend, threads=args.threads, loop=args.loop, fps=args.fps, realtime=args.realtime,
+                 max_frames=args.max_frames, status=False if args.quiet else None)
+    try:
+        with run:
+            for _ in run:
+                pass
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        summary = run.summary()
+        summary.update(describe or {})
+        summary["model"] = str(model)
+        summary["backend"] = getattr(getattr(run.segmenter, "runner", None), "backend", None)
+        if args.summary:
+            with open(args.summary, "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=2)
+                f.write("\n")
+        if not args.quiet:
+            print(format_table(summary))
+            if summary["sink"]["frames_written"]:
+                print(f"wrote {summary['sink']['frames_written']} frames to {summary['sink']['uri']}")
+            for event in summary["events"]:
+                print(f"note: {event}")
+    if interrupted:
+        print("interrupted: stopped cleanly", flush=True)
+        return 130
+    return 0
+
+
+def _sigterm_as_interrupt(signal):
+    """`kill PID` stops like Ctrl-C (clean shutdown, playable file). Returns the previous handler, or None."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def run(args) -> int:
+    return execute(args, args.source, resolve_model(args.model), args.effect)
