@@ -5,10 +5,13 @@ offsets are laid out ``(dy, dx)`` per kernel point, per offset group; bilinear s
 the image; weight groups and offset groups are inferred from the tensor shapes. The math is spelled out
 literally in :mod:`edgeseg.ops.reference.deform_conv`.
 
-Implementation (im2col): for every offset group, kernel point and output pixel, the four bilinear corners
-are gathered from a flattened input with one extra zero slot (index H*W) that every out-of-image corner
-points to; the weighted corners form the (C*K, Ho*Wo) column matrix, which one grouped matmul with the
-weight turns into the output. The backward pass is hand-written with the same gathers plus scatter-adds.
+Implementation (im2col, channels last): the input becomes a row matrix (N*(H*W+1), C) with one zero row
+per image that every out-of-image corner points to. For every offset group, output pixel and kernel point
+the four bilinear corners are whole rows picked with ``index_select`` (contiguous copies of C values),
+weighted (bilinear weight times mask) and summed into the (N*Ho*Wo, K*C) column matrix, which one
+grouped matmul with the weight turns into the output. The backward pass is hand-written with the same
+gathers plus ``index_add_`` of rows (the transpose of the gather); loops run over offset groups and the
+four corners only.
 Both are registered as ``torch.library.custom_op`` (``edgeseg::deform_conv2d`` and its backward), so
 ``torch.compile`` and the ONNX exporter see one opaque op (``export/op_translations.py`` maps it to ONNX
 ``DeformConv``).
@@ -29,13 +32,15 @@ __all__ = ["deform_conv2d", "DeformConv2d"]
 
 
 # --------------------------------------------------------------------------------------------- sampling
-def _sampling_corners(offset: Tensor, height: int, width: int, kh: int, kw: int, offset_groups: int,
-                      stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]):
-    """Bilinear corners of every sampling point.
+def _sampling_corners(offset: Tensor, mask: Optional[Tensor], height: int, width: int, kh: int, kw: int,
+                      offset_groups: int, stride: tuple[int, int], padding: tuple[int, int],
+                      dilation: tuple[int, int]):
+    """Bilinear corners of every sampling point, ordered (N, G, L = Ho*Wo, K = kh*kw).
 
-    offset (N, 2*G*K, Ho, Wo) -> (index, weight, ly, lx): index is a list of 4 int64 (N, G, K*Ho*Wo) flat
-    pixel indices into H*W+1 (H*W = the zero slot), weight the 4 matching bilinear weights, ly/lx the
-    fractional parts (N, G, K*Ho*Wo), corners ordered (y0,x0), (y0,x1), (y1,x0), (y1,x1).
+    Returns (index, weight, ly, lx, modulation): ``index`` 4 int64 tensors of row indices into the
+    channels-last input with a zero row per image (N*(H*W+1) rows; out-of-image corners point to the zero
+    row); ``weight`` the 4 bilinear weights times the modulation; ``ly``/``lx`` the fractional parts; corners
+    ordered (y0,x0), (y0,x1), (y1,x0), (y1,x1). All (N, G, L, K).
     """
     n, _, out_h, out_w = offset.shape
     k = kh * kw
@@ -45,40 +50,64 @@ def _sampling_corners(offset: Tensor, height: int, width: int, kh: int, kw: int,
     kx = (torch.arange(kw, **opts) * dilation[1]).repeat(kh).view(k, 1, 1)
     oy = (torch.arange(out_h, **opts) * stride[0] - padding[0]).view(1, out_h, 1)
     ox = (torch.arange(out_w, **opts) * stride[1] - padding[1]).view(1, 1, out_w)
-    y = ((oy + ky) + off[:, :, :, 0]).reshape(n, offset_groups, -1)  # same sum order as torchvision
-    x = ((ox + kx) + off[:, :, :, 1]).reshape(n, offset_groups, -1)
+    # the same sum order as torchvision ((base + kernel tap) + offset), so float32 rounds alike
+    y = ((oy + ky) + off[:, :, :, 0]).reshape(n, offset_groups, k, -1).transpose(2, 3)
+    x = ((ox + kx) + off[:, :, :, 1]).reshape(n, offset_groups, k, -1).transpose(2, 3)
+    modulation = None if mask is None else mask.reshape(n, offset_groups, k, -1).transpose(2, 3)
     y0, x0 = torch.floor(y), torch.floor(x)
     ly, lx = y - y0, x - x0
     y0, x0 = y0.long(), x0.long()
-    zero_slot = height * width
+    rows_per_image = height * width + 1
+    zero_row = (torch.arange(n, device=offset.device) * rows_per_image + height * width).view(n, 1, 1, 1)
     index, weight = [], []
     for dy, wy in ((0, 1 - ly), (1, ly)):
         for dx, wx in ((0, 1 - lx), (1, lx)):
             yy, xx = y0 + dy, x0 + dx
             inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-            index.append(torch.where(inside, yy * width + xx, zero_slot))
-            weight.append(wy * wx)
-    return index, weight, ly, lx
+            index.append(torch.where(inside, yy * width + xx + (zero_row - height * width), zero_row))
+            weight.append(wy * wx if modulation is None else wy * wx * modulation)
+    return index, weight, ly, lx, modulation
 
 
-def _gather_corners(input: Tensor, index: list[Tensor], offset_groups: int) -> list[Tensor]:
-    """input (N, C, H, W) -> 4 corner values (N, G, C/G, K*Ho*Wo) (zero for out-of-image corners)."""
+def _channels_last_groups(input: Tensor, offset_groups: int) -> list[Tensor]:
+    """input (N, C, H, W) -> per offset group a (N*(H*W+1), C/G) row matrix, one zero row per image."""
     n, c, h, w = input.shape
-    flat = torch.nn.functional.pad(input.reshape(n, offset_groups, c // offset_groups, h * w), (0, 1))
-    return [torch.gather(flat, 3, idx.unsqueeze(2).expand(-1, -1, c // offset_groups, -1)) for idx in index]
+    rows = torch.nn.functional.pad(input.reshape(n, c, h * w), (0, 1)).transpose(1, 2)  # (N, HW+1, C)
+    rows = rows.reshape(n * (h * w + 1), offset_groups, c // offset_groups)
+    return [rows[:, g].contiguous() for g in range(offset_groups)]
 
 
-def _columns(input, offset, mask, kh, kw, offset_groups, stride, padding, dilation):
-    """Modulated im2col columns (N, C, K*Ho*Wo) and what the backward pass reuses."""
-    n, c, h, w = input.shape
-    index, weight, ly, lx = _sampling_corners(offset, h, w, kh, kw, offset_groups, stride, padding, dilation)
-    corners = _gather_corners(input, index, offset_groups)
-    cols = corners[0] * weight[0].unsqueeze(2)
-    for value, wgt in zip(corners[1:], weight[1:]):
-        cols.addcmul_(value, wgt.unsqueeze(2))
-    if mask is not None:
-        cols.mul_(mask.reshape(n, offset_groups, 1, -1))
-    return cols.reshape(n, c, -1), (index, weight, ly, lx, corners)
+def _gather(rows: Tensor, index: Tensor) -> Tensor:
+    """rows (R, Cg), index (...) -> (index.numel(), Cg)."""
+    return rows.index_select(0, index.reshape(-1))
+
+
+def _columns(corners: list[list[Tensor]], weight: list[Tensor], shape) -> Tensor:
+    """Modulated bilinear samples as the im2col matrix (N*L, K*C): row (n, l), column (k, c)."""
+    n, g_off, length, k = shape
+    per_group = []
+    for g, values in enumerate(corners):
+        cols = values[0] * weight[0][:, g].reshape(-1, 1)
+        for value, wgt in zip(values[1:], weight[1:]):
+            cols.addcmul_(value, wgt[:, g].reshape(-1, 1))
+        per_group.append(cols)  # (N*L*K, C/G)
+    cols = per_group[0] if g_off == 1 else torch.stack(per_group, 1)
+    return cols.reshape(n * length, -1)
+
+
+def _grouped_weight(weight: Tensor, groups: int) -> Tensor:
+    """(C_out, C_in/groups, kh, kw) -> (groups, K * C_in/groups, C_out/groups), rows ordered (k, c)."""
+    out_channels, c_per_group, kh, kw = weight.shape
+    w = weight.reshape(groups, out_channels // groups, c_per_group, kh * kw)
+    return w.permute(0, 3, 2, 1).reshape(groups, kh * kw * c_per_group, out_channels // groups)
+
+
+def _per_weight_group(cols: Tensor, groups: int, k: int) -> Tensor:
+    """(N*L, K*C) -> (groups, N*L, K*C/groups)."""
+    rows = cols.shape[0]
+    if groups == 1:
+        return cols.unsqueeze(0)
+    return cols.reshape(rows, k, groups, -1).permute(2, 0, 1, 3).reshape(groups, rows, -1)
 
 
 # ------------------------------------------------------------------------------------------- the op
@@ -87,15 +116,18 @@ def _deform_conv2d_op(input: Tensor, weight: Tensor, offset: Tensor, bias: Optio
                       mask: Optional[Tensor], stride_h: int, stride_w: int, pad_h: int, pad_w: int,
                       dil_h: int, dil_w: int, groups: int, offset_groups: int) -> Tensor:
     """Arguments in ONNX ``DeformConv`` order (X, W, offset, B, mask); validated by :func:`deform_conv2d`."""
-    n, c, _, _ = input.shape
+    n, _, h, w = input.shape
     out_channels, _, kh, kw = weight.shape
     out_h, out_w = offset.shape[2:]
-    cols, _ = _columns(input, offset, mask, kh, kw, offset_groups, (stride_h, stride_w), (pad_h, pad_w),
-                       (dil_h, dil_w))
-    cols = cols.reshape(n, groups, (c // groups) * kh * kw, out_h * out_w)
-    out = torch.matmul(weight.reshape(1, groups, out_channels // groups, -1), cols)
-    out = out.reshape(n, out_channels, out_h, out_w)
-    return out if bias is None else out + bias.view(1, -1, 1, 1)
+    index, wgt, _, _, _ = _sampling_corners(offset, mask, h, w, kh, kw, offset_groups, (stride_h, stride_w),
+                                            (pad_h, pad_w), (dil_h, dil_w))
+    rows = _channels_last_groups(input, offset_groups)
+    corners = [[_gather(rows[g], idx[:, g]) for idx in index] for g in range(offset_groups)]
+    cols = _columns(corners, wgt, (n, offset_groups, out_h * out_w, kh * kw))
+    out = torch.bmm(_per_weight_group(cols, groups, kh * kw), _grouped_weight(weight, groups))  # (G, N*L, Co/G)
+    out = out.permute(1, 0, 2).reshape(n, out_h, out_w, out_channels).permute(0, 3, 1, 2)
+    out = out if bias is None else out + bias.view(1, -1, 1, 1)
+    return out.contiguous()
 
 
 @_deform_conv2d_op.register_fake
@@ -113,32 +145,44 @@ def _deform_conv2d_backward_op(grad: Tensor, input: Tensor, weight: Tensor, offs
     Without a mask the mask gradient is that of an all-ones mask (the caller drops it).
     """
     n, c, h, w = input.shape
-    out_channels, _, kh, kw = weight.shape
+    out_channels, c_per_group, kh, kw = weight.shape
     out_h, out_w = offset.shape[2:]
-    k, g_off = kh * kw, offset_groups
-    cols, (index, wgt, ly, lx, corners) = _columns(input, offset, mask, kh, kw, g_off, (stride_h, stride_w),
-                                                   (pad_h, pad_w), (dil_h, dil_w))
-    grad = grad.reshape(n, groups, out_channels // groups, out_h * out_w)
-    cols = cols.reshape(n, groups, (c // groups) * k, out_h * out_w)
-    grad_weight = torch.matmul(grad, cols.transpose(-1, -2)).sum(0).reshape(weight.shape)
-    grad_bias = grad.sum((0, 3)).reshape(out_channels)
-    # d loss / d (unmodulated bilinear sample), per channel: (N, G, C/G, K*L)
-    grad_cols = torch.matmul(weight.reshape(1, groups, out_channels // groups, -1).transpose(-1, -2), grad)
-    grad_cols = grad_cols.reshape(n, g_off, c // g_off, -1)
-    # per-corner sums over the channels of an offset group: (N, G, K*L) each
-    s00, s01, s10, s11 = [(grad_cols * value).sum(2) for value in corners]
-    grad_mask = wgt[0] * s00 + wgt[1] * s01 + wgt[2] * s10 + wgt[3] * s11
+    k, g_off, length = kh * kw, offset_groups, out_h * out_w
+    index, wgt, ly, lx, modulation = _sampling_corners(offset, mask, h, w, kh, kw, g_off, (stride_h, stride_w),
+                                                       (pad_h, pad_w), (dil_h, dil_w))
+    rows = _channels_last_groups(input, g_off)
+    corners = [[_gather(rows[g], idx[:, g]) for idx in index] for g in range(g_off)]
+    cols = _per_weight_group(_columns(corners, wgt, (n, g_off, length, k)), groups, k)  # (G, N*L, K*C/G)
+    grad_rows = grad.permute(0, 2, 3, 1).reshape(n * length, groups, out_channels // groups).transpose(0, 1)
+    weight_g = _grouped_weight(weight, groups)
+    grad_weight = torch.bmm(cols.transpose(1, 2), grad_rows)  # (G, K*C/G, Co/G)
+    grad_weight = grad_weight.reshape(groups, k, c_per_group, -1).permute(0, 3, 2, 1).reshape(weight.shape)
+    grad_bias = grad.sum((0, 2, 3))
+    # d loss / d (modulated sample), rows (n, l, k), columns c: (N*L*K, C)
+    grad_cols = torch.bmm(grad_rows, weight_g.transpose(1, 2))  # (G, N*L, K*C/G)
+    grad_cols = grad_cols.reshape(groups, n * length, k, c_per_group).permute(1, 2, 0, 3).reshape(n * length * k, c)
+    grad_cols = grad_cols.reshape(-1, g_off, c // g_off)
+    grad_input = input.new_zeros((g_off, n * (h * w + 1), c // g_off))
+    sums = []  # per offset group: grad . corner value summed over its channels, 4 x (N*L*K,)
+    for g in range(g_off):
+        grad_g = grad_cols[:, g]
+        sums.append([(grad_g * value).sum(1) for value in corners[g]])
+        for idx, corner_weight in zip(index, wgt):
+            grad_input[g].index_add_(0, idx[:, g].reshape(-1), grad_g * corner_weight[:, g].reshape(-1, 1))
+    s00, s01, s10, s11 = [torch.stack([s[corner] for s in sums], 1).reshape(n, length, k, g_off).permute(0, 3, 1, 2)
+                          for corner in range(4)]
+    bilinear = [(1 - ly) * (1 - lx), (1 - ly) * lx, ly * (1 - lx), ly * lx]
+    grad_mask = bilinear[0] * s00 + bilinear[1] * s01 + bilinear[2] * s10 + bilinear[3] * s11
     grad_dy = (1 - lx) * (s10 - s00) + lx * (s11 - s01)
     grad_dx = (1 - ly) * (s01 - s00) + ly * (s11 - s10)
-    modulation = torch.ones_like(ly) if mask is None else mask.reshape(n, g_off, -1)
-    grad_offset = torch.stack([grad_dy * modulation, grad_dx * modulation], 2)  # (N, G, 2, K*L)
-    grad_offset = grad_offset.reshape(n, g_off, 2, k, out_h * out_w).transpose(2, 3).reshape(offset.shape)
-    grad_input = input.new_zeros((n, g_off, c // g_off, h * w + 1))
-    for idx, corner_weight in zip(index, wgt):
-        src = grad_cols * (corner_weight * modulation).unsqueeze(2)
-        grad_input.scatter_add_(3, idx.unsqueeze(2).expand(-1, -1, c // g_off, -1), src)
-    grad_input = grad_input[..., : h * w].reshape(input.shape)
-    return grad_input, grad_weight, grad_offset, grad_bias, grad_mask.reshape(n, g_off * k, out_h, out_w)
+    if modulation is not None:
+        grad_dy, grad_dx = grad_dy * modulation, grad_dx * modulation
+    grad_offset = torch.stack([grad_dy, grad_dx], 3)  # (N, G, L, 2, K)
+    grad_offset = grad_offset.permute(0, 1, 4, 3, 2).reshape(offset.shape)
+    grad_mask = grad_mask.transpose(2, 3).reshape(n, g_off * k, out_h, out_w)
+    grad_input = grad_input.reshape(g_off, n, h * w + 1, c // g_off)[:, :, : h * w]
+    grad_input = grad_input.permute(1, 0, 3, 2).reshape(input.shape)
+    return grad_input, grad_weight, grad_offset, grad_bias, grad_mask
 
 
 @_deform_conv2d_backward_op.register_fake
