@@ -101,6 +101,11 @@ def test_dicom_echo_cine_from_pydicom_data():
     frames = read_all(source)
     assert len(frames) == 120 and frames[0].shape == (480, 640, 3) and frames[0].dtype == np.uint8
     assert not np.array_equal(frames[0], frames[60])  # a moving heart, not one frame repeated
+    assert source.decoder == "opencv"
+    reference = read_all(DicomSource(path, decoder="pydicom"))  # pydicom's own JPEG decode + YBR -> RGB
+    assert len(reference) == 120
+    for i in (0, 59, 119):
+        np.testing.assert_array_equal(frames[i], reference[i])
 
 
 def test_dicom_monochrome_12_bit_scales_to_uint8(tmp_path):

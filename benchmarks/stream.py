@@ -1,0 +1,213 @@
+"""Streaming pipeline efficiency: end-to-end FPS and latency of `edgeseg.stream` vs the model's own rate.
+
+For one model on one real video, in one run:
+  1. model alone: the Segmenter (pre + infer + post) called back to back on the video's decoded frames
+     -> latency p50/p99 and its rate 1 / p50 (the baseline);
+  2. stream, file mode, overlay render, null sink: decode + segment + overlay in three threads -> FPS and
+     efficiency = stream FPS / (1 / model p50 latency);
+  3. stream, file mode, overlay + H.264 file sink (what `edgeseg run --sink out.mp4` does);
+  4. stream, live mode: the file paced at its own frame rate like a camera (drop-latest) -> end-to-end
+     latency from capture to render done, dropped frames.
+Each is repeated for each --threads setting (ONNX Runtime / torch intra-op threads).
+
+Models (--model): "hc18" (the shipped real-time fastseg, edgeseg/assets/hc18_fastseg.onnx, on the
+pydicom-data echo cine), "selfie" (MediaPipe selfie ONNX on Megamind.avi), "fastseg-torch" (the fastseg
+architecture with random weights on the torch backend, on the echo cine), or "auto" (first available of these).
+
+    python benchmarks/stream.py                       # auto model, threads 1 and 2
+    python benchmarks/stream.py --model selfie --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import edgeseg  # noqa: E402
+from edgeseg.bench.environment import capture as machine_info  # noqa: E402
+from edgeseg.bench.stats import summarize  # noqa: E402
+from edgeseg.stream import open_source  # noqa: E402
+
+MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
+HC18 = REPO / "edgeseg" / "assets" / "hc18_fastseg.onnx"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def echo_cine() -> str | None:
+    try:
+        from pydicom.data import get_testdata_file
+    except ImportError:
+        return None
+    return get_testdata_file("color3d_jpeg_baseline.dcm")
+
+
+def choose(model: str) -> tuple[str, str]:
+    """(model name, video path) for --model."""
+    order = ["hc18", "selfie", "fastseg-torch"] if model == "auto" else [model]
+    problems = []
+    for name in order:
+        if name in ("hc18", "fastseg-torch"):
+            video = echo_cine()
+            if video is None:
+                problems.append(f"{name}: pydicom-data echo cine missing")
+                continue
+            if name == "hc18" and not HC18.exists():
+                problems.append(f"hc18: {HC18} missing")
+                continue
+            return name, video
+        if name == "selfie":
+            from edgeseg.apps.selfie import selfie_model_path
+            from edgeseg.errors import ArtifactError
+
+            try:
+                selfie_model_path()
+            except ArtifactError as exc:
+                problems.append(f"selfie: {exc}")
+                continue
+            if not MEGAMIND.exists():
+                problems.append("selfie: Megamind.avi missing (apt-get install opencv-doc)")
+                continue
+            return name, str(MEGAMIND)
+        raise SystemExit(f"--model: got {name!r}, expected auto, hc18, selfie or fastseg-torch")
+    raise SystemExit("no model available: " + "; ".join(problems))
+
+
+def segmenter(name: str, threads: int):
+    from edgeseg.pipeline import Segmenter
+
+    if name == "hc18":
+        return Segmenter(str(HC18), threads=threads), f"hc18_fastseg.onnx (ONNX Runtime, {threads} thread(s))"
+    if name == "selfie":
+        from edgeseg.apps.selfie import selfie_model_path
+
+        return Segmenter(selfie_model_path(), threads=threads), f"selfie_general.onnx (ONNX Runtime, {threads} thr)"
+    import torch
+
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.models import create_model
+    from edgeseg.runtime import TorchRunner
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model("fastseg", num_classes=2, in_channels=1).eval()
+    artifact = Artifact(path="fastseg.safetensors", model="fastseg",
+                        model_kwargs={"num_classes": 2, "in_channels": 1}, classes=["background", "head"],
+                        preprocess=Preprocess(size=(256, 256), color="gray", mean=[0.5], std=[0.25]))
+    return Segmenter(TorchRunner(model, artifact)), f"fastseg random weights (torch CPU, {threads} thread(s))"
+
+
+def decode(video: str, limit: int) -> list[np.ndarray]:
+    with open_source(video) as source:
+        frames = []
+        for image, _ in source:
+            frames.append(image)
+            if len(frames) == limit:
+                break
+    return frames
+
+
+def model_alone(seg, frames: list[np.ndarray], warmup: int = 10) -> dict:
+    for frame in frames[:warmup]:
+        seg(frame)
+    seconds, infer = [], []
+    for frame in frames:
+        t0 = time.perf_counter()
+        result = seg(frame)
+        seconds.append(time.perf_counter() - t0)
+        infer.append(result.timings["infer"])
+    s, i = summarize(seconds), summarize(infer)
+    return {"segmenter_ms": {"p50": s.median * 1e3, "p99": s.p99 * 1e3}, "infer_ms": {"p50": i.median * 1e3,
+            "p99": i.p99 * 1e3}, "rate_fps": 1.0 / s.median, "count": s.count}
+
+
+def stream_case(seg, video: str, sink: str, realtime: bool, skip: int = 10) -> dict:
+    run = edgeseg.stream(video, seg, sink=sink, realtime=realtime)
+    e2e, done = [], []
+    with run:
+        for result in run:
+            e2e.append(result.timings["end_to_end"])
+            done.append(time.perf_counter())
+    summary = run.summary()
+    steady_e2e = e2e[skip:] if len(e2e) > 2 * skip else e2e
+    span = done[-1] - done[skip] if len(done) > 2 * skip else done[-1] - done[0]
+    count = len(done) - 1 - (skip if len(done) > 2 * skip else 0)
+    lat = summarize(steady_e2e)
+    return {"fps": count / span, "frames": summary["frames_processed"], "dropped": summary["frames_dropped"],
+            "end_to_end_ms": {"p50": lat.median * 1e3, "p99": lat.p99 * 1e3},
+            "stages_p50_ms": {k: v.get("p50") for k, v in summary["latency_ms"].items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="auto")
+    parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
+    parser.add_argument("--alone-frames", type=int, default=120, help="frames for the model-alone baseline")
+    parser.add_argument("--out", default=str(RESULTS / "stream.json"))
+    args = parser.parse_args()
+    name, video = choose(args.model)
+    frames = decode(video, args.alone_frames)
+    cases = []
+    with_tmp = Path(args.out).with_suffix(".mp4.tmp.mp4")
+    for threads in [int(t) for t in args.threads.split(",")]:
+        seg, desc = segmenter(name, threads)
+        alone = model_alone(seg, frames)
+        row = {"threads": threads, "model": desc, "alone": alone}
+        for key, sink, realtime in (("file_null", "null", False), ("file_h264", str(with_tmp), False),
+                                    ("live_null", "null", True)):
+            case = stream_case(seg, video, sink, realtime)
+            case["efficiency"] = case["fps"] / alone["rate_fps"]
+            row[key] = case
+        with_tmp.unlink(missing_ok=True)
+        cases.append(row)
+        print(f"threads={threads}: model alone {alone['segmenter_ms']['p50']:.1f} ms "
+              f"({alone['rate_fps']:.1f} fps); stream file/null {row['file_null']['fps']:.1f} fps "
+              f"(eff {row['file_null']['efficiency']:.2f})", flush=True)
+    source = open_source(video)
+    source.open()
+    report = {"benchmark": "stream", "video": video, "video_fps": source.fps, "video_size": source.size,
+              "video_frames": source.describe().get("declared_frames") or len(frames), "cases": cases,
+              "efficiency_definition": "stream FPS / (1 / model-alone segmenter p50 latency)",
+              "machine": machine_info({"intra_op_threads": args.threads})}
+    source.close()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def print_table(report: dict) -> None:
+    print(f"\nvideo: {Path(report['video']).name} ({report['video_size'][0]}x{report['video_size'][1]}, "
+          f"{report['video_fps']:.1f} fps); machine: {report['machine']['cpu']}, "
+          f"{report['machine']['cores_usable']} cores")
+    header = ("threads", "case", "FPS", "efficiency", "e2e p50 ms", "e2e p99 ms", "dropped", "model p50 ms")
+    rows = []
+    for row in report["cases"]:
+        alone = row["alone"]
+        rows.append((str(row["threads"]), "model alone", f"{alone['rate_fps']:.1f}", "1.00 (baseline)",
+                     f"{alone['segmenter_ms']['p50']:.1f}", f"{alone['segmenter_ms']['p99']:.1f}", "-",
+                     f"{alone['segmenter_ms']['p50']:.1f}"))
+        for key, label in (("file_null", "stream file -> null"), ("file_h264", "stream file -> H.264"),
+                           ("live_null", "stream live (paced)")):
+            c = row[key]
+            rows.append((str(row["threads"]), label, f"{c['fps']:.1f}", f"{c['efficiency']:.2f}",
+                         f"{c['end_to_end_ms']['p50']:.1f}", f"{c['end_to_end_ms']['p99']:.1f}", str(c["dropped"]),
+                         f"{c['stages_p50_ms']['infer']:.1f}"))
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print(f"model: {report['cases'][0]['model']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
