@@ -54,7 +54,6 @@ def count(torch, model, size: tuple[int, int]) -> float:
 def latency(torch, model, size: tuple[int, int], threads: int, iterations: int, warmup: int) -> dict:
     """Static 1x3xHxW ONNX export (dynamo) timed in ONNX Runtime CPU; seconds."""
     import onnxruntime as ort
-
     from edgeseg.export.onnx_export import custom_translation_table
 
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))

@@ -28,7 +28,7 @@ _LAZY = {
     "load_checkpoint": "edgeseg.models.checkpoint",
 }
 
-__all__ = ["create_model", "list_models", "register_model", "describe_model", *_LAZY]
+__all__ = ["create_model", "describe_model", "list_models", "load_checkpoint", "register_model", "save_checkpoint"]
 
 
 def __getattr__(name: str):

@@ -135,7 +135,7 @@ def load_checkpoint(path: str | Path, strict: bool = True) -> tuple[Any, Artifac
     safetensors_torch = require("safetensors.torch", "reading checkpoints")
     try:
         state = safetensors_torch.load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError for corrupt files
+    except (require("safetensors").SafetensorError, OSError) as exc:
         raise ArtifactError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
     _check_state(path, model.state_dict(), state, strict)
     model.load_state_dict(state, strict=strict)

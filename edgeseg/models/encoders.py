@@ -12,11 +12,19 @@ instead (DeepLab), so ``strides`` then ends in repeated values, e.g. ``[2, 4, 8,
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from ..errors import InputError
-from .layers import ConvBNAct, DeformableConv3x3, InvertedResidual, init_weights, make_divisible
+from .layers import (
+    ConvBNAct,
+    DeformableConv3x3,
+    InvertedResidual,
+    init_weights,
+    make_divisible,
+)
 
 OUTPUT_STRIDES = (8, 16, 32)
 
@@ -93,7 +101,7 @@ class ResNetEncoder(Encoder):
         deformable_stages: stage numbers 1-4 whose blocks use a deformable second 3x3 conv.
     """
 
-    LAYOUTS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+    LAYOUTS: ClassVar[dict[int, tuple[int, ...]]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
     def __init__(self, in_channels: int = 3, depth: int = 18, width: int = 64, output_stride: int = 32,
                  deformable_stages: tuple[int, ...] = ()):
@@ -190,7 +198,8 @@ class MobileNetV2Encoder(_StagedEncoder):
             for i in range(n):
                 requested = s if i == 0 else 1
                 stride, dilation = dil.step(requested)
-                units.append((InvertedResidual(in_ch, out_ch, in_ch * t, 3, stride, dilation), requested, stride, out_ch))
+                block = InvertedResidual(in_ch, out_ch, in_ch * t, 3, stride, dilation)
+                units.append((block, requested, stride, out_ch))
                 in_ch = out_ch
         self._build(units)
 

@@ -81,7 +81,9 @@ class DeformableConv3x3(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1, modulated: bool = False):
         super().__init__()
-        from ..ops import DeformConv2d  # the ops engineer's op; only deformable models need it
+        from ..ops import (
+            DeformConv2d,  # the ops engineer's op; only deformable models need it
+        )
 
         self.modulated = modulated
         k = 3

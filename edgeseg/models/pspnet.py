@@ -6,8 +6,9 @@ pixel sees global and sub-region context. A 3x3 conv and a 1x1 classifier follow
 bilinearly upsampled to the input size.
 
 Export-safe bins: adaptive pooling with bins that do not divide the feature map exports awkwardly
-(ragged windows, no fixed-kernel ONNX op). Here each level is a fixed-kernel average pool whose kernel
-is the feature size divided by the bin count, so the feature size must be a multiple of every bin:
+(ragged windows; a pooling kernel bakes the traced size into the graph). Here each level averages
+equal cells through reshape + mean, which keeps height and width dynamic in ONNX, so the feature size
+must be a multiple of every bin:
 the input side must be a multiple of ``model.input_multiple`` = output_stride x lcm(bins) (64 with
 the defaults: output stride 8, bins 1, 2, 4, 8 instead of the paper's 1, 2, 3, 6, so that 256 and 512
 inputs work). Other sizes raise :class:`edgeseg.errors.InputError`.
@@ -18,13 +19,22 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
 from .encoders import create_encoder, encoder_options
 from .layers import ConvBNAct, init_weights, resize_to
 from .registry import register_model
+
+
+def bin_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Average (N, C, h, w) over a bins x bins grid of equal cells -> (N, C, bins, bins); bins divides h, w.
+
+    Equal to ``adaptive_avg_pool2d(x, bins)`` then, but written as reshape + mean so that the ONNX graph
+    keeps h and w symbolic (a pooling kernel would bake the traced size into the graph).
+    """
+    n, c, h, w = x.shape
+    return x.reshape(n, c, bins, h // bins, bins, w // bins).mean(dim=(3, 5))
 
 
 class PyramidPooling(nn.Module):
@@ -45,7 +55,7 @@ class PyramidPooling(nn.Module):
             if h % b or w % b:
                 raise InputError(f"pspnet feature size: got {h}x{w}, expected multiples of every bin {self.bins}; "
                                  "feed inputs whose sides are multiples of model.input_multiple")
-            pooled = F.avg_pool2d(x, kernel_size=(h // b, w // b))  # exactly adaptive pooling when b divides
+            pooled = bin_pool(x, b)
             levels.append(resize_to(reduce(pooled), x))
         return torch.cat(levels, dim=1)
 
