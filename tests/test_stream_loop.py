@@ -184,6 +184,9 @@ def test_real_segmenter_from_an_onnx_file_with_smoothing(tmp_path, no_thread_lef
     model = threshold_onnx(tmp_path / "threshold.onnx", size=(64, 96))
     clip = write_clip(tmp_path / "in.avi", frames=12, size=(96, 64))
     stream = edgeseg.stream(str(clip), str(model), sink=str(tmp_path / "out.avi"), smooth=0.5, threads=1)
+    from edgeseg.stream.render import Overlay
+
+    assert isinstance(stream.render, Overlay)  # the fast, identical overlay for an unmodified Segmenter
     results = list(stream)
     assert len(results) == 12
     square = results[-1].labels[56:, :20]  # the bright square in every frame is class 1

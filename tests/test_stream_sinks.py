@@ -79,3 +79,19 @@ def test_window_without_display_or_gui_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(SinkError, match=r"cannot open a window: .*(GUI|no display).*--sink out.mp4"):
         open_sink("window")
+
+
+def test_fast_overlay_is_identical_to_the_segmenter_overlay():
+    from edgeseg.postprocess import overlay
+    from edgeseg.stream.render import Overlay
+    from edgeseg.stream.testing import FakeSegmentation
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, (48, 64)).astype(np.int32)
+    colors = [(0, 0, 0), (56, 56, 255), (10, 200, 30)]
+    for alpha in (0.0, 0.35, 0.5, 1.0):
+        got = Overlay(colors, alpha)(frame, FakeSegmentation(labels, None, {}))
+        np.testing.assert_array_equal(got, overlay(frame, labels, colors, alpha))
+    with pytest.raises(InputError, match="labels: values up to 3"):
+        Overlay(colors)(frame, FakeSegmentation(labels + 1, None, {}))

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import EdgesegError, InputError
 from .channel import END, Channel
 from .errors import StreamError
+from .render import default_render
 from .sinks import NullSink, Sink, open_sink
 from .sources import Source, open_source
 from .stats import StatusLine, StreamStats
@@ -334,7 +335,7 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
         sink: where rendered frames go: None (nowhere), a URI for :func:`open_sink` (``out.mp4``, ``frames/``,
             ``window``) or an open :class:`Sink` (then you close it).
         render: ``(frame, segmentation) -> (H, W, 3) uint8`` image for the sink; default the segmenter's
-            ``overlay``; ``False`` renders nothing (``result.image`` is None; needs ``sink=None``).
+            ``overlay`` (for an ``edgeseg.Segmenter``, the identical but faster :class:`~edgeseg.stream.render.Overlay`); ``False`` renders nothing (``result.image`` is None; needs ``sink=None``).
         smooth: EMA weight in [0, 1) for probabilities across frames (Segmenter ``smooth``).
         loop, fps, realtime: for :func:`open_source` (``realtime`` paces a file like a live camera).
         max_frames: stop after this many processed frames. queue_size: capacity of the file-mode queues.
@@ -353,7 +354,7 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
         src.open()  # fails now, not in a thread, when the source cannot open; and sets fps/size for the sink
         segmenter, owns_segmenter = _as_segmenter(model, backend, crf, smooth, threads)
         if render is None:
-            render = getattr(segmenter, "overlay", None)
+            render = default_render(segmenter)
         elif render is False:
             render = None
         elif not callable(render):

@@ -1,0 +1,63 @@
+"""Render callables for the stream's render stage: ``(frame, segmentation) -> (H, W, 3) BGR uint8``.
+
+:class:`Overlay` draws class colours over the frame exactly like ``Segmenter.overlay`` (bit-identical: the
+colour blended with weight ``alpha`` where the label is not 0, the frame elsewhere) but only with OpenCV calls
+(colour map, one weighted add, one masked copy): about 8x faster at 640x480 on this CPU and it releases the
+GIL, which matters because rendering runs beside inference in its own thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .sources import _cv2
+
+
+class Overlay:
+    """Blend ``colors[label]`` (BGR, one per class, at most 256) over the frame where ``label != 0``.
+
+    >>> render = Overlay([(0, 0, 0), (56, 56, 255)], alpha=0.5)
+    >>> image = render(frame, segmentation)     # doctest: +SKIP   (H, W, 3) BGR uint8
+    """
+
+    def __init__(self, colors, alpha: float = 0.5):
+        if not 0.0 <= alpha <= 1.0:
+            raise InputError(f"alpha: got {alpha!r}, expected a number in [0, 1]")
+        colors = np.asarray(colors, np.uint8).reshape(-1, 3)
+        if not 1 <= len(colors) <= 256:
+            raise InputError(f"colors: got {len(colors)} classes, expected 1 to 256 BGR colours")
+        self.num_classes = len(colors)
+        self.alpha = float(alpha)
+        self._lut = np.zeros((256, 1, 3), np.uint8)
+        self._lut[: len(colors), 0] = colors
+        self._cv2 = _cv2()
+
+    def __call__(self, frame: np.ndarray, result) -> np.ndarray:
+        cv2, labels = self._cv2, result.labels
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if labels.shape != frame.shape[:2]:
+            raise InputError(f"labels: got shape {labels.shape}, expected the frame's (H, W) {frame.shape[:2]}")
+        labels8 = labels.astype(np.uint8)
+        if labels.size and int(labels.max()) >= self.num_classes:
+            raise InputError(f"labels: values up to {int(labels.max())}, expected 0..{self.num_classes - 1}")
+        colored = cv2.applyColorMap(labels8, self._lut)
+        blended = cv2.addWeighted(frame, 1.0 - self.alpha, colored, self.alpha, 0.0)
+        out = frame.copy()
+        cv2.copyTo(blended, labels8, out)  # the mask: non-zero labels
+        return out
+
+
+def default_render(segmenter):
+    """The segmenter's ``overlay``; for an unmodified ``edgeseg.Segmenter`` the equivalent fast :class:`Overlay`."""
+    overlay = getattr(segmenter, "overlay", None)
+    if overlay is None:
+        return None
+    try:
+        from ..pipeline import Segmenter
+    except ImportError:  # the pipeline needs extras this install lacks; the segmenter is someone else's
+        return overlay
+    if type(segmenter).overlay is Segmenter.overlay and len(segmenter.colors) <= 256:
+        return Overlay(segmenter.colors, alpha=0.5)
+    return overlay
