@@ -252,3 +252,16 @@ def test_selfie_command_blurs_a_real_video(tmp_path):
     assert len(written) >= 4
     image = cv2.imread(str(written[-1]))
     assert image is not None and image.shape == (528, 720, 3)
+
+
+def test_denormal_mask_values_blend_as_zero():
+    # LiteRT's sigmoid underflows to denormals far from the person; they must not change (or slow) the result
+    from edgeseg.apps.selfie import BackgroundEffect
+
+    frame, result = _scene()
+    effect = BackgroundEffect(color=(0, 0, 255), feather=2)
+    person = result.probs[1].copy()
+    tiny = person.copy()
+    tiny[person == 0] = np.float32(1e-40)
+    assert (tiny[person == 0] != 0).all()  # really denormal, not flushed
+    np.testing.assert_array_equal(effect.composite(frame, tiny), effect.composite(frame, person))
