@@ -67,7 +67,7 @@ def dense_crf(probs, image, iterations: int = 5, sxy_gaussian=3, compat_gaussian
     energy = _unary_energy(probs, unary, clip)
     crf = DenseCRF(image, energy.shape[0], sxy_gaussian=sxy_gaussian, compat_gaussian=compat_gaussian,
                    sxy_bilateral=sxy_bilateral, srgb=srgb, compat_bilateral=compat_bilateral, compat=compat,
-                   size=energy.shape[1:])
+                   size=energy.shape[1:], xp=array_modules(energy)[0])  # a NumPy frame joins CuPy probs
     return crf.inference(energy, iterations)
 
 
@@ -106,7 +106,8 @@ def dense_crf_windowed(probs, image, window: int = 7, iterations: int = 5, sxy_g
 class DenseCRF:
     """The pairwise part of the model for one image, built once; ``inference`` runs mean field.
 
-    Args as in :func:`dense_crf`; ``num_classes`` C; ``size`` (H, W) to check the image against.
+    Args as in :func:`dense_crf`; ``num_classes`` C; ``size`` (H, W) to check the image against;
+    ``xp`` the array module to run on (default: the image's; a NumPy image is copied to CuPy).
     The smoothness lattice depends only on (H, W, sxy_gaussian) and is cached across images.
 
     >>> import numpy as np
@@ -290,6 +291,8 @@ def _check_image(image, size, xp):
     if size is not None and tuple(image.shape[:2]) != tuple(size):
         raise InputError(f"image: got size {tuple(image.shape[:2])}, expected the probabilities' (H, W) = "
                          f"{tuple(size)} (resize the probabilities to the frame first)")
+    if xp is np and type(image).__module__.split(".")[0] == "cupy":
+        image = image.get()  # CuPy frame, NumPy probabilities: run where the probabilities are
     return xp.ascontiguousarray(xp.asarray(image))
 
 

@@ -73,10 +73,14 @@ def mean_field_windowed(energy, image, window, iterations, sxy_gaussian, sxy_bil
     potts = _is_scaled_identity(g_gauss) and _is_scaled_identity(g_bilat)
     if potts:  # one pass: both kernels' weights folded together
         combined = g_gauss[0, 0] * w_gauss + g_bilat[0, 0] * w_bilat
+        combined_sum = combined.sum(axis=0)[None]
     minus_unary = -energy.astype(np.float32)
     q = _softmax(minus_unary)
     for _ in range(iterations):
-        if potts:
+        if potts and c == 2:  # the weights are linear in Q and q_1 = 1 - q_0: one class is enough
+            first = messages(q[:1], combined, offsets, r)
+            pairwise = np.concatenate([first, combined_sum - first])
+        elif potts:
             pairwise = messages(q, combined, offsets, r)
         else:
             m_g = messages(q, w_gauss, offsets, r).reshape(c, -1)
