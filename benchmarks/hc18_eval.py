@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", nargs="*", help="model files (default: the shipped hc18_fastseg checkpoint/ONNX)")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "hc18"))
     parser.add_argument("--limit", type=int, default=None, help="first N validation images only")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="runner CPU threads (default 1: steadiest on a shared machine)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "hc18_eval.json"))
     args = parser.parse_args(argv)
     data = Path(args.data)
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     for path in _models(args):
         t0 = time.perf_counter()
         report = evaluate(path, data / "images", data / "masks", split="val",
-                          hc_csv=data / "pixel_size_and_hc.csv", limit=args.limit)
+                          hc_csv=data / "pixel_size_and_hc.csv", limit=args.limit, threads=args.threads)
         rows.append({**_row(path.name, report), "seconds": round(time.perf_counter() - t0, 1)})
     if not rows:
         print("no model found: build edgeseg/assets/hc18_fastseg.safetensors first (see README)", file=sys.stderr)
@@ -86,7 +88,7 @@ def main(argv=None) -> int:
 
     result = {"benchmark": "hc18_eval", "split": "validation patients recorded in the checkpoint sidecar",
               "resolution": "original image size", "rows": rows,
-              "environment": capture(threads={"torch_threads": torch.get_num_threads()})}
+              "environment": capture(threads={"runner_threads": args.threads, "torch_threads": torch.get_num_threads()})}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

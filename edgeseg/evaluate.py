@@ -44,17 +44,17 @@ class EvalReport:
                 "hc": self.hc, "infer_ms": self.infer_ms, "per_image": self.per_image}
 
 
-def open_predictor(path: str | Path) -> tuple[Callable[[np.ndarray], np.ndarray], Artifact]:
+def open_predictor(path: str | Path, threads: int | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], Artifact]:
     """``predict(image) -> scores (C, H, W) float32 at the image's size`` for a model file, and its artifact.
 
     ``image`` is a BGR (H, W, 3) or gray (H, W) uint8 frame. Runs through ``edgeseg.runtime.create_runner``
     (PyTorch for ``.safetensors``, ONNX Runtime for ``.onnx``); scores are logits or probabilities as
-    the artifact's ``output_kind`` says (the argmax is the same).
+    the artifact's ``output_kind`` says (the argmax is the same). ``threads``: the runner's CPU threads.
     """
     cv2 = require("cv2", "evaluation")
     from .runtime import create_runner
 
-    runner = create_runner(path)
+    runner = create_runner(path, **({"threads": threads} if threads else {}))
     runner.activate()
     artifact = runner.artifact
     in_name, out_name = runner.input_names[0], runner.output_names[0]
@@ -100,12 +100,13 @@ def mask_spec_of(artifact: Artifact, mode: str | None = None) -> MaskSpec:
 
 def evaluate(model: str | Path, images: str | Path, masks: str | Path, split: str = "val",
              hc_csv: str | Path | None = None, grid: str | Path | None = None, limit: int | None = None,
-             mask_mode: str | None = None, mask_pattern: str | None = None, progress: bool = False) -> EvalReport:
+             mask_mode: str | None = None, mask_pattern: str | None = None, progress: bool = False,
+             threads: int | None = None) -> EvalReport:
     """Score ``model`` on image/mask pairs; optionally HC error against ``hc_csv`` and a PNG ``grid``."""
     tqdm = require("tqdm", "progress bars").tqdm
     from .apps.ultrasound import head_circumference_mm, read_hc_csv
 
-    predict, artifact = open_predictor(model)
+    predict, artifact = open_predictor(model, threads)
     samples = select_samples(artifact, images, masks, split, mask_pattern)[: limit or None]
     spec = mask_spec_of(artifact, mask_mode)
     reference = read_hc_csv(hc_csv) if hc_csv else None

@@ -33,6 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--grid", default=None, help="write a PNG of example predictions here")
     parser.add_argument("--json", default=None, help="write the full report (incl. per-image rows) here")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the runner (default: backend's)")
 
 
 def _print_report(report) -> None:
@@ -73,7 +74,8 @@ def run(args) -> int:
     if hc_csv is None and data is not None and (data / "pixel_size_and_hc.csv").is_file():
         hc_csv = data / "pixel_size_and_hc.csv"
     report = evaluate(args.model, images, masks, split=args.split, hc_csv=hc_csv, grid=args.grid,
-                      limit=args.limit, mask_mode=args.mask_mode, mask_pattern=args.mask_pattern, progress=True)
+                      limit=args.limit, mask_mode=args.mask_mode, mask_pattern=args.mask_pattern, progress=True,
+                      threads=args.threads)
     _print_report(report)
     if args.grid:
         print(f"example grid: {args.grid}")
