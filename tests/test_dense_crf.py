@@ -260,3 +260,25 @@ def test_cupy_arrays_in_cupy_arrays_out_same_numbers():
     assert isinstance(got, cp.ndarray)
     np.testing.assert_allclose(cp.asnumpy(got), expected, atol=1e-4)
     assert agreement(cp.asnumpy(got), expected) >= 0.999
+
+
+# --- in the runtime --------------------------------------------------------------------------------
+
+def test_segmenter_crf_stage_runs_this_crf_on_frame_size_probabilities():
+    torch = pytest.importorskip("torch")
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.pipeline import Segmenter
+    from edgeseg.runtime import TorchRunner
+
+    class Brightness(torch.nn.Module):  # logits (dark, bright) from a gray input: a noisy "model"
+        def forward(self, x):
+            return torch.cat([-4 * x, 4 * x], dim=1)
+
+    artifact = Artifact(path="t.safetensors", classes=["background", "head"],
+                        preprocess=Preprocess(size=(32, 48), color="gray", mean=[0.5], std=[0.5]))
+    image, _, _ = tiny_case(seed=8, size=(40, 60))
+    frame = np.ascontiguousarray(image[:, :, ::-1])  # BGR
+    plain = Segmenter(TorchRunner(Brightness(), artifact))(frame)
+    refined = Segmenter(TorchRunner(Brightness(), artifact), crf=dict(iterations=3))(frame)
+    np.testing.assert_allclose(refined.probs, dense_crf(plain.probs, frame, iterations=3), atol=1e-6)
+    assert refined.timings["crf"] > 0 and refined.labels.shape == frame.shape[:2]
