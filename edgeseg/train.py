@@ -66,6 +66,7 @@ class TrainConfig:
     resume: str | None = None
     attribution: str | None = None
     progress: bool = True
+    command: str | None = None  # the command line that started the run, recorded in the sidecar
 
     def validate(self) -> None:
         if len(self.classes) < 2:

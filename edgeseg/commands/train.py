@@ -22,6 +22,8 @@ Examples:
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 
 HELP = "train a model on a folder of images and masks (best checkpoint by val mIoU)"
 
@@ -82,6 +84,7 @@ def run(args) -> int:
         weight_decay=args.weight_decay, dice_weight=args.dice_weight, augment=not args.no_augment,
         threads=args.threads or default_threads(), limit=args.limit, max_minutes=args.max_minutes, resume=args.resume,
         attribution=args.attribution, progress=not args.quiet,
+        command="edgeseg " + shlex.join(sys.argv[1:]),
     )
     result = train(cfg)
     print(f"best val mIoU {result.best_miou:.4f} at epoch {result.best_epoch + 1}: {result.best_path}")
