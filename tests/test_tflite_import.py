@@ -137,7 +137,7 @@ class TinyModel:
 # Builtin operator codes (tflite schema).
 ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE = 0, 1, 2, 3, 4, 6
 LOGISTIC, MAX_POOL_2D, MUL, RELU, RELU6, RESIZE_BILINEAR, TANH, PAD, MEAN, SUB = 14, 17, 18, 19, 21, 23, 28, 34, 40, 41
-TRANSPOSE_CONV, RESIZE_NEAREST_NEIGHBOR, HARD_SWISH, SOFTMAX = 67, 97, 117, 25
+TRANSPOSE_CONV, RESIZE_NEAREST_NEIGHBOR, HARD_SWISH, SOFTMAX, FLOOR = 67, 97, 117, 25, 8
 
 RNG = np.random.default_rng(0)
 
@@ -329,12 +329,21 @@ def test_squeeze_excitation_chain_matches_litert(tmp_path):
     np.testing.assert_allclose(ours, ref, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_softmax_over_channels_matches_litert(tmp_path, beta):
+    m = TinyModel()
+    x = m.tensor([1, 5, 4, 6])
+    y = m.op(SOFTMAX, [x], [m.tensor([1, 5, 4, 6])], "SoftmaxOptions", Beta=beta)
+    ref, ours = _litert_and_ours(tmp_path, m, [x], [y], _rand(1, 5, 4, 6) * 4)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
 def test_unsupported_operator_names_operator_and_index(tmp_path):
     m = TinyModel()
     x = m.tensor([1, 4, 4, 3])
     r = m.op(RELU, [x], [m.tensor([1, 4, 4, 3])])
-    y = m.op(SOFTMAX, [r], [m.tensor([1, 4, 4, 3])], "SoftmaxOptions", Beta=1.0)
-    with pytest.raises(UnsupportedOperatorError, match=r"operator SOFTMAX at index 1"):
+    y = m.op(FLOOR, [r], [m.tensor([1, 4, 4, 3])])
+    with pytest.raises(UnsupportedOperatorError, match=r"operator FLOOR at index 1"):
         graph_from_tflite(read_tflite(_write(tmp_path, m, [x], [y])))
 
 

@@ -3,7 +3,7 @@ and an ONNX artifact, ready for `edgeseg` runners, the Segmenter, fine-tuning an
 
 No TensorFlow is needed: the flatbuffer is read with the `tflite` schema package and each operator
 (CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV, MediaPipe's Convolution2DTransposeBias, HARD_SWISH, pooling,
-MEAN, RESIZE_*, ADD/MUL/..., LOGISTIC, RELU*, CONCATENATION, PAD) becomes its PyTorch equivalent with
+MEAN, RESIZE_*, ADD/MUL/..., LOGISTIC, SOFTMAX, RELU*, CONCATENATION, PAD) becomes its PyTorch equivalent with
 TensorFlow's SAME padding and NHWC weights converted exactly. An unsupported operator stops the import
 with its name and index.
 

@@ -11,7 +11,8 @@ Layout rules (TFLite -> PyTorch):
   ``TRANSPOSE_CONV`` / ``Convolution2DTransposeBias`` OHWI -> IOHW;
 * SAME padding is TensorFlow's: ``total = max((out - 1) * stride + (k - 1) * dilation + 1 - in, 0)``,
   ``before = total // 2`` and the odd pixel goes after (bottom/right);
-* axis arguments (``MEAN``, ``CONCATENATION``, ``PAD``) and broadcast constants are permuted to NCHW.
+* axis arguments (``MEAN``, ``CONCATENATION``, ``PAD``; ``SOFTMAX``'s last axis) and broadcast constants are
+  permuted to NCHW.
 """
 
 from __future__ import annotations
@@ -223,6 +224,10 @@ class _Converter:
         }
         self.add(op, "pool2d", [op.inputs[0]], attrs)
 
+    def softmax(self, op: TfliteOp) -> None:
+        # TFLite's SOFTMAX normalises the last axis, which for NHWC images is the channel axis (1 in NCHW).
+        self.add(op, "softmax", [op.inputs[0]], {"beta": float(op.options.get("Beta", 1.0))})
+
     def mean(self, op: TfliteOp) -> None:
         axes = [int(a) for a in np.atleast_1d(self.const(op.inputs[1], op, "the axes"))]
         axes = sorted(NHWC_TO_NCHW_AXIS[a % 4] for a in axes)
@@ -282,6 +287,7 @@ SUPPORTED = {
     **{name: _Converter.activation for name in ACTIVATIONS},
     **{name: _Converter.binary for name in BINARY},
     "AVERAGE_POOL_2D": _Converter.pool, "MAX_POOL_2D": _Converter.pool, "MEAN": _Converter.mean,
+    "SOFTMAX": _Converter.softmax,
     "RESIZE_BILINEAR": _Converter.resize, "RESIZE_NEAREST_NEIGHBOR": _Converter.resize,
     "CONCATENATION": _Converter.concat, "PAD": _Converter.pad, "PADV2": _Converter.pad,
 }

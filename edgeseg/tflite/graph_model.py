@@ -200,6 +200,15 @@ class _Resize(nn.Module):
         return torch.lerp(rows.index_select(3, self.lo1), rows.index_select(3, self.hi1), self.frac1)
 
 
+class _Softmax(nn.Module):
+    def __init__(self, a: dict[str, Any]):
+        super().__init__()
+        self.beta = a["beta"]
+
+    def forward(self, x):
+        return torch.softmax(x * self.beta if self.beta != 1.0 else x, dim=1)
+
+
 class _Concat(nn.Module):
     def __init__(self, a: dict[str, Any]):
         super().__init__()
@@ -221,7 +230,7 @@ class _Pad(nn.Module):
 
 _BUILDERS = {
     "conv2d": _Conv, "conv_transpose2d": _ConvTranspose, "activation": _Activation, "binary": _Binary,
-    "pool2d": _Pool, "mean": _Mean, "concat": _Concat, "pad": _Pad,
+    "pool2d": _Pool, "mean": _Mean, "concat": _Concat, "pad": _Pad, "softmax": _Softmax,
 }
 
 

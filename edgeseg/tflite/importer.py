@@ -34,8 +34,10 @@ def sha256_of(path: str | Path) -> str:
 
 
 def _output_kind(graph: dict[str, Any]) -> str:
-    """``probs`` when the graph ends in a sigmoid (as MediaPipe's segmenters do), else ``logits``."""
+    """``probs`` when the graph ends in a sigmoid (as MediaPipe's segmenters do) or a softmax, else ``logits``."""
     last = {node["output"]: node for node in graph["nodes"]}.get(graph["outputs"][0]["tensor"], {})
+    if last.get("op") == "softmax":
+        return "probs"
     return "probs" if last.get("op") == "activation" and last["attrs"]["kind"] == "sigmoid" else "logits"
 
 
