@@ -150,6 +150,7 @@ def main() -> int:
     parser.add_argument("--model", default="auto")
     parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
     parser.add_argument("--alone-frames", type=int, default=120, help="frames for the model-alone baseline")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every case")
     parser.add_argument("--out", default=str(RESULTS / "stream.json"))
     args = parser.parse_args()
     name, video = choose(args.model)
@@ -158,33 +159,56 @@ def main() -> int:
     with_tmp = Path(args.out).with_suffix(".tmp.mp4")
     case_specs = (("file_norender", "null", False, False), ("file_null", "null", False, True),
              ("file_h264", str(with_tmp), False, True), ("live_null", "null", True, True))
-    for threads in [int(t) for t in args.threads.split(",")]:
-        seg, desc = segmenter(name, threads)
-        before = model_alone(seg, frames)
-        row = {"threads": threads, "model": desc, "alone_before": before}
-        cases_here = {key: stream_case(seg, video, sink, realtime, render) for key, sink, realtime, render in case_specs}
-        after = model_alone(seg, frames)
-        # the baseline: model-alone p50 averaged over a measurement before and one after the stream runs
-        p50 = (before["segmenter_ms"]["p50"] + after["segmenter_ms"]["p50"]) / 2
-        alone = {"segmenter_ms": {"p50": p50, "p99": max(before["segmenter_ms"]["p99"], after["segmenter_ms"]["p99"])},
-                 "infer_ms": {"p50": (before["infer_ms"]["p50"] + after["infer_ms"]["p50"]) / 2},
-                 "rate_fps": 1e3 / p50}
-        row.update({"alone_after": after, "alone": alone})
-        for key, case in cases_here.items():
-            case["efficiency"] = case["fps"] / alone["rate_fps"]
-            row[key] = case
-        with_tmp.unlink(missing_ok=True)
-        cases.append(row)
-        print(f"threads={threads}: model alone {alone['segmenter_ms']['p50']:.1f} ms "
-              f"({alone['rate_fps']:.1f} fps); stream file/null {row['file_null']['fps']:.1f} fps "
-              f"(eff {row['file_null']['efficiency']:.2f})", flush=True)
     source = open_source(video)
     source.open()
-    report = {"benchmark": "stream", "video": video, "video_fps": source.fps, "video_size": source.size,
-              "video_frames": source.describe().get("declared_frames") or len(frames), "cases": cases,
-              "efficiency_definition": "stream FPS / (1 / model-alone segmenter p50 latency)",
-              "machine": machine_info({"intra_op_threads": args.threads})}
+    video_fps = source.fps
     source.close()
+    for threads in [int(t) for t in args.threads.split(",")]:
+        seg, desc = segmenter(name, threads)
+        alones = [model_alone(seg, frames)]
+        runs = {spec[0]: [] for spec in case_specs}
+        for _ in range(args.repeats):  # interleaved, so slow drifts in machine load hit both sides alike
+            for key, sink, realtime, render in case_specs:
+                runs[key].append(stream_case(seg, video, sink, realtime, render))
+            alones.append(model_alone(seg, frames))
+        with_tmp.unlink(missing_ok=True)
+        # baseline of repeat r: mean of the model-alone p50 measured just before and just after it
+        base_ms = [(a["segmenter_ms"]["p50"] + b["segmenter_ms"]["p50"]) / 2 for a, b in zip(alones, alones[1:])]
+        p50 = float(np.median([a["segmenter_ms"]["p50"] for a in alones]))
+        row = {"threads": threads, "model": desc, "alone_runs": alones,
+               "alone": {"segmenter_ms": {"p50": p50, "p99": float(np.median([a["segmenter_ms"]["p99"] for a in alones]))},
+                         "infer_ms": {"p50": float(np.median([a["infer_ms"]["p50"] for a in alones]))},
+                         "rate_fps": 1e3 / p50}}
+        for key, cases_r in runs.items():
+            live = key.startswith("live")
+            effs, in_stream = [], []
+            for r, case in enumerate(cases_r):
+                ideal = 1e3 / base_ms[r]
+                if live and video_fps:
+                    ideal = min(ideal, video_fps)  # a paced source cannot go faster than its frame rate
+                effs.append(case["fps"] / ideal)
+                st = case["stages_p50_ms"]
+                seg_ms = st["pre"] + st["infer"] + st["post"] + (st.get("crf") or 0)
+                in_stream.append(case["fps"] / (min(1e3 / seg_ms, video_fps) if live and video_fps else 1e3 / seg_ms))
+            row[key] = {
+                "fps": float(np.median([c["fps"] for c in cases_r])),
+                "efficiency": float(np.median(effs)), "efficiency_range": [float(min(effs)), float(max(effs))],
+                "efficiency_vs_in_stream_segmenter": float(np.median(in_stream)),
+                "end_to_end_ms": {q: float(np.median([c["end_to_end_ms"][q] for c in cases_r])) for q in ("p50", "p99")},
+                "dropped": int(np.median([c["dropped"] for c in cases_r])),
+                "stages_p50_ms": {k: float(np.median([c["stages_p50_ms"][k] or 0 for c in cases_r]))
+                                  for k in cases_r[0]["stages_p50_ms"]},
+                "runs": cases_r,
+            }
+        cases.append(row)
+        print(f"threads={threads}: model alone {p50:.1f} ms ({1e3 / p50:.1f} fps); stream file, overlay "
+              f"{row['file_null']['fps']:.1f} fps (efficiency {row['file_null']['efficiency']:.2f})", flush=True)
+    report = {"benchmark": "stream", "video": video, "video_fps": video_fps, "video_size": source.size,
+              "video_frames": source.describe().get("declared_frames") or len(frames), "cases": cases,
+              "repeats": args.repeats,
+              "efficiency_definition": "stream FPS / (1 / model-alone segmenter p50 latency), median over "
+                                       "interleaved repeats; live: / min(model rate, video fps)",
+              "machine": machine_info({"intra_op_threads": args.threads})}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -196,18 +220,20 @@ def print_table(report: dict) -> None:
     print(f"\nvideo: {Path(report['video']).name} ({report['video_size'][0]}x{report['video_size'][1]}, "
           f"{report['video_fps']:.1f} fps); machine: {report['machine']['cpu']}, "
           f"{report['machine']['cores_usable']} cores")
-    header = ("threads", "case", "FPS", "efficiency", "e2e p50 ms", "e2e p99 ms", "dropped", "infer p50 ms",
-              "render p50 ms")
+    header = ("threads", "case", "FPS", "efficiency (range)", "eff. vs in-stream model", "e2e p50 ms",
+              "e2e p99 ms", "dropped", "infer p50 ms", "render p50 ms")
     rows = []
     for row in report["cases"]:
         alone = row["alone"]
-        rows.append((str(row["threads"]), "model alone (segmenter)", f"{alone['rate_fps']:.1f}", "1.00 (baseline)",
+        rows.append((str(row["threads"]), "model alone (segmenter)", f"{alone['rate_fps']:.1f}", "1 (baseline)", "-",
                      f"{alone['segmenter_ms']['p50']:.1f}", f"{alone['segmenter_ms']['p99']:.1f}", "-",
                      f"{alone['infer_ms']['p50']:.1f}", "-"))
         for key, label in (("file_norender", "stream file, no render"), ("file_null", "stream file, overlay"),
                            ("file_h264", "stream file, overlay -> H.264"), ("live_null", "stream live (paced), overlay")):
             c = row[key]
-            rows.append((str(row["threads"]), label, f"{c['fps']:.1f}", f"{c['efficiency']:.2f}",
+            lo, hi = c["efficiency_range"]
+            rows.append((str(row["threads"]), label, f"{c['fps']:.1f}", f"{c['efficiency']:.2f} ({lo:.2f}-{hi:.2f})",
+                         f"{c['efficiency_vs_in_stream_segmenter']:.2f}",
                          f"{c['end_to_end_ms']['p50']:.1f}", f"{c['end_to_end_ms']['p99']:.1f}", str(c["dropped"]),
                          f"{c['stages_p50_ms']['infer']:.1f}", f"{c['stages_p50_ms'].get('render') or 0:.1f}"))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]

@@ -19,7 +19,8 @@ import types
 from .errors import SinkError, SourceError, StreamError
 from .loop import Stream, StreamResult, stream
 from .sinks import ImageFolderSink, NullSink, Sink, VideoFileSink, WindowSink, open_sink
-from .sources import CapturedFrame, DicomSource, FrameSource, ImageFolderSource, Source, open_source
+from .dicom import DicomSource
+from .sources import CapturedFrame, FrameSource, ImageFolderSource, Source, open_source
 from .stats import StreamStats, format_table
 
 __all__ = [

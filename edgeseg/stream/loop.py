@@ -103,6 +103,7 @@ class Stream:
         self.segmented = Channel(queue_size, latest=False, abort=self._abort, name="segmented")
         self.results = Channel(queue_size, latest=False, abort=self._abort, name="results")
         self._threads: list[threading.Thread] = []
+        self._busy = {"capture": 0.0, "inference": 0.0, "render": 0.0}  # seconds of work; each thread owns its key
         self._failures: list[_Failure] = []
         self._started = False
         self._shut = False
@@ -163,6 +164,11 @@ class Stream:
             "threads_left": list(self.threads_left),
             "queue_high_water": {c.name: c.high_water for c in (self.frames, self.segmented, self.results)},
         })
+        wall = data["wall_s"]
+        if wall > 0 and data["frames_processed"]:
+            # the share of the stream's time each thread was working: the one near 1.0 is the bottleneck
+            data["thread_busy_fraction"] = {k: round(v / wall, 3) for k, v in self._busy.items()}
+            data["bottleneck"] = max(self._busy, key=self._busy.get)
         return data
 
     # --- threads -------------------------------------------------------------------------------------
@@ -195,6 +201,7 @@ class Stream:
                 except StopIteration:
                     break
                 capture_s = self.source.last_read_s
+                self._busy["capture"] += capture_s
                 self.stats.count_captured(capture_s)
                 dropped = self.frames.put(_Item(index, image, timestamp, capture_s))
                 if dropped:
@@ -215,6 +222,7 @@ class Stream:
                 t0 = time.perf_counter()
                 item.segmentation = self.segmenter(item.image)
                 item.segment_s = time.perf_counter() - t0
+                self._busy["inference"] += item.segment_s
                 self.segmented.put(item)
         except Exception as exc:  # noqa: BLE001
             self._fail("inference", getattr(item, "index", -1), exc, fatal=True)
@@ -256,6 +264,7 @@ class Stream:
         seg_timings = dict(getattr(seg, "timings", None) or {})
         timings.update(seg_timings or {"infer": item.segment_s})
         timings["render"] = done - t0
+        self._busy["render"] += done - t0
         timings["end_to_end"] = done - item.timestamp
         self.stats.count_done(timings, done)
         return StreamResult(frame=item.image, labels=seg.labels, probs=seg.probs, timings=timings,

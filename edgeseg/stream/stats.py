@@ -155,4 +155,8 @@ def format_table(summary: dict) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"frames: {summary['frames_processed']} processed, {summary['frames_dropped']} dropped, "
                  f"{summary['frames_captured']} captured; {summary['fps']:.1f} fps over {summary['wall_s']:.1f} s")
+    busy = summary.get("thread_busy_fraction")
+    if busy:
+        lines.append("threads busy: " + ", ".join(f"{k} {v:.0%}" for k, v in busy.items())
+                     + f" (bottleneck: {summary['bottleneck']})")
     return "\n".join(lines)
