@@ -20,7 +20,7 @@ import numpy as np
 
 from . import postprocess
 from .artifact import Artifact
-from .errors import InputError, MissingDependencyError
+from .errors import ArtifactError, InputError, MissingDependencyError
 from .preprocess import Preprocessor, check_frame
 from .runtime import Runner, create_runner
 
@@ -88,6 +88,7 @@ class Segmenter:
         spec = self.artifact.inputs[0]
         self.input_name = spec.name
         self.output_name = self.artifact.outputs[0].name
+        _check_input_size(self.artifact)
         self.preprocessor = Preprocessor(self.artifact.preprocess, dtype=spec.dtype)
         self.smooth = smooth
         self.crf_params = None if crf in (None, False) else ({} if crf is True else dict(crf))
@@ -114,8 +115,11 @@ class Segmenter:
         t2 = time.perf_counter()
         probs = postprocess.probabilities(output[0], self.artifact.output_kind)
         probs = self._smoothed(probs)
-        probs = postprocess.to_frame_size(probs, region, frame.shape[:2])
-        labels = postprocess.argmax_labels(probs)
+        if probs.shape[0] == 2:
+            probs, labels = postprocess.binary_to_frame_size(probs[1], region, frame.shape[:2])
+        else:
+            probs = postprocess.to_frame_size(probs, region, frame.shape[:2])
+            labels = postprocess.argmax_labels(probs)
         t3 = time.perf_counter()
         crf_s = 0.0
         if self._dense_crf is not None:
@@ -163,6 +167,18 @@ class Segmenter:
             return probs, refined.astype(np.int32, copy=False)
         refined = refined.astype(np.float32, copy=False)
         return refined, postprocess.argmax_labels(refined)
+
+
+def _check_input_size(artifact: Artifact) -> None:
+    """A model with a fixed input size must be fed exactly that size by ``preprocess.size``."""
+    spec = artifact.inputs[0]
+    fixed = tuple(spec.shape[-2:])
+    if len(spec.shape) == 4 and all(isinstance(d, int) and d > 0 for d in fixed) and fixed != tuple(
+            artifact.preprocess.size):
+        raise ArtifactError(
+            f"{artifact.sidecar_path}: preprocess.size is {list(artifact.preprocess.size)} but input {spec.name!r} "
+            f"is fixed at {list(fixed)} (height, width); set preprocess.size to {list(fixed)} or re-export"
+        )
 
 
 def _load_dense_crf():

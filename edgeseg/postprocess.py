@@ -22,9 +22,11 @@ def probabilities(output: np.ndarray, output_kind: str) -> np.ndarray:
         raise InputError(f"model output: got shape {x.shape}, expected (classes, height, width) per image")
     if output_kind == "probs":
         return np.concatenate([1.0 - x, x]) if x.shape[0] == 1 else x
-    if x.shape[0] == 1:
-        fg = 1.0 / (1.0 + np.exp(-x))
-        return np.concatenate([1.0 - fg, fg])
+    if x.shape[0] <= 2:  # sigmoid of the one logit, or of the logit difference (= 2-class softmax)
+        z = -x[0] if x.shape[0] == 1 else x[0] - x[1]
+        with np.errstate(over="ignore"):
+            fg = 1.0 / (1.0 + np.exp(z))
+        return np.stack([1.0 - fg, fg])
     e = np.exp(x - x.max(axis=0, keepdims=True))
     e /= e.sum(axis=0, keepdims=True)
     return e
@@ -41,6 +43,26 @@ def to_frame_size(probs: np.ndarray, region: Region, frame_hw: tuple[int, int]) 
     for c in range(crop.shape[0]):
         cv2.resize(crop[c], (width, height), dst=out[c], interpolation=cv2.INTER_LINEAR)
     return out
+
+
+def binary_to_frame_size(foreground: np.ndarray, region: Region, frame_hw: tuple[int, int]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Two-class fast path: (h, w) foreground probability -> probs (2, H, W) and labels (H, W) int32.
+
+    Only the foreground plane is resized; background is ``1 - foreground`` (bilinear weights sum to
+    one, so this equals resizing both planes), and the argmax is ``foreground > 0.5``.
+    """
+    cv2 = require("cv2", "postprocessing")
+    height, width = frame_hw
+    crop = foreground[region.top:region.top + region.height, region.left:region.left + region.width]
+    probs = np.empty((2, height, width), np.float32)
+    if crop.shape == (height, width):
+        probs[1] = crop
+    else:
+        cv2.resize(crop, (width, height), dst=probs[1], interpolation=cv2.INTER_LINEAR)
+    np.subtract(1.0, probs[1], out=probs[0])
+    labels = (probs[1] > 0.5).view(np.uint8).astype(np.int32)
+    return probs, labels
 
 
 def argmax_labels(probs: np.ndarray) -> np.ndarray:

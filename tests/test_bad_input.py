@@ -95,6 +95,14 @@ def test_sidecar_output_not_in_graph(model_path):
         create_runner(model_path).activate()
 
 
+def test_sidecar_preprocess_size_not_matching_a_fixed_input(model_path):
+    from edgeseg import Segmenter
+
+    edit_sidecar(model_path, lambda d: d["inputs"][0].update(shape=[1, 3, 32, 32]))
+    with pytest.raises(ArtifactError, match=r"preprocess.size is \[16, 16\] but input 'input' is fixed at \[32, 32\]"):
+        Segmenter(model_path)
+
+
 # --- runner feeds ------------------------------------------------------------------------------------
 def good():
     return np.zeros((1, 3, 16, 16), np.float32)

@@ -164,3 +164,20 @@ def test_segmenter_from_onnx_path_with_threads(tmp_path):
         got = seg(half_frame())
     np.testing.assert_array_equal(got.labels, expected.labels)
     np.testing.assert_allclose(got.probs, expected.probs, atol=1e-5)
+
+
+def test_two_class_fast_path_equals_softmax_resize_argmax():
+    from edgeseg import postprocess
+    from edgeseg.preprocess import Region
+
+    logits = np.random.default_rng(0).normal(scale=3, size=(2, 40, 60)).astype(np.float32)
+    e = np.exp(logits - logits.max(axis=0))
+    softmax = e / e.sum(axis=0)                                   # the textbook formula, both planes
+    probs = postprocess.probabilities(logits, "logits")
+    np.testing.assert_allclose(probs, softmax, atol=1e-6)
+    region = Region(5, 0, 30, 60)                                 # a letterboxed crop
+    general = postprocess.to_frame_size(softmax, region, (90, 170))
+    fast, labels = postprocess.binary_to_frame_size(probs[1], region, (90, 170))
+    np.testing.assert_allclose(fast, general, atol=1e-6)
+    np.testing.assert_array_equal(labels, general.argmax(axis=0))
+    assert labels.dtype == np.int32 and fast.dtype == np.float32
