@@ -32,15 +32,18 @@ __all__ = ["deform_conv2d", "DeformConv2d"]
 
 
 # --------------------------------------------------------------------------------------------- sampling
+_CHUNK_ELEMENTS = 1 << 20  # column-matrix elements per chunk of output pixels: keeps the gathers in cache
+
+
 def _sampling_corners(offset: Tensor, mask: Optional[Tensor], height: int, width: int, kh: int, kw: int,
                       offset_groups: int, stride: tuple[int, int], padding: tuple[int, int],
                       dilation: tuple[int, int]):
-    """Bilinear corners of every sampling point, ordered (N, G, L = Ho*Wo, K = kh*kw).
+    """Bilinear corners of every sampling point, ordered (N*Ho*Wo, G, K = kh*kw).
 
     Returns (index, weight, ly, lx, modulation): ``index`` 4 int64 tensors of row indices into the
     channels-last input with a zero row per image (N*(H*W+1) rows; out-of-image corners point to the zero
     row); ``weight`` the 4 bilinear weights times the modulation; ``ly``/``lx`` the fractional parts; corners
-    ordered (y0,x0), (y0,x1), (y1,x0), (y1,x1). All (N, G, L, K).
+    ordered (y0,x0), (y0,x1), (y1,x0), (y1,x1).
     """
     n, _, out_h, out_w = offset.shape
     k = kh * kw
@@ -50,21 +53,26 @@ def _sampling_corners(offset: Tensor, mask: Optional[Tensor], height: int, width
     kx = (torch.arange(kw, **opts) * dilation[1]).repeat(kh).view(k, 1, 1)
     oy = (torch.arange(out_h, **opts) * stride[0] - padding[0]).view(1, out_h, 1)
     ox = (torch.arange(out_w, **opts) * stride[1] - padding[1]).view(1, 1, out_w)
+
+    def rows_first(t: Tensor) -> Tensor:  # (N, G, K, Ho, Wo) -> (N*Ho*Wo, G, K)
+        return t.reshape(n, offset_groups, k, -1).permute(0, 3, 1, 2).reshape(-1, offset_groups, k)
+
     # the same sum order as torchvision ((base + kernel tap) + offset), so float32 rounds alike
-    y = ((oy + ky) + off[:, :, :, 0]).reshape(n, offset_groups, k, -1).transpose(2, 3)
-    x = ((ox + kx) + off[:, :, :, 1]).reshape(n, offset_groups, k, -1).transpose(2, 3)
-    modulation = None if mask is None else mask.reshape(n, offset_groups, k, -1).transpose(2, 3)
+    y = rows_first((oy + ky) + off[:, :, :, 0])
+    x = rows_first((ox + kx) + off[:, :, :, 1])
+    modulation = None if mask is None else rows_first(mask)
     y0, x0 = torch.floor(y), torch.floor(x)
     ly, lx = y - y0, x - x0
     y0, x0 = y0.long(), x0.long()
-    rows_per_image = height * width + 1
-    zero_row = (torch.arange(n, device=offset.device) * rows_per_image + height * width).view(n, 1, 1, 1)
+    image = torch.arange(n, device=offset.device).repeat_interleave(out_h * out_w).view(-1, 1, 1)
+    first_row = image * (height * width + 1)
+    zero_row = first_row + height * width
     index, weight = [], []
     for dy, wy in ((0, 1 - ly), (1, ly)):
         for dx, wx in ((0, 1 - lx), (1, lx)):
             yy, xx = y0 + dy, x0 + dx
             inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-            index.append(torch.where(inside, yy * width + xx + (zero_row - height * width), zero_row))
+            index.append(torch.where(inside, first_row + yy * width + xx, zero_row))
             weight.append(wy * wx if modulation is None else wy * wx * modulation)
     return index, weight, ly, lx, modulation
 
@@ -77,22 +85,21 @@ def _channels_last_groups(input: Tensor, offset_groups: int) -> list[Tensor]:
     return [rows[:, g].contiguous() for g in range(offset_groups)]
 
 
-def _gather(rows: Tensor, index: Tensor) -> Tensor:
-    """rows (R, Cg), index (...) -> (index.numel(), Cg)."""
-    return rows.index_select(0, index.reshape(-1))
+def _corner_values(rows: list[Tensor], index: list[Tensor], chunk: slice) -> list[list[Tensor]]:
+    """Per offset group, the 4 corner rows of the chunk's sampling points: (R*K, C/G) each, rows (r, k)."""
+    return [[rows[g].index_select(0, idx[chunk, g].reshape(-1)) for idx in index] for g in range(len(rows))]
 
 
-def _columns(corners: list[list[Tensor]], weight: list[Tensor], shape) -> Tensor:
-    """Modulated bilinear samples as the im2col matrix (N*L, K*C): row (n, l), column (k, c)."""
-    n, g_off, length, k = shape
+def _columns(values: list[list[Tensor]], weight: list[Tensor], chunk: slice) -> Tensor:
+    """Modulated bilinear samples of a chunk of R output pixels as im2col rows (R, K*C), columns (k, c)."""
     per_group = []
-    for g, values in enumerate(corners):
-        cols = values[0] * weight[0][:, g].reshape(-1, 1)
-        for value, wgt in zip(values[1:], weight[1:]):
-            cols.addcmul_(value, wgt[:, g].reshape(-1, 1))
-        per_group.append(cols)  # (N*L*K, C/G)
-    cols = per_group[0] if g_off == 1 else torch.stack(per_group, 1)
-    return cols.reshape(n * length, -1)
+    for g, corners in enumerate(values):
+        cols = corners[0] * weight[0][chunk, g].reshape(-1, 1)
+        for value, wgt in zip(corners[1:], weight[1:]):
+            cols.addcmul_(value, wgt[chunk, g].reshape(-1, 1))
+        per_group.append(cols)  # (R*K, C/G)
+    cols = per_group[0] if len(per_group) == 1 else torch.stack(per_group, 1)
+    return cols.reshape(weight[0][chunk].shape[0], -1)
 
 
 def _grouped_weight(weight: Tensor, groups: int) -> Tensor:
@@ -103,11 +110,15 @@ def _grouped_weight(weight: Tensor, groups: int) -> Tensor:
 
 
 def _per_weight_group(cols: Tensor, groups: int, k: int) -> Tensor:
-    """(N*L, K*C) -> (groups, N*L, K*C/groups)."""
-    rows = cols.shape[0]
+    """(R, K*C) -> (groups, R, K*C/groups)."""
     if groups == 1:
         return cols.unsqueeze(0)
-    return cols.reshape(rows, k, groups, -1).permute(2, 0, 1, 3).reshape(groups, rows, -1)
+    return cols.reshape(cols.shape[0], k, groups, -1).permute(2, 0, 1, 3).reshape(groups, cols.shape[0], -1)
+
+
+def _chunks(rows: int, k: int, c: int):
+    step = max(1, _CHUNK_ELEMENTS // (k * c))
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
 # ------------------------------------------------------------------------------------------- the op
@@ -116,18 +127,22 @@ def _deform_conv2d_op(input: Tensor, weight: Tensor, offset: Tensor, bias: Optio
                       mask: Optional[Tensor], stride_h: int, stride_w: int, pad_h: int, pad_w: int,
                       dil_h: int, dil_w: int, groups: int, offset_groups: int) -> Tensor:
     """Arguments in ONNX ``DeformConv`` order (X, W, offset, B, mask); validated by :func:`deform_conv2d`."""
-    n, _, h, w = input.shape
+    n, c, h, w = input.shape
     out_channels, _, kh, kw = weight.shape
     out_h, out_w = offset.shape[2:]
+    k = kh * kw
     index, wgt, _, _, _ = _sampling_corners(offset, mask, h, w, kh, kw, offset_groups, (stride_h, stride_w),
                                             (pad_h, pad_w), (dil_h, dil_w))
     rows = _channels_last_groups(input, offset_groups)
-    corners = [[_gather(rows[g], idx[:, g]) for idx in index] for g in range(offset_groups)]
-    cols = _columns(corners, wgt, (n, offset_groups, out_h * out_w, kh * kw))
-    out = torch.bmm(_per_weight_group(cols, groups, kh * kw), _grouped_weight(weight, groups))  # (G, N*L, Co/G)
-    out = out.permute(1, 0, 2).reshape(n, out_h, out_w, out_channels).permute(0, 3, 1, 2)
-    out = out if bias is None else out + bias.view(1, -1, 1, 1)
-    return out.contiguous()
+    weight_g = _grouped_weight(weight, groups)
+    out = input.new_empty((n * out_h * out_w, out_channels))
+    for chunk in _chunks(out.shape[0], k, c):
+        cols = _columns(_corner_values(rows, index, chunk), wgt, chunk)
+        part = torch.bmm(_per_weight_group(cols, groups, k), weight_g)  # (G, R, C_out/G)
+        out[chunk] = part.permute(1, 0, 2).reshape(-1, out_channels)
+    if bias is not None:
+        out += bias
+    return out.reshape(n, out_h, out_w, out_channels).permute(0, 3, 1, 2).contiguous()
 
 
 @_deform_conv2d_op.register_fake
@@ -147,42 +162,41 @@ def _deform_conv2d_backward_op(grad: Tensor, input: Tensor, weight: Tensor, offs
     n, c, h, w = input.shape
     out_channels, c_per_group, kh, kw = weight.shape
     out_h, out_w = offset.shape[2:]
-    k, g_off, length = kh * kw, offset_groups, out_h * out_w
+    k, g_off = kh * kw, offset_groups
     index, wgt, ly, lx, modulation = _sampling_corners(offset, mask, h, w, kh, kw, g_off, (stride_h, stride_w),
                                                        (pad_h, pad_w), (dil_h, dil_w))
     rows = _channels_last_groups(input, g_off)
-    corners = [[_gather(rows[g], idx[:, g]) for idx in index] for g in range(g_off)]
-    cols = _per_weight_group(_columns(corners, wgt, (n, g_off, length, k)), groups, k)  # (G, N*L, K*C/G)
-    grad_rows = grad.permute(0, 2, 3, 1).reshape(n * length, groups, out_channels // groups).transpose(0, 1)
     weight_g = _grouped_weight(weight, groups)
-    grad_weight = torch.bmm(cols.transpose(1, 2), grad_rows)  # (G, K*C/G, Co/G)
-    grad_weight = grad_weight.reshape(groups, k, c_per_group, -1).permute(0, 3, 2, 1).reshape(weight.shape)
-    grad_bias = grad.sum((0, 2, 3))
-    # d loss / d (modulated sample), rows (n, l, k), columns c: (N*L*K, C)
-    grad_cols = torch.bmm(grad_rows, weight_g.transpose(1, 2))  # (G, N*L, K*C/G)
-    grad_cols = grad_cols.reshape(groups, n * length, k, c_per_group).permute(1, 2, 0, 3).reshape(n * length * k, c)
-    grad_cols = grad_cols.reshape(-1, g_off, c // g_off)
-    grad_input = input.new_zeros((g_off, n * (h * w + 1), c // g_off))
-    sums = []  # per offset group: grad . corner value summed over its channels, 4 x (N*L*K,)
-    for g in range(g_off):
-        grad_g = grad_cols[:, g]
-        sums.append([(grad_g * value).sum(1) for value in corners[g]])
-        for idx, corner_weight in zip(index, wgt):
-            grad_input[g].index_add_(0, idx[:, g].reshape(-1), grad_g * corner_weight[:, g].reshape(-1, 1))
-    s00, s01, s10, s11 = [torch.stack([s[corner] for s in sums], 1).reshape(n, length, k, g_off).permute(0, 3, 1, 2)
-                          for corner in range(4)]
-    bilinear = [(1 - ly) * (1 - lx), (1 - ly) * lx, ly * (1 - lx), ly * lx]
-    grad_mask = bilinear[0] * s00 + bilinear[1] * s01 + bilinear[2] * s10 + bilinear[3] * s11
+    grad_rows = grad.permute(0, 2, 3, 1).reshape(-1, groups, out_channels // groups).transpose(0, 1)  # (G, NL, Co/G)
+    grad_weight = torch.zeros_like(weight_g)
+    grad_input = [torch.zeros_like(r) for r in rows]
+    corner_sums = torch.empty((4,) + ly.shape, dtype=ly.dtype, device=ly.device)  # grad . corner value per point
+    for chunk in _chunks(ly.shape[0], k, c):
+        values = _corner_values(rows, index, chunk)
+        cols = _per_weight_group(_columns(values, wgt, chunk), groups, k)  # (G, R, K*C/G)
+        grad_weight += torch.bmm(cols.transpose(1, 2), grad_rows[:, chunk])
+        # d loss / d (modulated sample): (G, R, K*C/G) -> rows (r, k), columns c -> per offset group
+        grad_cols = torch.bmm(grad_rows[:, chunk], weight_g.transpose(1, 2))
+        grad_cols = grad_cols.reshape(groups, -1, k, c_per_group).permute(1, 2, 0, 3).reshape(-1, g_off, c // g_off)
+        for g in range(g_off):
+            grad_g = grad_cols[:, g]
+            for corner, (idx, value) in enumerate(zip(index, values[g])):
+                corner_sums[corner, chunk, g] = (grad_g * value).sum(1).view(-1, k)
+                grad_input[g].index_add_(0, idx[chunk, g].reshape(-1), grad_g * wgt[corner][chunk, g].reshape(-1, 1))
+    s00, s01, s10, s11 = corner_sums.unbind(0)
+    grad_mask = (1 - ly) * (1 - lx) * s00 + (1 - ly) * lx * s01 + ly * (1 - lx) * s10 + ly * lx * s11
     grad_dy = (1 - lx) * (s10 - s00) + lx * (s11 - s01)
     grad_dx = (1 - ly) * (s01 - s00) + ly * (s11 - s10)
     if modulation is not None:
         grad_dy, grad_dx = grad_dy * modulation, grad_dx * modulation
-    grad_offset = torch.stack([grad_dy, grad_dx], 3)  # (N, G, L, 2, K)
-    grad_offset = grad_offset.permute(0, 1, 4, 3, 2).reshape(offset.shape)
-    grad_mask = grad_mask.transpose(2, 3).reshape(n, g_off * k, out_h, out_w)
-    grad_input = grad_input.reshape(g_off, n, h * w + 1, c // g_off)[:, :, : h * w]
-    grad_input = grad_input.permute(1, 0, 3, 2).reshape(input.shape)
-    return grad_input, grad_weight, grad_offset, grad_bias, grad_mask
+    # (N*L, G, K) -> (N, G, K, [2,] Ho, Wo)
+    grad_offset = torch.stack([grad_dy, grad_dx], 3).reshape(n, out_h * out_w, g_off, k, 2)
+    grad_offset = grad_offset.permute(0, 2, 3, 4, 1).reshape(offset.shape)
+    grad_mask = grad_mask.reshape(n, out_h * out_w, g_off * k).transpose(1, 2).reshape(n, g_off * k, out_h, out_w)
+    grad_input = torch.stack(grad_input, 1).reshape(n, h * w + 1, c)[:, : h * w]
+    grad_input = grad_input.transpose(1, 2).reshape(input.shape)
+    grad_weight = grad_weight.reshape(groups, k, c_per_group, -1).permute(0, 3, 2, 1).reshape(weight.shape)
+    return grad_input, grad_weight, grad_offset, grad.sum((0, 2, 3)), grad_mask
 
 
 @_deform_conv2d_backward_op.register_fake
