@@ -186,3 +186,34 @@ def test_bad_input_names_the_argument_and_expected_shape(name):
     with pytest.raises(ValueError, match=message) as info:
         deform_conv2d(t["input"], t["offset"], t["weight"], t["bias"], mask=t["mask"], **params)
     assert isinstance(info.value, InputError)
+
+
+def test_chunked_evaluation_equals_reference_and_one_chunk_gradients(monkeypatch):
+    """Output pixels are processed in chunks; chunk boundaries (here every 3 pixels) change nothing."""
+    import edgeseg.ops.deform_conv as implementation
+
+    both_groups_modulated = (1, 4, 6, 5, 4, (2, 3), 2, 4, 1, (1, 0), 1, True, True, 1.0)
+    t, params = _case(both_groups_modulated, torch.float64, seed=12)
+    inputs = [t[k].requires_grad_() for k in ["input", "offset", "weight", "bias", "mask"]]
+    whole = _call(t, params)
+    whole_grads = torch.autograd.grad(whole.square().sum(), inputs)
+    kernel_points, channels = 6, 4
+    monkeypatch.setattr(implementation, "_CHUNK_ELEMENTS", 3 * kernel_points * channels)
+    chunked = _call(t, params)
+    np.testing.assert_allclose(chunked.detach().numpy(), _reference(t, params), rtol=0, atol=1e-10)
+    for got, want in zip(torch.autograd.grad(chunked.square().sum(), inputs), whole_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_runs_on_the_gpu_like_on_the_cpu(device):
+    t, params = _case(CASES["offset_groups"], torch.float64, seed=13)
+    moved = {k: v.to(device).requires_grad_() for k, v in t.items() if v is not None}
+    cpu = {k: v.clone().requires_grad_() for k, v in t.items() if v is not None}
+    out_gpu, out_cpu = _call(moved, params), _call(cpu, params)
+    assert out_gpu.device.type == device
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu, rtol=0, atol=1e-10)
+    out_gpu.square().sum().backward()
+    out_cpu.square().sum().backward()
+    for k in cpu:
+        torch.testing.assert_close(moved[k].grad.cpu(), cpu[k].grad, rtol=0, atol=1e-9, msg=k)

@@ -158,3 +158,34 @@ def test_bad_input_names_the_argument_and_expected_shape(name):
     with pytest.raises(ValueError, match=message) as info:
         roi_align(**args)
     assert isinstance(info.value, InputError)
+
+
+def test_equals_grid_sample_formulation_for_boxes_inside_the_image():
+    """An independent formulation: for aligned boxes inside the image and 2x2 samples per bin, RoIAlign is
+    F.grid_sample (border padding) at the bin's sample points followed by a 2x2 average pool."""
+    x = torch.randn(1, 3, 12, 16, dtype=torch.float64)
+    boxes = torch.tensor([[0, 1.0, 2.0, 9.5, 11.0], [0, 0.0, 0.0, 16.0, 12.0], [0, 5.2, 3.3, 6.1, 4.0]],
+                         dtype=torch.float64)
+    size, samples = (3, 4), 2
+    want = []
+    for b in boxes[:, 1:] - 0.5:
+        ys = b[1] + (torch.arange(size[0] * samples, dtype=x.dtype) + 0.5) / (size[0] * samples) * (b[3] - b[1])
+        xs = b[0] + (torch.arange(size[1] * samples, dtype=x.dtype) + 0.5) / (size[1] * samples) * (b[2] - b[0])
+        gy, gx = torch.meshgrid((ys + 0.5) / 12 * 2 - 1, (xs + 0.5) / 16 * 2 - 1, indexing="ij")
+        grid = torch.stack([gx, gy], -1)[None]
+        sampled = torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+        want.append(torch.nn.functional.avg_pool2d(sampled, samples))
+    got = roi_align(x, boxes, size, 1.0, samples, aligned=True)
+    torch.testing.assert_close(got, torch.cat(want), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_runs_on_the_gpu_like_on_the_cpu(device):
+    x, rois, params = _case("aligned_adaptive", torch.float64, seed=14)
+    x_gpu, x_cpu = x.to(device).requires_grad_(), x.clone().requires_grad_()
+    out_gpu, out_cpu = roi_align(x_gpu, rois.to(device), **params), roi_align(x_cpu, rois, **params)
+    assert out_gpu.device.type == device
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu, rtol=0, atol=1e-10)
+    out_gpu.square().sum().backward()
+    out_cpu.square().sum().backward()
+    torch.testing.assert_close(x_gpu.grad.cpu(), x_cpu.grad, rtol=0, atol=1e-10)
