@@ -265,3 +265,23 @@ def test_denormal_mask_values_blend_as_zero():
     tiny[person == 0] = np.float32(1e-40)
     assert (tiny[person == 0] != 0).all()  # really denormal, not flushed
     np.testing.assert_array_equal(effect.composite(frame, tiny), effect.composite(frame, person))
+
+
+def test_download_stops_at_the_first_network_error(tmp_path, monkeypatch):
+    from edgeseg.tflite import mediapipe
+
+    calls = []
+
+    class Failed:
+        returncode, stdout = 1, ""
+        stderr = ("WARNING: Retrying ... NewConnectionError('Failed to establish a new connection')\n"
+                  "ERROR: No matching distribution found for mediapipe==0.10.21")
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return Failed()
+
+    monkeypatch.setattr(mediapipe.subprocess, "run", fake_run)
+    with pytest.raises(ArtifactError, match="after 1 attempt.*network access to PyPI.*--wheel"):
+        mediapipe.download_wheel(tmp_path, log=lambda message: None)
+    assert len(calls) == 1 and "mediapipe==0.10.21" in calls[0] and "--no-deps" in calls[0]

@@ -56,6 +56,11 @@ _PIP_TARGETS: list[list[str]] = [
 ]
 
 
+# pip output that means the index cannot be reached (as opposed to "no wheel for this platform").
+_NETWORK_ERRORS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
+                   "Name or service not known", "ProxyError", "Network is unreachable", "Read timed out")
+
+
 def selfie_home() -> Path:
     """The selfie model cache: ``$EDGESEG_HOME/models/selfie`` or ``~/.cache/edgeseg/models/selfie``."""
     root = os.environ.get("EDGESEG_HOME")
@@ -100,9 +105,12 @@ def is_complete(home: Path | None = None) -> bool:
 
 
 def download_wheel(dest: Path, log: Callable[[str], None] = print) -> Path:
-    """``pip download --no-deps mediapipe==0.10.21`` into ``dest``; this platform's wheel, else any platform's."""
-    errors = []
-    for extra in _PIP_TARGETS:
+    """``pip download --no-deps mediapipe==0.10.21`` into ``dest``; this platform's wheel, else any platform's.
+
+    A network failure stops at the first attempt (other platforms would fail the same way).
+    """
+    last_error = "no wheel"
+    for attempt, extra in enumerate(_PIP_TARGETS):
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
                f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(dest), *extra]
         log(f"$ {' '.join(cmd[2:])}")
@@ -110,11 +118,14 @@ def download_wheel(dest: Path, log: Callable[[str], None] = print) -> Path:
         wheels = sorted(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
         if proc.returncode == 0 and wheels:
             return wheels[0]
-        errors.append((proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"])
+        output = (proc.stderr or proc.stdout).strip()
+        last_error = (output.splitlines() or ["no wheel"])[-1]
+        if any(sign in output for sign in _NETWORK_ERRORS):
+            break
     raise ArtifactError(
-        f"could not download mediapipe=={MEDIAPIPE_VERSION} with pip (tried this platform and "
-        f"{len(_PIP_TARGETS) - 1} others; last error: {errors[-1][0]}). Check network access to PyPI, or pass "
-        "--wheel PATH to a downloaded mediapipe-0.10.21 wheel."
+        f"could not download mediapipe=={MEDIAPIPE_VERSION} with pip after {attempt + 1} attempt(s) (this "
+        f"platform, then others; last error: {last_error}). Check network access to PyPI, or pass --wheel PATH "
+        "to a downloaded mediapipe-0.10.21 wheel."
     )
 
 
