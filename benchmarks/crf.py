@@ -32,14 +32,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import edgeseg.ops.dense_crf  # noqa: E402,F401
-from edgeseg.bench.environment import capture  # noqa: E402
-from edgeseg.bench.stats import bootstrap_ratio, summarize  # noqa: E402
+import edgeseg.ops.dense_crf  # noqa: F401
+from edgeseg.bench.environment import capture
+from edgeseg.bench.stats import bootstrap_ratio, summarize
 
 crf_module = sys.modules["edgeseg.ops.dense_crf"]
 HC18 = REPO.parent / "shared" / "data" / "hc18"
 ASSETS = REPO / "edgeseg" / "assets"
-PARAMS = dict(sxy_gaussian=3, compat_gaussian=3, sxy_bilateral=80, srgb=13, compat_bilateral=10)
+PARAMS = {"sxy_gaussian": 3, "compat_gaussian": 3, "sxy_bilateral": 80, "srgb": 13, "compat_bilateral": 10}
 
 
 def softmax(logits):
@@ -87,9 +87,10 @@ def speed(runs: int) -> list[dict]:
         g_g = crf_module.compat_matrix(3, None, classes, "g")
         g_b = crf_module.compat_matrix(10, None, classes, "b")
         variants = {
-            "pydensecrf2": lambda: pydensecrf_run(probs, image),
-            "ours cold": lambda: (crf_module._gaussian_lattice.cache_clear(), crf_module.dense_crf(probs, image))[1],
-            "ours warm": lambda: crf_module.dense_crf(probs, image),
+            "pydensecrf2": lambda p=probs, i=image: pydensecrf_run(p, i),
+            "ours cold": lambda p=probs, i=image: (crf_module._gaussian_lattice.cache_clear(),
+                                                   crf_module.dense_crf(p, i))[1],
+            "ours warm": lambda p=probs, i=image: crf_module.dense_crf(p, i),
         }
         samples = {name: [] for name in variants}
         outputs = {name: fn() for name, fn in variants.items()}  # warm-up
@@ -98,9 +99,9 @@ def speed(runs: int) -> list[dict]:
                 samples[name].append(timed(fn)[0])
         exact = outputs["ours warm"]
         windowed = {
-            "windowed 7x7 NumPy": lambda: crf_module.dense_crf_windowed(probs, image, window=7),
-            "windowed 7x7 host kernel": lambda: windowed_crf_host(energy, image, 7, 5, (3.0, 3.0), (80.0, 80.0),
-                                                                  (13.0,) * 3, g_g, g_b),
+            "windowed 7x7 NumPy": lambda p=probs, i=image: crf_module.dense_crf_windowed(p, i, window=7),
+            "windowed 7x7 host kernel": lambda u=energy, i=image, a=g_g, b=g_b: windowed_crf_host(
+                u, i, 7, 5, (3.0, 3.0), (80.0, 80.0), (13.0,) * 3, a, b),
         }
         if classes > 2:  # the host build recomputes exp() per neighbour and step (GPU-shaped): minutes here
             del windowed["windowed 7x7 host kernel"]
@@ -200,7 +201,7 @@ def hc18(limit: int | None) -> dict:
         mask = cv2.imread(str(mask_path))[:, :, 0] > 0
         probs = probs_fn(image, mask, name)
         for variant, fn in variants.items():
-            seconds, refined = (0.0, probs) if fn is None else timed(lambda: fn(probs, image))
+            seconds, refined = (0.0, probs) if fn is None else timed(lambda f=fn, p=probs, i=image: f(p, i))
             pred = refined.argmax(0) == 1
             bd = boundary_distance(pred, mask)
             per[variant]["dice"].append(dice(pred, mask))
@@ -247,12 +248,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     result = {"benchmark": "crf", "environment": capture(), "load_average_at_start": list(os.getloadavg()),
               "params": PARAMS, "iterations": 5}
-    try:
-        import pydensecrf
+    from importlib.metadata import PackageNotFoundError, version
 
-        result["environment"]["libraries"]["pydensecrf2"] = getattr(pydensecrf, "__version__", "installed")
-    except ImportError:
-        pass
+    for dist in ("scipy", "pydensecrf2"):
+        try:
+            result["environment"]["libraries"][dist] = version(dist)
+        except PackageNotFoundError:
+            result["environment"]["libraries"][dist] = None
     if args.part in ("all", "speed"):
         result["speed"] = speed(args.runs)
         print_speed(result["speed"])

@@ -10,9 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import edgeseg.ops.dense_crf  # noqa: E402,F401
-from edgeseg.errors import InputError  # noqa: E402
-from edgeseg.ops.crf_rnn import CRFasRNN, crf_translation_table, mean_field_windowed_torch  # noqa: E402
+import edgeseg.ops.dense_crf  # noqa: F401
+from edgeseg.errors import InputError
+from edgeseg.ops.crf_rnn import (
+    CRFasRNN,
+    crf_translation_table,
+    mean_field_windowed_torch,
+)
 
 dense_crf = sys.modules["edgeseg.ops.dense_crf"].dense_crf
 

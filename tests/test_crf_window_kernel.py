@@ -7,16 +7,21 @@ import sys
 
 import numpy as np
 import pytest
+from edgeseg.plugins.common.build import KernelBuildError, compile_ptx
+from edgeseg.plugins.dense_crf import (
+    KERNEL_SOURCE,
+    host_library,
+    widths_vector,
+    windowed_crf_host,
+    windowed_step_host,
+)
 
 import edgeseg.ops.dense_crf  # noqa: F401
 from edgeseg.ops.dense_crf_windowed import mean_field_windowed, window_weights
-from edgeseg.plugins.common.build import KernelBuildError, compile_ptx
-from edgeseg.plugins.dense_crf import (KERNEL_SOURCE, host_library, widths_vector, windowed_crf_host,
-                                       windowed_step_host)
 
 crf_module = sys.modules["edgeseg.ops.dense_crf"]
 compat_matrix, unary_from_probs = crf_module.compat_matrix, crf_module.unary_from_probs
-WIDTHS = dict(sxy_gaussian=(3.0, 2.5), sxy_bilateral=(20.0, 30.0))
+WIDTHS = {"sxy_gaussian": (3.0, 2.5), "sxy_bilateral": (20.0, 30.0)}
 
 
 def _host_library_or_skip():
@@ -90,7 +95,6 @@ def test_one_host_step_matches_numpy_at_every_border_pixel():
 @pytest.mark.cupy
 def test_cupy_launcher_matches_numpy():
     import cupy as cp
-
     from edgeseg.plugins.dense_crf import windowed_crf_cupy
 
     image, probs, srgb = case(4, (37, 53), 3, seed=11)

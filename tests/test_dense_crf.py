@@ -16,7 +16,7 @@ crf_module = sys.modules["edgeseg.ops.dense_crf"]
 dense_crf, dense_crf_windowed = crf_module.dense_crf, crf_module.dense_crf_windowed
 compat_matrix, unary_from_probs = crf_module.compat_matrix, crf_module.unary_from_probs
 
-PARAMS = dict(sxy_gaussian=3, compat_gaussian=3, sxy_bilateral=80, srgb=13, compat_bilateral=10)
+PARAMS = {"sxy_gaussian": 3, "compat_gaussian": 3, "sxy_bilateral": 80, "srgb": 13, "compat_bilateral": 10}
 
 
 def softmax(logits):
@@ -234,12 +234,12 @@ def test_bad_input_is_named(probs_fn, image_fn, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(iterations=-1), "iterations"),
-        (dict(sxy_bilateral=0), "sxy_bilateral"),
-        (dict(srgb=(13, 13)), "srgb"),
-        (dict(compat=np.eye(2)), "compat"),
-        (dict(unary="logits"), "unary"),
-        (dict(window=4), "window"),
+        ({"iterations": -1}, "iterations"),
+        ({"sxy_bilateral": 0}, "sxy_bilateral"),
+        ({"srgb": (13, 13)}, "srgb"),
+        ({"compat": np.eye(2)}, "compat"),
+        ({"unary": "logits"}, "unary"),
+        ({"window": 4}, "window"),
     ],
 )
 def test_bad_parameters_are_named(kwargs, match):
@@ -279,6 +279,6 @@ def test_segmenter_crf_stage_runs_this_crf_on_frame_size_probabilities():
     image, _, _ = tiny_case(seed=8, size=(40, 60))
     frame = np.ascontiguousarray(image[:, :, ::-1])  # BGR
     plain = Segmenter(TorchRunner(Brightness(), artifact))(frame)
-    refined = Segmenter(TorchRunner(Brightness(), artifact), crf=dict(iterations=3))(frame)
+    refined = Segmenter(TorchRunner(Brightness(), artifact), crf={"iterations": 3})(frame)
     np.testing.assert_allclose(refined.probs, dense_crf(plain.probs, frame, iterations=3), atol=1e-6)
     assert refined.timings["crf"] > 0 and refined.labels.shape == frame.shape[:2]

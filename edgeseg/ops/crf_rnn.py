@@ -24,7 +24,8 @@ The node is the ``edgeseg::DenseCRF`` TensorRT plugin's contract (``plugins/tens
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,8 @@ from torch import nn
 
 from edgeseg.errors import InputError
 
-__all__ = ["CRFasRNN", "DeepLabV3CRF", "mean_field_windowed_torch", "register_onnx_schema", "crf_translation_table",
-           "CRF_TRANSLATION_TABLE"]
+# CRF_TRANSLATION_TABLE is public too; it is built on first access (module __getattr__ at the end).
+__all__ = ["CRFasRNN", "DeepLabV3CRF", "crf_translation_table", "mean_field_windowed_torch", "register_onnx_schema"]
 
 ONNX_DOMAIN, ONNX_OP = "edgeseg", "DenseCRF"
 
@@ -142,7 +143,7 @@ class CRFasRNN(nn.Module):
         self._frozen_params = json.dumps(self.dense_crf_params())
         return self._frozen_params
 
-    def train(self, mode: bool = True) -> "CRFasRNN":
+    def train(self, mode: bool = True) -> CRFasRNN:
         super().train(mode)
         if not mode:
             self.freeze_for_export()

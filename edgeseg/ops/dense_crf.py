@@ -27,7 +27,7 @@ import numpy as np
 from edgeseg.errors import InputError
 from edgeseg.ops.permutohedral import Lattice, array_modules
 
-__all__ = ["dense_crf", "dense_crf_windowed", "DenseCRF", "unary_from_probs"]
+__all__ = ["DenseCRF", "dense_crf", "dense_crf_windowed", "unary_from_probs"]
 
 PROB_SUM_TOLERANCE = 1e-3
 DEFAULT_CLIP = 1e-5  # pydensecrf.utils.unary_from_softmax's clip

@@ -18,7 +18,7 @@ import numpy as np
 
 def window_weights(image, window: int, sxy_gaussian, sxy_bilateral, srgb):
     """Normalised per-offset weights -> (offsets list of (dx, dy), w_gauss (O, H, W), w_bilat (O, H, W))."""
-    h, w, k = image.shape
+    h, w, _ = image.shape
     r = window // 2
     img = image.astype(np.float32)
     pad = np.pad(img, ((r, r), (r, r), (0, 0)))
@@ -54,7 +54,7 @@ def _normalise(kernel, offsets, r):
 
 def messages(q, weights, offsets, r):
     """``sum_o w_o * Q(. + o)`` for q (C, H, W) -> (C, H, W)."""
-    c, h, w = q.shape
+    _, h, w = q.shape
     q_pad = np.pad(q, ((0, 0), (r, r), (r, r)))
     out = np.zeros_like(q)
     for i, (dx, dy) in enumerate(offsets):
