@@ -120,6 +120,7 @@ def main() -> int:
     with_latency = not args.no_latency
     if with_latency and BASELINE not in names:
         names = [BASELINE, *names]
+    load_before = os.getloadavg()
     rows = []
     for name in names:
         torch.manual_seed(0)
@@ -140,6 +141,8 @@ def main() -> int:
             r["latency_ratio_to_baseline"] = r["ort_latency_256"]["median_s"] / base["ort_latency_256"]["median_s"]
     table = markdown(rows, with_latency)
     print(table)
+    print(f"1-minute load average before/after: {load_before[0]:.1f}/{os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores", file=sys.stderr)
     report = {
         "benchmark": "model_table",
         "flops_convention": "FlopCounterMode: 1 multiply-add = 2 FLOPs; convs, transposed convs, matmuls and "
@@ -148,6 +151,8 @@ def main() -> int:
         "latency": None if not with_latency else {"backend": "onnxruntime CPUExecutionProvider", "size": "256x256",
                                                   "threads": args.threads, "baseline": BASELINE},
         "machine": capture({"ort_intra_op_num_threads": args.threads, "torch_num_threads": args.threads}),
+        # Other processes share the CPU; the 1-minute load average says how much (cores = os.cpu_count()).
+        "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "rows": rows,
         "markdown": table,
     }

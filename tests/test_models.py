@@ -32,7 +32,9 @@ FAST = {
     "deconvnet": {"width": 8},
     "deeplab_attention": {"width": 16, "aspp_channels": 32},
 }
-ZOO = sorted(set(list_models()) - {"tflite_graph"})  # tflite_graph is tested with the TFLite importer
+# Registered by other components and tested there: the TFLite importer, the CRF-as-RNN op.
+ELSEWHERE = {"tflite_graph", "deeplabv3_crf"}
+ZOO = sorted(set(list_models()) - ELSEWHERE)
 MODELS = sorted(FAST)
 SLOW_EXPORT = {"fcn", "deeplabv3", "deeplabv3_dcn", "pspnet", "gcn", "deconvnet", "deeplab_attention",
                "fastseg_large"}
@@ -61,6 +63,14 @@ def test_fastseg_stays_small():
 def test_registry_lists_every_family():
     families = {"fcn", "deeplabv3", "deeplabv3_dcn", "pspnet", "gcn", "deconvnet", "deeplab_attention", "fastseg"}
     assert families <= set(list_models())
+
+
+@pytest.mark.parametrize("name", sorted(ELSEWHERE))
+def test_models_registered_elsewhere_load_by_name(name):
+    """Their checkpoints must load without importing the module first (lazy table entry)."""
+    from edgeseg.models.registry import _factory
+
+    assert callable(_factory(name))
 
 
 def test_unknown_name_lists_available():

@@ -22,8 +22,9 @@ _BUILTIN = {
     "gcn": "edgeseg.models.gcn",
     "deconvnet": "edgeseg.models.deconvnet",
     "deeplab_attention": "edgeseg.models.deeplab_attention",
-    # Models imported from TFLite (selfie engineer's module registers it on import).
-    "tflite_graph": "edgeseg.tflite.graph_model",
+    # Registered by other components' modules on import.
+    "tflite_graph": "edgeseg.tflite.graph_model",   # a graph imported from TFLite (edgeseg import-tflite)
+    "deeplabv3_crf": "edgeseg.ops.crf_rnn",         # DeepLabv3 + CRF-as-RNN layer
 }
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
