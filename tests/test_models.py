@@ -54,6 +54,14 @@ def test_deterministic(name):
     check_deterministic(name, 2, 3, **FAST[name])
 
 
+def test_fastseg_skip_stride_4_gives_a_finer_skip():
+    model = build("fastseg", 2, 1, skip_stride=4)
+    check_forward_backward(model, 2, 1, sizes=[(64, 64)])
+    assert model.encoder.strides[model.low_index] == 4
+    with pytest.raises(InputError, match="skip_stride: got 2"):
+        create_model("fastseg", 2, skip_stride=2)
+
+
 def test_fastseg_stays_small():
     model = create_model("fastseg", num_classes=2, in_channels=1)
     params = sum(p.numel() for p in model.parameters())

@@ -11,13 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .encoders import MobileNetV3Encoder
 from .layers import ConvBNAct, init_weights, resize_to
 from .registry import register_model
 
 
 class LRASPPHead(nn.Module):
-    """Lite R-ASPP: (low (N, C_low, H/8, W/8), high (N, C_high, H/16, W/16)) -> (N, classes, H/8, W/8)."""
+    """Lite R-ASPP: (low (N, C_low, H/s, W/s), high (N, C_high, H/16, W/16)) -> (N, classes, H/s, W/s), s = 8
+    (or 4, the skip stride)."""
 
     def __init__(self, low_ch: int, high_ch: int, num_classes: int, head_ch: int = 128):
         super().__init__()
@@ -35,10 +37,12 @@ class FastSeg(nn.Module):
     """MobileNetV3 (output stride 16) + LR-ASPP: ``(N, in_channels, H, W)`` -> logits ``(N, C, H, W)``."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, variant: str = "small", width: float = 1.0,
-                 head_channels: int = 128):
+                 head_channels: int = 128, skip_stride: int = 8):
         super().__init__()
+        if skip_stride not in (4, 8):
+            raise InputError(f"fastseg skip_stride: got {skip_stride!r}, expected 8 (the paper's) or 4 (finer edges)")
         self.encoder = MobileNetV3Encoder(in_channels, variant, width, output_stride=16)
-        self.low_index = self.encoder.stage_index(8)
+        self.low_index = self.encoder.stage_index(skip_stride)
         self.head = LRASPPHead(self.encoder.out_channels[self.low_index], self.encoder.out_channels[-1],
                                num_classes, head_channels)
         init_weights(self.head, mode="fan_in")
@@ -50,9 +54,13 @@ class FastSeg(nn.Module):
 
 @register_model("fastseg")
 def fastseg(num_classes: int, in_channels: int = 3, width: float = 0.75, head_channels: int = 96,
-            variant: str = "small") -> FastSeg:
-    """Real-time MobileNetV3-small + LR-ASPP (~0.5 M params); ``width`` scales the encoder."""
-    return FastSeg(num_classes, in_channels, variant, width, head_channels)
+            variant: str = "small", skip_stride: int = 8) -> FastSeg:
+    """Real-time MobileNetV3-small + LR-ASPP (~0.6 M params); ``width`` scales the encoder.
+
+    ``skip_stride=4`` takes the low-level skip from stride 4 instead of 8: sharper mask edges for a
+    little more compute (useful when a contour is measured, as for head circumference).
+    """
+    return FastSeg(num_classes, in_channels, variant, width, head_channels, skip_stride)
 
 
 @register_model("fastseg_small")
