@@ -194,3 +194,19 @@ def test_real_segmenter_from_an_onnx_file_with_smoothing(tmp_path, no_thread_lef
     assert results[0].probs.shape == (2, 64, 96) and results[0].probs.dtype == np.float32
     assert results[0].timings["infer"] > 0 and results[0].timings["crf"] == 0
     assert count_frames(tmp_path / "out.avi") == 12
+
+
+def test_an_abandoned_stream_does_not_block_interpreter_exit():
+    import subprocess
+    import sys
+
+    code = ("import edgeseg\n"
+            "from edgeseg.stream import FrameSource\n"
+            "from edgeseg.stream.testing import FakeSegmenter, numbered_frame\n"
+            "s = edgeseg.stream(FrameSource([numbered_frame(0)], loop=True), FakeSegmenter())\n"
+            "it = iter(s)\n"
+            "next(it)\n"
+            "print('left without closing', flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "left without closing" in done.stdout

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -35,6 +36,18 @@ from .stats import StatusLine, StreamStats
 log = logging.getLogger("edgeseg.stream")
 
 JOIN_TIMEOUT_S = 5.0
+_RUNNING: "weakref.WeakSet[Stream]" = weakref.WeakSet()
+
+
+def _shutdown_running_streams() -> None:
+    """At interpreter exit, stop streams whose iteration was abandoned (not closed, not exhausted): their
+    non-daemon threads would otherwise block the exit while they wait on full queues."""
+    for running in list(_RUNNING):
+        running.close()
+
+
+if hasattr(threading, "_register_atexit"):  # runs before the interpreter joins non-daemon threads
+    threading._register_atexit(_shutdown_running_streams)
 
 
 @dataclass
@@ -178,6 +191,7 @@ class Stream:
         if hasattr(self.segmenter, "reset"):
             self.segmenter.reset()  # smoothing history of an earlier stream must not leak in
         self.stats = StreamStats()
+        _RUNNING.add(self)
         for name, target in (("capture", self._capture), ("inference", self._infer), ("render", self._render)):
             thread = threading.Thread(target=target, name=f"edgeseg-{name}", daemon=False)
             thread.start()
@@ -276,6 +290,7 @@ class Stream:
         if self._shut:
             return
         self._shut = True
+        _RUNNING.discard(self)
         self._abort.set()
         self.source.interrupt()
         for channel in (self.frames, self.segmented, self.results):
