@@ -463,3 +463,24 @@ def test_imported_graph_is_trainable(tmp_path):
     loss = torch.nn.functional.binary_cross_entropy(module(torch.rand(1, 3, 16, 12)), target)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in params)
+
+
+def test_plain_onnx_export_fallback_matches_torch(tmp_path):
+    # used when the edgeseg.export package is not installed: plain dynamo export, static batch 1
+    ort = pytest.importorskip("onnxruntime")
+    from edgeseg.artifact import Artifact
+    from edgeseg.tflite.importer import artifact_for_graph, onnx_from_module
+
+    m, ins, outs = _small_segmenter(tmp_path)
+    graph, weights = graph_from_tflite(read_tflite(_write(tmp_path, m, ins, outs)))
+    module = TfliteGraph(graph).eval()
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    artifact = artifact_for_graph(tmp_path / "m.safetensors", graph, classes=["background", "person"])
+    path = onnx_from_module(module, artifact, tmp_path / "plain.onnx")
+    sidecar = Artifact.load(path)
+    assert sidecar.inputs[0].shape == [1, 3, 16, 12] and sidecar.output_kind == "probs"
+    x = _rand(1, 3, 16, 12)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {sidecar.inputs[0].name: x})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(torch.from_numpy(x)).numpy(), atol=1e-5)

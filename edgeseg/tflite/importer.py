@@ -44,7 +44,7 @@ def _output_kind(graph: dict[str, Any]) -> str:
 def artifact_for_graph(path: Path, graph: dict[str, Any], classes: list[str] | None = None,
                        preprocess: Preprocess | None = None, output_kind: str | None = None,
                        extra: dict[str, Any] | None = None) -> Artifact:
-    """The sidecar of an imported graph: (1, C, H, W) input, (1, K, H, W) output named by its kind.
+    """The sidecar of an imported graph: (batch, C, H, W) input, (batch, K, H, W) output named by its kind.
 
     A one-channel output is a foreground map: ``classes`` then has 2 names and ``num_classes`` is 2.
     """
@@ -56,7 +56,9 @@ def artifact_for_graph(path: Path, graph: dict[str, Any], classes: list[str] | N
     if len(classes) != n_classes:
         raise InputError(f"classes: got {len(classes)} names {classes}, expected {n_classes} for a model with "
                          f"{c_out} output channel(s)")
-    if preprocess is None:  # MediaPipe feeds RGB scaled to [0, 1], stretched to the model size
+    if preprocess is None:
+        # MediaPipe's selfie graph (ImageToTensorCalculator: keep_aspect_ratio false, float range [0, 1]) feeds
+        # RGB scaled to [0, 1], stretched to the model size.
         color = "gray" if c_in == 1 else "rgb"
         preprocess = Preprocess(size=(height, width), resize="stretch", color=color,
                                 mean=[0.0] * (1 if c_in == 1 else 3), std=[1.0] * (1 if c_in == 1 else 3))
@@ -66,8 +68,8 @@ def artifact_for_graph(path: Path, graph: dict[str, Any], classes: list[str] | N
     return Artifact(
         path=path, model="tflite_graph",
         model_kwargs={"num_classes": n_classes, "in_channels": c_in, "graph": graph},
-        inputs=[TensorSpec(INPUT_NAME, [1, c_in, height, width])],
-        outputs=[TensorSpec(kind, [1, c_out, out_h, out_w])],
+        inputs=[TensorSpec(INPUT_NAME, ["batch", c_in, height, width])],
+        outputs=[TensorSpec(kind, ["batch", c_out, out_h, out_w])],
         preprocess=preprocess, classes=classes, output_kind=kind, extra=dict(extra or {}),
     )
 
@@ -147,7 +149,7 @@ def onnx_from_module(model, artifact: Artifact, onnx_path: str | Path) -> Path:
     onnx = require("onnx", "ONNX export")
     onnx_path = Path(onnx_path)
     spec = artifact.inputs[0]
-    example = torch.rand(*[int(d) for d in spec.shape])
+    example = torch.rand(*[d if isinstance(d, int) else 1 for d in spec.shape])
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporter():
         exported = torch.onnx.export(
@@ -157,6 +159,9 @@ def onnx_from_module(model, artifact: Artifact, onnx_path: str | Path) -> Path:
     exported.save(str(onnx_path))
     onnx.checker.check_model(str(onnx_path))
     versions = {**artifact.versions, "onnx": onnx.__version__}
-    onnx_artifact = artifact.with_path(onnx_path, opset=ONNX_OPSET, versions=versions)
+    static = [{"name": t.name, "shape": [d if isinstance(d, int) else 1 for d in t.shape], "dtype": t.dtype}
+              for t in artifact.inputs + artifact.outputs]
+    onnx_artifact = artifact.with_path(onnx_path, opset=ONNX_OPSET, versions=versions,
+                                       inputs=static[:1], outputs=static[1:])
     onnx_artifact.save()
     return onnx_path

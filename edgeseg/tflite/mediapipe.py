@@ -44,7 +44,7 @@ MODELS = {
 }
 CLASSES = ["background", "person"]
 # Bump when the importer's output changes: caches converted by another version are converted again.
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3
 MANIFEST = "manifest.json"
 # pip download targets tried in order: this interpreter's platform, then any wheel (the .tflite files are
 # identical in every platform's wheel).
