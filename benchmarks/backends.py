@@ -10,7 +10,7 @@ depend on them) at 256x256 and 512x512:
     pre+post in the frame time.
 
 Run:
-  .venv/bin/python benchmarks/backends.py                       # whole zoo, ~5-10 min on 2 cores
+  .venv/bin/python benchmarks/backends.py                       # whole zoo, 1 thread each, ~5-10 min
   .venv/bin/python benchmarks/backends.py --models fastseg --sizes 256 --budget 5
 Writes benchmarks/results/backends.json (and prints a markdown table).
 """
@@ -33,6 +33,14 @@ HC18_IMAGE = REPO.parent / "shared" / "data" / "hc18" / "images" / "000_HC.png"
 RESULTS = REPO / "benchmarks" / "results" / "backends.json"
 
 
+def _keep_going(count: int, elapsed: float, budget_s: float, min_iters: int, max_iters: int) -> bool:
+    """Run for ``budget_s`` and at least ``min_iters`` calls, but never past 3x the budget (slow models
+    stop after 3 samples) nor past ``max_iters``."""
+    if count >= max_iters or (count >= 3 and elapsed > 3 * budget_s):
+        return False
+    return count < min_iters or elapsed < budget_s
+
+
 def alternate(fn_a, fn_b, budget_s: float, warmup: int, min_iters: int, max_iters: int):
     """Call fn_a and fn_b alternately; return their latency samples (seconds) after ``warmup`` calls each."""
     for _ in range(warmup):
@@ -40,7 +48,7 @@ def alternate(fn_a, fn_b, budget_s: float, warmup: int, min_iters: int, max_iter
         fn_b()
     a, b = [], []
     start = time.perf_counter()
-    while len(a) < max_iters and (len(a) < min_iters or time.perf_counter() - start < budget_s):
+    while _keep_going(len(a), time.perf_counter() - start, budget_s, min_iters, max_iters):
         for fn, samples in ((fn_a, a), (fn_b, b)):
             t0 = time.perf_counter()
             fn()
@@ -53,7 +61,7 @@ def segmenter_stages(seg, frame, budget_s: float, warmup: int, min_iters: int, m
         seg(frame)
     rows = []
     start = time.perf_counter()
-    while len(rows) < max_iters and (len(rows) < min_iters or time.perf_counter() - start < budget_s):
+    while _keep_going(len(rows), time.perf_counter() - start, budget_s, min_iters, max_iters):
         rows.append(seg(frame).timings)
     pre, infer, post = (np.array([r[k] for r in rows]) for k in ("pre", "infer", "post"))
     total = pre + infer + post
@@ -89,10 +97,13 @@ def bench_model(name: str, sizes: list[int], args, workdir: Path, frame: np.ndar
     for size in sizes:
         side = -(-size // multiple) * multiple
         art = exported.with_path(exported.path)
+        if isinstance(art.inputs[0].shape[2], int) and art.inputs[0].shape[2] != side:
+            # Exported static (the model bakes its size in): export again at this size.
+            base.preprocess.size = (side, side)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                art = onnx_from_torch(model, base, workdir / f"{name}_{side}.onnx")
         art.preprocess.size = (side, side)
-        if any(isinstance(d, int) for d in art.inputs[0].shape[2:]) and art.inputs[0].shape[2] != side:
-            rows.append({"model": name, "size": size, "skipped": f"exported static {art.inputs[0].shape}"})
-            continue
         x = np.random.default_rng(0).normal(size=(1, 1, side, side)).astype(np.float32)
         torch_runner = TorchRunner(model, art.with_path(base.path), threads=args.threads)
         ort_runner = OrtRunner(art, threads=args.threads)
@@ -131,9 +142,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="zoo names (default: all but tflite_graph)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[256, 512])
-    parser.add_argument("--threads", type=int, default=None, help="threads for both backends (default: usable cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads for both backends (default 1: on a shared, oversubscribed CPU "
+                             "PyTorch's OpenMP barriers make multi-threaded eager erratic)")
     parser.add_argument("--budget", type=float, default=4.0, help="seconds per measurement after warm-up")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-iters", type=int, default=10)
     parser.add_argument("--max-iters", type=int, default=200)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -142,10 +155,9 @@ def main(argv=None) -> int:
     import cv2
     import torch
 
-    from edgeseg.bench.environment import capture, usable_cores
+    from edgeseg.bench.environment import capture
     from edgeseg.models import list_models
 
-    args.threads = args.threads or usable_cores()
     torch.set_num_threads(args.threads)
     names = args.models or [n for n in list_models() if n != "tflite_graph"]
     frame = cv2.imread(str(HC18_IMAGE), cv2.IMREAD_COLOR)

@@ -16,7 +16,9 @@ import io
 import logging
 import os
 import platform
+import re
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import numpy as np
 from .._deps import require
 from ..artifact import Artifact, Preprocess
 from ..errors import ArtifactError, InputError
+from .slim import conv_from_conv_transpose
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -99,6 +102,11 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
     channels = int(artifact.model_kwargs.get("in_channels", artifact.preprocess.channels))
     model = model.eval()
     size = example_size(model, artifact)
+    if size != tuple(artifact.preprocess.size):
+        warnings.warn(f"preprocess.size {tuple(artifact.preprocess.size)} changed to {size} in the ONNX sidecar: "
+                      f"{type(model).__name__} needs " + (f"exactly {size}" if fixed_input_size(model) else
+                                                         f"sides that are multiples of {input_multiple(model)}"),
+                      ExportWarning, stacklevel=2)
     if dynamic and fixed_input_size(model):
         warnings.warn(f"{type(model).__name__} takes only {size[0]}x{size[1]} inputs (fixed_input_size): "
                       "height/width exported static, batch dynamic", ExportWarning, stacklevel=2)
@@ -116,6 +124,9 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
             proto, dims = _export(torch, model, channels, size, opset, dynamic=False), "static"
         except Exception as exc:
             raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {_reason(exc)}") from exc
+    proto, rewritten = conv_from_conv_transpose(proto)
+    if rewritten:
+        log.info("rewrote %d stride-1 ConvTranspose nodes as Conv", rewritten)
     if simplify:
         proto = _slim(proto)
     _name_dims(proto, dims, fixed=fixed_input_size(model) is not None)
@@ -222,8 +233,9 @@ def _write_sidecar(artifact: Artifact, out_path: Path, proto, opset: int, dims: 
     extra = dict(artifact.extra)
     extra["export"] = {"shapes": dims, "traced_size": list(size), "input_multiple": multiple,
                        "source": _relative_source(artifact.path, out_path)}
+    preprocess = {**asdict(artifact.preprocess), "size": list(size)}
     exported = artifact.with_path(out_path, inputs=inputs, outputs=outputs, opset=opset, precision="fp32",
-                                  versions=_versions(), engine=None, extra=extra)
+                                  versions=_versions(), engine=None, extra=extra, preprocess=preprocess)
     exported.save()
     return exported
 
@@ -260,17 +272,23 @@ def _artifact_from_model(model) -> Artifact:
 
 
 def _reason(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:400] if lines else ''}"
+    """The root cause in one or two lines (the exporter wraps it in pages of advice and colour codes)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip(" -") for line in text.strip().splitlines() if line.strip()]
+    detail = " / ".join(lines[:2])[:500]
+    return f"{type(exc).__name__}: {detail}"
 
 
 @contextlib.contextmanager
 def _quiet():
     """Silence the exporter's progress prints and registration warnings (errors still raise)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "torch._guards", "torch.fx", "onnxscript")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")

@@ -147,7 +147,9 @@ class Stride8(torch.nn.Module):
 
 def test_input_multiple_gives_dynamic_sizes_in_steps(tmp_path):
     model = Stride8()
-    art = to_onnx(model, gray_artifact(size=(30, 44), classes=("a", "b", "c")), tmp_path / "s8.onnx")
+    with pytest.warns(ExportWarning, match=r"preprocess.size \(30, 44\) changed to \(32, 48\).*multiples of 8"):
+        art = to_onnx(model, gray_artifact(size=(30, 44), classes=("a", "b", "c")), tmp_path / "s8.onnx")
+    assert art.preprocess.size == (32, 48)
     assert art.extra["export"] == {"shapes": "dynamic", "traced_size": [32, 48], "input_multiple": 8,
                                    "source": "m.safetensors"}
     assert art.inputs[0].shape == ["batch", 1, "height", "width"]
@@ -205,3 +207,29 @@ def test_zoo_model_exports_and_passes_check_on_hc18(name, tmp_path, hc18_dir):
     report = parity_report(art.path, images=hc18_dir / "images", limit=4)
     assert report.max_abs <= 1e-4, report.text()
     assert report.agreement >= 0.999, report.text()
+
+
+class Deconvs(torch.nn.Module):
+    """A stride-1 ConvTranspose (rewritten as Conv) followed by a stride-2 one (left alone)."""
+
+    def __init__(self):
+        super().__init__()
+        self.same = torch.nn.ConvTranspose2d(1, 4, 3, padding=1)
+        self.up = torch.nn.ConvTranspose2d(4, 2, 2, stride=2)
+        self.edge = torch.nn.ConvTranspose2d(2, 2, (3, 5), padding=(0, 1), bias=False)
+
+    def forward(self, x):
+        return self.edge(self.up(torch.relu(self.same(x))))
+
+
+def test_stride1_conv_transpose_becomes_conv_with_equal_numbers(tmp_path):
+    import onnx
+
+    torch.manual_seed(0)
+    model = Deconvs().eval()
+    art = to_onnx(model, gray_artifact(size=(16, 16)), tmp_path / "d.onnx", simplify=False)
+    ops = [n.op_type for n in onnx.load(str(art.path)).graph.node]
+    assert ops.count("ConvTranspose") == 1 and ops.count("Conv") == 2, ops
+    x = np.random.default_rng(0).normal(size=(2, 1, 20, 12)).astype(np.float32)
+    with OrtRunner(art) as runner:
+        np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
