@@ -10,8 +10,8 @@
   same samples) and with the adaptive ratio.
 
 Ours and the baseline run alternately (A, B, A, B, ...) so background load hits both alike; after warm-up
-each case runs for ``--budget`` seconds (at least ``--min-iters`` and at most ``--max-iters`` calls). The
-table gives the median and p99 in milliseconds and ratio = our median / baseline median with a 95%
+each case runs for ``--budget`` seconds (at least ``--min-iters`` and at most ``--max-iters`` calls, and
+no longer than ``--limit`` seconds once it has 3). The table gives the median and p99 in milliseconds and ratio = our median / baseline median with a 95%
 bootstrap interval.
 
 Run:
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -37,14 +38,20 @@ from edgeseg.ops import deform_conv2d, roi_align
 RESULTS = Path(__file__).resolve().parent / "results" / "ops_cpu.json"
 
 
-def alternate(fn_a, fn_b, budget_s: float, warmup: int, min_iters: int, max_iters: int):
-    """Call fn_a and fn_b alternately; their latency samples in seconds after ``warmup`` calls each."""
+def alternate(fn_a, fn_b, budget_s: float, warmup: int, min_iters: int, max_iters: int, limit_s: float):
+    """Call fn_a and fn_b alternately; their latency samples in seconds after ``warmup`` calls each.
+
+    Runs for ``budget_s`` (at least ``min_iters`` pairs, at most ``max_iters``), but stops any case after
+    ``limit_s`` once it has 3 pairs, so one slow case cannot take minutes (the count is reported).
+    """
     for _ in range(warmup):
         fn_a()
         fn_b()
     a, b = [], []
     start = time.perf_counter()
     while len(a) < max_iters and (len(a) < min_iters or time.perf_counter() - start < budget_s):
+        if len(a) >= 3 and time.perf_counter() - start > limit_s:
+            break
         for fn, samples in ((fn_a, a), (fn_b, b)):
             t0 = time.perf_counter()
             fn()
@@ -69,8 +76,8 @@ def deform_conv_cases(size: int):
     bias = torch.randn(64, generator=g)
     offset = torch.randn(1, 18, size, size, generator=g) * 2.0
     mask = torch.rand(1, 9, size, size, generator=g)
-    ours = lambda x, o, w, b, m: deform_conv2d(x, o, w, b, padding=1, mask=m)  # noqa: E731
-    base = lambda x, w, b: F.conv2d(x, w, b, padding=1)  # noqa: E731
+    ours = lambda x, o, w, b, m: deform_conv2d(x, o, w, b, padding=1, mask=m)
+    base = lambda x, w, b: F.conv2d(x, w, b, padding=1)
     yield "forward", lambda: ours(x, offset, weight, bias, mask), lambda: base(x, weight, bias)
     grads = [t.clone().requires_grad_() for t in (x, offset, weight, bias, mask)]
     base_grads = [grads[0], grads[2], grads[3]]
@@ -124,9 +131,10 @@ def roi_align_cases(count: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per case (default 3)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--min-iters", type=int, default=10)
     parser.add_argument("--max-iters", type=int, default=300)
+    parser.add_argument("--limit", type=float, default=15.0, help="seconds after which a slow case stops (>= 3 pairs)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable numbers)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -134,10 +142,10 @@ def main(argv=None) -> int:
 
     suites = [("deform_conv2d", "conv2d", f"1x64x{s}x{s} -> 64, 3x3", deform_conv_cases(s)) for s in (64, 128)]
     suites += [("roi_align", "grid_sample", f"{k} boxes, 2x256x64x64 -> 7x7", roi_align_cases(k)) for k in (100, 1000)]
-    rows = []
+    rows, load_before = [], os.getloadavg()
     for op, baseline, shape, cases in suites:
         for mode, ours, base in cases:
-            a, b = alternate(ours, base, args.budget, args.warmup, args.min_iters, args.max_iters)
+            a, b = alternate(ours, base, args.budget, args.warmup, args.min_iters, args.max_iters, args.limit)
             ratio = bootstrap_ratio(b, a)  # ours / baseline
             rows.append({"op": op, "shape": shape, "mode": mode, "baseline": baseline,
                          "ours": summarize(a).to_dict(), "base": summarize(b).to_dict(),
@@ -146,12 +154,13 @@ def main(argv=None) -> int:
             r = rows[-1]
             print(f"{op:<14} {shape:<30} {mode:<25} ours {1e3 * r['ours']['median']:9.2f} ms "
                   f"(p99 {1e3 * r['ours']['p99']:9.2f})  {baseline} {1e3 * r['base']['median']:8.2f} ms "
-                  f"(p99 {1e3 * r['base']['p99']:8.2f})  x{r['ratio']:.1f}", flush=True)
+                  f"(p99 {1e3 * r['base']['p99']:8.2f})  x{r['ratio']:.2f}  [{r['ours']['count']} runs]", flush=True)
 
     print("\n" + markdown_table(rows))
     result = {"benchmark": "ops_cpu", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "config": vars(args) | {"out": str(args.out)},
-              "environment": capture(threads={"torch.get_num_threads": torch.get_num_threads()}), "rows": rows}
+              "environment": capture(threads={"torch.get_num_threads": torch.get_num_threads()}),
+              "load_average": {"before": load_before, "after": os.getloadavg()}, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
@@ -159,13 +168,13 @@ def main(argv=None) -> int:
 
 
 def markdown_table(rows) -> str:
-    lines = ["| op | shape | mode | ours median (p99) ms | baseline | baseline median (p99) ms | ratio (95% CI) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| op | shape | mode | runs | ours median (p99) ms | baseline | baseline median (p99) ms | ratio (95% CI) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {1e3 * r['ours']['median']:.2f} "
+        lines.append(f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours']['count']} | {1e3 * r['ours']['median']:.2f} "
                      f"({1e3 * r['ours']['p99']:.2f}) | {r['baseline']} | {1e3 * r['base']['median']:.2f} "
-                     f"({1e3 * r['base']['p99']:.2f}) | {r['ratio']:.1f}x ({r['ratio_ci95'][0]:.1f}-"
-                     f"{r['ratio_ci95'][1]:.1f}) |")
+                     f"({1e3 * r['base']['p99']:.2f}) | {r['ratio']:.2f}x ({r['ratio_ci95'][0]:.2f}-"
+                     f"{r['ratio_ci95'][1]:.2f}) |")
     return "\n".join(lines)
 
 

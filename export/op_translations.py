@@ -28,10 +28,10 @@ from __future__ import annotations
 import torch
 from onnxscript import opset19 as op
 
-import edgeseg.ops.deform_conv  # noqa: F401 - registers torch.ops.edgeseg.deform_conv2d
+import edgeseg.ops.deform_conv
 import edgeseg.ops.roi_align  # noqa: F401 - registers torch.ops.edgeseg.roi_align
 
-__all__ = ["CUSTOM_TRANSLATION_TABLE", "MIN_OPSET", "MAX_ORT_OPSET", "deform_conv2d_to_onnx", "roi_align_to_onnx"]
+__all__ = ["CUSTOM_TRANSLATION_TABLE", "MAX_ORT_OPSET", "MIN_OPSET", "deform_conv2d_to_onnx", "roi_align_to_onnx"]
 
 #: the lowest ONNX opset the translations are valid in (DeformConv was added in opset 19)
 MIN_OPSET = 19

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-from edgeseg.errors import InputError  # noqa: E402
-from edgeseg.ops import DeformConv2d, deform_conv2d  # noqa: E402
-from edgeseg.ops.reference.deform_conv import deform_conv2d as reference  # noqa: E402
+from edgeseg.errors import InputError
+from edgeseg.ops import DeformConv2d, deform_conv2d
+from edgeseg.ops.reference.deform_conv import deform_conv2d as reference
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -49,7 +49,7 @@ def _case(case, dtype, seed):
         "mask": rng.uniform(0, 1, (n, og * kh * kw, oh, ow)) if use_mask else None,
     }
     t = {k: None if v is None else torch.tensor(v, dtype=dtype) for k, v in t.items()}
-    return t, dict(stride=stride, padding=padding, dilation=dilation)
+    return t, {"stride": stride, "padding": padding, "dilation": dilation}
 
 
 def _call(t, params):
@@ -111,7 +111,7 @@ GRAD_CASES = ["padding_borders", "both_groups", "stride_dilation", "offset_group
 
 @pytest.mark.parametrize("name", GRAD_CASES)
 def test_gradcheck_input_offset_weight_bias_mask(name):
-    n, c, h, w, co, k, groups, og, stride, padding, dilation, use_mask, _, scale = CASES[name]
+    _n, c, h, w, co, k, groups, og, stride, padding, dilation, _use_mask, _, scale = CASES[name]
     tiny = (1, c, min(h, 5), min(w, 5), co, k, groups, og, stride, padding, dilation, True, True, scale)
     t, params = _case(tiny, torch.float64, seed=7)
     names = ["input", "offset", "weight", "bias", "mask"]
@@ -138,7 +138,7 @@ def test_gradcheck_without_mask_and_bias():
 
 
 def test_custom_op_registration_passes_opcheck():
-    t, params = _case(CASES["both_groups"], torch.float64, seed=9)
+    t, _params = _case(CASES["both_groups"], torch.float64, seed=9)
     for v in t.values():
         if v is not None:
             v.requires_grad_()
@@ -158,8 +158,8 @@ def test_module_has_torchvision_parameters_and_calls_the_op():
 
 
 def _good():
-    return dict(input=torch.zeros(1, 4, 6, 6), offset=torch.zeros(1, 18, 4, 4), weight=torch.zeros(2, 4, 3, 3),
-                bias=torch.zeros(2), mask=torch.zeros(1, 9, 4, 4))
+    return {"input": torch.zeros(1, 4, 6, 6), "offset": torch.zeros(1, 18, 4, 4), "weight": torch.zeros(2, 4, 3, 3),
+                "bias": torch.zeros(2), "mask": torch.zeros(1, 9, 4, 4)}
 
 
 BAD = {
@@ -215,5 +215,5 @@ def test_runs_on_the_gpu_like_on_the_cpu(device):
     torch.testing.assert_close(out_gpu.cpu(), out_cpu, rtol=0, atol=1e-10)
     out_gpu.square().sum().backward()
     out_cpu.square().sum().backward()
-    for k in cpu:
-        torch.testing.assert_close(moved[k].grad.cpu(), cpu[k].grad, rtol=0, atol=1e-9, msg=k)
+    for k, tensor in cpu.items():
+        torch.testing.assert_close(moved[k].grad.cpu(), tensor.grad, rtol=0, atol=1e-9, msg=k)

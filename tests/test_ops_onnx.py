@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from edgeseg.ops import DeformConv2d, deform_conv2d, roi_align  # noqa: E402
+from edgeseg.ops import DeformConv2d, deform_conv2d, roi_align
 
 
 @functools.cache

@@ -10,8 +10,10 @@ per image that every out-of-image corner points to. For every offset group, outp
 the four bilinear corners are whole rows picked with ``index_select`` (contiguous copies of C values),
 weighted (bilinear weight times mask) and summed into the (N*Ho*Wo, K*C) column matrix, which one
 grouped matmul with the weight turns into the output. The backward pass is hand-written with the same
-gathers plus ``index_add_`` of rows (the transpose of the gather); loops run over offset groups and the
-four corners only.
+gathers plus ``index_add_`` of rows (the transpose of the gather). Output pixels are processed in chunks
+of about 2^20 column elements so the gathered rows stay in cache; Python loops run over those chunks,
+the offset groups and the four corners only, never over pixels.
+
 Both are registered as ``torch.library.custom_op`` (``edgeseg::deform_conv2d`` and its backward), so
 ``torch.compile`` and the ONNX exporter see one opaque op (``export/op_translations.py`` maps it to ONNX
 ``DeformConv``).
@@ -20,7 +22,6 @@ Both are registered as ``torch.library.custom_op`` (``edgeseg::deform_conv2d`` a
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -28,14 +29,14 @@ from torch import Tensor, nn
 from ..errors import InputError
 from ._checks import check_rank, pair
 
-__all__ = ["deform_conv2d", "DeformConv2d"]
+__all__ = ["DeformConv2d", "deform_conv2d"]
 
 
 # --------------------------------------------------------------------------------------------- sampling
 _CHUNK_ELEMENTS = 1 << 20  # column-matrix elements per chunk of output pixels: keeps the gathers in cache
 
 
-def _sampling_corners(offset: Tensor, mask: Optional[Tensor], height: int, width: int, kh: int, kw: int,
+def _sampling_corners(offset: Tensor, mask: Tensor | None, height: int, width: int, kh: int, kw: int,
                       offset_groups: int, stride: tuple[int, int], padding: tuple[int, int],
                       dilation: tuple[int, int]):
     """Bilinear corners of every sampling point, ordered (N*Ho*Wo, G, K = kh*kw).
@@ -48,7 +49,7 @@ def _sampling_corners(offset: Tensor, mask: Optional[Tensor], height: int, width
     n, _, out_h, out_w = offset.shape
     k = kh * kw
     off = offset.reshape(n, offset_groups, k, 2, out_h, out_w)
-    opts = dict(device=offset.device, dtype=offset.dtype)
+    opts = {"device": offset.device, "dtype": offset.dtype}
     ky = (torch.arange(kh, **opts) * dilation[0]).repeat_interleave(kw).view(k, 1, 1)
     kx = (torch.arange(kw, **opts) * dilation[1]).repeat(kh).view(k, 1, 1)
     oy = (torch.arange(out_h, **opts) * stride[0] - padding[0]).view(1, out_h, 1)
@@ -123,8 +124,8 @@ def _chunks(rows: int, k: int, c: int):
 
 # ------------------------------------------------------------------------------------------- the op
 @torch.library.custom_op("edgeseg::deform_conv2d", mutates_args=())
-def _deform_conv2d_op(input: Tensor, weight: Tensor, offset: Tensor, bias: Optional[Tensor],
-                      mask: Optional[Tensor], stride_h: int, stride_w: int, pad_h: int, pad_w: int,
+def _deform_conv2d_op(input: Tensor, weight: Tensor, offset: Tensor, bias: Tensor | None,
+                      mask: Tensor | None, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
                       dil_h: int, dil_w: int, groups: int, offset_groups: int) -> Tensor:
     """Arguments in ONNX ``DeformConv`` order (X, W, offset, B, mask); validated by :func:`deform_conv2d`."""
     n, c, h, w = input.shape
@@ -152,7 +153,7 @@ def _(input, weight, offset, bias, mask, stride_h, stride_w, pad_h, pad_w, dil_h
 
 @torch.library.custom_op("edgeseg::deform_conv2d_backward", mutates_args=())
 def _deform_conv2d_backward_op(grad: Tensor, input: Tensor, weight: Tensor, offset: Tensor,
-                               mask: Optional[Tensor], stride_h: int, stride_w: int, pad_h: int, pad_w: int,
+                               mask: Tensor | None, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
                                dil_h: int, dil_w: int, groups: int,
                                offset_groups: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients (input, weight, offset, bias, mask) of ``edgeseg::deform_conv2d`` for output gradient ``grad``.
@@ -270,8 +271,8 @@ def _check_arguments(input, offset, weight, bias, mask, stride, padding, dilatio
     return groups, offset_groups, (out_h, out_w)
 
 
-def deform_conv2d(input: Tensor, offset: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
-                  stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask: Optional[Tensor] = None) -> Tensor:
+def deform_conv2d(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None = None,
+                  stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask: Tensor | None = None) -> Tensor:
     """Deformable convolution with ``torchvision.ops.deform_conv2d`` semantics (DCNv2 when ``mask`` is given).
 
     Args:
@@ -333,7 +334,7 @@ class DeformConv2d(nn.Module):
             bound = 1 / math.sqrt(fan_in)
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input: Tensor, offset: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, input: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         return deform_conv2d(input, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
 
     def extra_repr(self) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import sys
 import types
 import warnings
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 from ..errors import InputError
 from ._checks import check_rank, pair
 
-__all__ = ["roi_align", "RoIAlign"]
+__all__ = ["RoIAlign", "roi_align"]
 
 
 def _sample_grid(rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int,
@@ -150,7 +149,7 @@ _roi_align_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ------------------------------------------------------------------------------------ public API
-def _rois_from_boxes(boxes: Union[Tensor, list, tuple], input: Tensor) -> Tensor:
+def _rois_from_boxes(boxes: Tensor | list | tuple, input: Tensor) -> Tensor:
     """Tensor[K, 5] as is, or a list of Tensor[L, 4] per image -> Tensor[K, 5] (first column: image index)."""
     if isinstance(boxes, (list, tuple)):
         for index, b in enumerate(boxes):
@@ -170,7 +169,7 @@ def _rois_from_boxes(boxes: Union[Tensor, list, tuple], input: Tensor) -> Tensor
     return boxes.to(input.dtype)
 
 
-def roi_align(input: Tensor, boxes: Union[Tensor, list[Tensor]], output_size, spatial_scale: float = 1.0,
+def roi_align(input: Tensor, boxes: Tensor | list[Tensor], output_size, spatial_scale: float = 1.0,
               sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """RoIAlign with ``torchvision.ops.roi_align`` semantics (average of bilinear samples per bin).
 
@@ -233,7 +232,7 @@ class RoIAlign(nn.Module):
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
 
-    def forward(self, input: Tensor, rois: Union[Tensor, list[Tensor]]) -> Tensor:
+    def forward(self, input: Tensor, rois: Tensor | list[Tensor]) -> Tensor:
         return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
 
     def extra_repr(self) -> str:
