@@ -25,9 +25,13 @@ __all__ = list(_LAZY)
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
+        module = importlib.import_module(_LAZY[name])
+        # Importing a submodule binds its name on this package (``roi_align`` the module): bind every
+        # public name it provides afterwards, so ``edgeseg.ops.roi_align`` is the function.
+        for public, source in _LAZY.items():
+            if source == module.__name__:
+                globals()[public] = getattr(module, public)
+        return globals()[name]
     raise AttributeError(f"module 'edgeseg.ops' has no attribute {name!r}")
 
 
