@@ -94,6 +94,7 @@ class Segmenter:
         self.crf_params = None if crf in (None, False) else ({} if crf is True else dict(crf))
         self._dense_crf = _load_dense_crf() if self.crf_params is not None else None
         self._ema: np.ndarray | None = None
+        self._ema_frame_hw: tuple[int, int] | None = None
         self.runner.activate()
 
     # --- public ----------------------------------------------------------------------------------
@@ -108,16 +109,16 @@ class Segmenter:
     def __call__(self, frame: np.ndarray) -> Segmentation:
         """Segment one frame: (H, W, 3) BGR uint8 or (H, W) gray -> :class:`Segmentation` at (H, W)."""
         t0 = time.perf_counter()
+        blob, region = self.preprocessor(frame)   # validates the frame (InputError naming the problem)
         frame = check_frame(frame)
-        blob, region = self.preprocessor(frame)
         t1 = time.perf_counter()
         output = self.runner.infer({self.input_name: blob})[self.output_name]
         t2 = time.perf_counter()
-        probs = postprocess.probabilities(output[0], self.artifact.output_kind)
-        probs = self._smoothed(probs)
-        if probs.shape[0] == 2:
-            probs, labels = postprocess.binary_to_frame_size(probs[1], region, frame.shape[:2])
+        if postprocess.is_binary(output[0]):  # only the foreground plane is computed and resized
+            fg = self._smoothed(postprocess.foreground(output[0], self.artifact.output_kind), frame.shape[:2])
+            probs, labels = postprocess.binary_to_frame_size(fg, region, frame.shape[:2])
         else:
+            probs = self._smoothed(postprocess.probabilities(output[0], self.artifact.output_kind), frame.shape[:2])
             probs = postprocess.to_frame_size(probs, region, frame.shape[:2])
             labels = postprocess.argmax_labels(probs)
         t3 = time.perf_counter()
@@ -146,12 +147,12 @@ class Segmenter:
         self.close()
 
     # --- stages ----------------------------------------------------------------------------------
-    def _smoothed(self, probs: np.ndarray) -> np.ndarray:
+    def _smoothed(self, probs: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
         """EMA at model resolution: cheap, and equal to smoothing at frame size since resizing is linear."""
         if not self.smooth:
             return probs
-        if self._ema is None or self._ema.shape != probs.shape:
-            self._ema = probs.copy()
+        if self._ema is None or self._ema.shape != probs.shape or self._ema_frame_hw != frame_hw:
+            self._ema, self._ema_frame_hw = probs.copy(), frame_hw
         else:
             self._ema *= self.smooth
             self._ema += (1.0 - self.smooth) * probs

@@ -15,18 +15,34 @@ from .errors import InputError
 from .preprocess import Region
 
 
+def is_binary(output: np.ndarray) -> bool:
+    """True for (1, h, w) sigmoid or (2, h, w) two-class outputs (the fast path applies)."""
+    return output.ndim == 3 and output.shape[0] in (1, 2)
+
+
+def foreground(output: np.ndarray, output_kind: str) -> np.ndarray:
+    """(1, h, w) or (2, h, w) logits/probs -> (h, w) float32 foreground probability.
+
+    One logit: ``sigmoid(x)``; two logits: ``sigmoid(x1 - x0)``, which equals the 2-class softmax.
+    """
+    x = np.asarray(output, dtype=np.float32)
+    if output_kind == "probs":
+        return np.ascontiguousarray(x[-1])
+    z = -x[0] if x.shape[0] == 1 else x[0] - x[1]
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(z))
+
+
 def probabilities(output: np.ndarray, output_kind: str) -> np.ndarray:
     """(C, h, w) logits or probs -> (C', h, w) float32 probabilities (C' = 2 when C = 1)."""
     x = np.asarray(output, dtype=np.float32)
     if x.ndim != 3:
         raise InputError(f"model output: got shape {x.shape}, expected (classes, height, width) per image")
-    if output_kind == "probs":
-        return np.concatenate([1.0 - x, x]) if x.shape[0] == 1 else x
-    if x.shape[0] <= 2:  # sigmoid of the one logit, or of the logit difference (= 2-class softmax)
-        z = -x[0] if x.shape[0] == 1 else x[0] - x[1]
-        with np.errstate(over="ignore"):
-            fg = 1.0 / (1.0 + np.exp(z))
+    if is_binary(x):
+        fg = foreground(x, output_kind)
         return np.stack([1.0 - fg, fg])
+    if output_kind == "probs":
+        return x
     e = np.exp(x - x.max(axis=0, keepdims=True))
     e /= e.sum(axis=0, keepdims=True)
     return e

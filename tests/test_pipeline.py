@@ -106,6 +106,8 @@ def test_ema_smoothing_blends_previous_probabilities_and_resets():
     np.testing.assert_allclose(smooth(b).probs, 0.75 * pa + 0.25 * pb, atol=1e-5)
     smooth.reset()
     np.testing.assert_allclose(smooth(b).probs, pb, atol=1e-6)
+    bigger = np.full((60, 80, 3), 40, np.uint8)                  # a new frame size starts a new history
+    np.testing.assert_allclose(smooth(bigger).probs, plain(bigger).probs, atol=1e-6)
 
 
 def test_crf_hook_gets_frame_size_probs_and_its_result_is_used(monkeypatch):
