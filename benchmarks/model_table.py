@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,12 @@ def latency(torch, model, size: tuple[int, int], threads: int, iterations: int, 
             "warmup": warmup, "fps": float(1 / np.median(s))}
 
 
+def _short_reason(exc: BaseException) -> str:
+    """Exception type and first line of its message, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:80] if text else ''}"
+
+
 def markdown(rows: list[dict], with_latency: bool) -> str:
     head = "| model | params (M) | GFLOPs 256x256 | GFLOPs 512x512 |"
     rule = "|---|---:|---:|---:|"
@@ -132,7 +139,7 @@ def main() -> int:
             try:
                 row["ort_latency_256"] = latency(torch, model, SIZES[0], args.threads, args.iterations, args.warmup)
             except Exception as exc:  # noqa: BLE001 - one model that does not export must not hide the others
-                row["latency_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                row["latency_error"] = _short_reason(exc)
         rows.append(row)
         print(f"{name}: done", file=sys.stderr, flush=True)
     base = next((r for r in rows if r["model"] == BASELINE and "ort_latency_256" in r), None)
