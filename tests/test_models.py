@@ -14,9 +14,9 @@ from edgeseg.models.testing import (
     build,
     check_deterministic,
     check_forward_backward,
+    input_sizes,
     onnx_parity,
     randomize_batchnorm,
-    test_sizes,
 )
 
 # name -> small options that keep the unit tests fast (same code paths as the defaults: narrower layers).
@@ -125,7 +125,7 @@ def _translations() -> dict:
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXPORT else n for n in MODELS])
 def test_onnx_export_matches_onnxruntime(name):
     model = randomize_batchnorm(build(name, 2, 1, **FAST[name])).eval()
-    h, w = test_sizes(model, [(96, 128)])[0]
+    h, w = input_sizes(model, [(96, 128)])[0]
     x = torch.randn(1, 1, h, w, generator=torch.Generator().manual_seed(0))
     options = _translations() if name.endswith("_dcn") else {}
     error, scale = onnx_parity(model, x, **options)

@@ -21,12 +21,10 @@ def round_up(size: tuple[int, int], multiple: int) -> tuple[int, int]:
     return tuple(-(-s // multiple) * multiple for s in size)
 
 
-def test_sizes(model: torch.nn.Module, sizes=SIZES) -> list[tuple[int, int]]:
+def input_sizes(model: torch.nn.Module, sizes=SIZES) -> list[tuple[int, int]]:
     """``sizes`` rounded up to the model's ``input_multiple`` (1 for models that take any size)."""
     return [round_up(s, getattr(model, "input_multiple", 1)) for s in sizes]
 
-
-test_sizes.__test__ = False  # not a pytest test
 
 
 def build(name: str, num_classes: int = 3, in_channels: int = 3, seed: int = 0, **kwargs: Any) -> torch.nn.Module:
@@ -53,7 +51,7 @@ def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
 def check_forward_backward(model: torch.nn.Module, num_classes: int, in_channels: int, sizes=SIZES) -> None:
     """Train-mode forward at each size gives (2, C, H, W) logits; backward reaches every parameter."""
     model.train()
-    for h, w in test_sizes(model, sizes):
+    for h, w in input_sizes(model, sizes):
         x = torch.randn(2, in_channels, h, w, generator=torch.Generator().manual_seed(h * w))
         y = model(x)
         assert tuple(y.shape) == (2, num_classes, h, w), f"output {tuple(y.shape)} for input {(2, in_channels, h, w)}"
@@ -69,7 +67,7 @@ def check_deterministic(name: str, num_classes: int, in_channels: int, **kwargs:
     """The same seed builds the same weights, and eval forward is reproducible bit for bit."""
     a = build(name, num_classes, in_channels, seed=7, **kwargs).eval()
     b = build(name, num_classes, in_channels, seed=7, **kwargs).eval()
-    h, w = test_sizes(a, SIZES[:1])[0]
+    h, w = input_sizes(a, SIZES[:1])[0]
     x = torch.randn(1, in_channels, h, w, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ya, ya2, yb = a(x), a(x), b(x)
