@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import re
+import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -44,15 +45,33 @@ class ExportError(ArtifactError):
     """The exporter could not turn the model into ONNX (the message carries the exporter's reason)."""
 
 
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
 def custom_translation_table() -> dict:
-    """Translations of edgeseg's custom ops (``edgeseg::deform_conv2d`` -> DeformConv, ...) when present."""
+    """Translations of edgeseg's custom ops for the dynamo exporter.
+
+    ``edgeseg.export.op_translations.CUSTOM_TRANSLATION_TABLE`` (DeformConv, RoiAlign: standard ONNX ops)
+    when present, plus the CRF-as-RNN layer's ``edgeseg.DenseCRF`` node when a model has loaded
+    ``edgeseg.ops.crf_rnn`` (a custom-domain node for the TensorRT plugin; ONNX Runtime cannot run it).
+    """
+    table: dict = {}
     try:
         module = importlib.import_module("edgeseg.export.op_translations")
     except ModuleNotFoundError as exc:
         if exc.name != "edgeseg.export.op_translations":
             raise
-        return {}
-    return dict(getattr(module, "CUSTOM_TRANSLATION_TABLE", {}))
+    else:
+        table.update(getattr(module, "CUSTOM_TRANSLATION_TABLE", {}))
+    crf = sys.modules.get("edgeseg.ops.crf_rnn")
+    if crf is not None and hasattr(crf, "crf_translation_table"):
+        table.update(crf.crf_translation_table())
+    return table
+
+
+def custom_domains(proto) -> list[str]:
+    """Non-standard op domains used by the graph (nodes ONNX Runtime cannot run without a custom op)."""
+    return sorted({n.domain for n in proto.graph.node if n.domain not in STANDARD_DOMAINS})
 
 
 def input_multiple(model: Any) -> int:
@@ -186,6 +205,8 @@ def _check_other_size(proto, model, channels: int, size: tuple[int, int]) -> Non
     """
     torch = require("torch")
     ort = require("onnxruntime", "checking dynamic shapes")
+    if custom_domains(proto):   # e.g. edgeseg.DenseCRF: runs in TensorRT (plugin), not in ONNX Runtime
+        return
     m = input_multiple(model)
     h, w = size if fixed_input_size(model) else (size[0] + 2 * m, size[1] + m)
     x = torch.randn(3, channels, h, w, generator=torch.Generator().manual_seed(1))
@@ -233,6 +254,8 @@ def _write_sidecar(artifact: Artifact, out_path: Path, proto, opset: int, dims: 
     extra = dict(artifact.extra)
     extra["export"] = {"shapes": dims, "traced_size": list(size), "input_multiple": multiple,
                        "source": _relative_source(artifact.path, out_path)}
+    if custom_domains(proto):
+        extra["export"]["custom_domains"] = custom_domains(proto)
     preprocess = {**asdict(artifact.preprocess), "size": list(size)}
     exported = artifact.with_path(out_path, inputs=inputs, outputs=outputs, opset=opset, precision="fp32",
                                   versions=_versions(), engine=None, extra=extra, preprocess=preprocess)

