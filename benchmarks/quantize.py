@@ -88,6 +88,11 @@ def latency(paths: dict[str, Path], feed: np.ndarray, iterations: int, warmup: i
     return times
 
 
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="FP32 .onnx (or .safetensors to export)")
@@ -146,7 +151,8 @@ def main(argv=None) -> int:
 
     result = {
         "benchmark": "quantize",
-        "model": str(fp32.path.relative_to(REPO)) if fp32.path.is_relative_to(REPO) else str(fp32.path),
+        "model": _shown(args.model or next(p for p in DEFAULT_MODELS if p.exists())),
+        "model_training_val_miou": fp32.extra.get("train", {}).get("val", {}).get("mean_iou"),
         "input_shape": list(feed.shape), "calibration_images": len(calib), "calibration_method": args.method,
         "calibration_split": "training patients (not in the sidecar's val_files)",
         "accuracy_split": "validation patients recorded in the sidecar, original resolution",
