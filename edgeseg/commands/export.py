@@ -6,7 +6,7 @@ model allows (a warning says why when it does not and the export falls back to s
 
 Examples:
   edgeseg export edgeseg/assets/hc18_fastseg.safetensors -o out/
-  edgeseg export runs/hc18/best.safetensors -o out/hc18.onnx --opset 20 --static
+  edgeseg export runs/hc18_fastseg.safetensors -o out/hc18.onnx --opset 20 --static
   edgeseg export model.safetensors -o out/ --no-simplify && edgeseg check out/model.onnx
 """
 
