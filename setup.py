@@ -22,6 +22,7 @@ EXTRAS = {
         "onnx>=1.16",
         "onnxscript>=0.2",
         "onnxslim>=0.1.40",
+        "onnxconverter-common>=1.14",
         "safetensors>=0.4",
     ],
     # A runtime box or a Jetson: no torch.
@@ -67,7 +68,7 @@ setup(
     package_dir=PACKAGE_DIR,
     package_data={
         "edgeseg": ["assets/*"],
-        "edgeseg.plugins": ["**/*.cu", "**/*.cuh", "**/*.h"],
+        "edgeseg.plugins": ["**/*.cu", "**/*.cuh", "**/*.h", "**/*.cpp", "**/*.md"],
     },
     install_requires=["numpy>=1.23"],
     extras_require={**EXTRAS, "cpu": sorted({d for k in ("workstation", "runtime", "extras") for d in EXTRAS[k]})},
