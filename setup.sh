@@ -19,4 +19,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to the CPU build; a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[cpu,dev]"
-echo "setup: done. Try: .venv/bin/edgeseg info"
+# The real pretrained selfie model (MediaPipe, Apache-2.0) from the mediapipe==0.10.21 wheel on PyPI:
+# only the two .tflite files are kept (SHA-256 pinned), imported to PyTorch and exported to ONNX.
+.venv/bin/edgeseg fetch-selfie || echo "setup: fetch-selfie failed; the selfie demo and its tests will say so" >&2
+echo "setup: done. Try: .venv/bin/edgeseg demo"
