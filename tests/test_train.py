@@ -15,6 +15,7 @@ from edgeseg.models import load_checkpoint  # noqa: E402
 from edgeseg.train import TrainConfig, ce_dice_loss, last_path_of, lr_at, train  # noqa: E402
 
 ASSET = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "hc18_fastseg.safetensors"
+ASSET_ONNX = ASSET.with_suffix(".onnx")
 
 
 def test_loss_is_small_for_confident_right_logits_and_large_for_wrong_ones():
@@ -133,3 +134,18 @@ def test_shipped_hc18_model_segments_validation_heads(hc18_dir):
     assert report.images == 5
     assert all(row["dice"] > 0.9 for row in report.per_image), report.per_image
     assert report.hc["mean_abs_error_mm"] < 10.0
+
+
+@pytest.mark.skipif(not ASSET_ONNX.exists(), reason="the shipped HC18 ONNX model is not exported yet")
+def test_shipped_onnx_through_segmenter_agrees_with_the_checkpoint(hc18_dir):
+    pytest.importorskip("onnxruntime")
+    import edgeseg
+
+    frame = cv2.imread(str(hc18_dir / "images" / "018_HC.png"))  # a validation patient, BGR as a camera gives
+    labels_onnx = edgeseg.Segmenter(str(ASSET_ONNX))(frame).labels
+    labels_torch = edgeseg.Segmenter(str(ASSET))(frame).labels
+    assert labels_onnx.shape == frame.shape[:2]
+    assert (labels_onnx == labels_torch).mean() > 0.999
+    truth = cv2.imread(str(hc18_dir / "masks" / "018_HC.png"))[..., 0] > 0
+    dice = 2 * np.sum((labels_onnx == 1) & truth) / (np.sum(labels_onnx == 1) + truth.sum())
+    assert dice > 0.9

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +59,21 @@ def test_bad_inputs_name_the_problem(tmp_path, hc18_dir):
     bad.write_text("filename,pixel size(mm),head circumference (mm)\n000_HC.png,abc,44\n")
     with pytest.raises(InputError, match="line 2"):
         read_hc_csv(bad)
+
+
+ASSET = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "hc18_fastseg.safetensors"
+
+
+@pytest.mark.skipif(not ASSET.exists(), reason="the shipped HC18 model is not built yet")
+def test_measure_command_reports_hc_close_to_the_reference(hc18_dir, capsys, tmp_path):
+    pytest.importorskip("torch")
+    from edgeseg.cli import main
+
+    image = hc18_dir / "images" / "018_HC.png"  # a validation patient of the shipped model
+    overlay = tmp_path / "hc.png"
+    code = main(["measure", str(image), "--hc-csv", str(hc18_dir / "pixel_size_and_hc.csv"), "--overlay", str(overlay)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    error = float(re.search(r"error ([+-][0-9.]+) mm", out).group(1))
+    assert abs(error) < 5.0
+    assert cv2.imread(str(overlay)).shape == (540, 800, 3)
