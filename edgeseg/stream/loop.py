@@ -112,9 +112,11 @@ class Stream:
         self._abort = threading.Event()  # stop everything now
         self._enough = threading.Event()  # max_frames reached: stop capturing, drain
         live = source.is_live
-        self.frames = Channel(1 if live else queue_size, latest=live, abort=self._abort, name="frames")
-        self.segmented = Channel(queue_size, latest=False, abort=self._abort, name="segmented")
-        self.results = Channel(queue_size, latest=False, abort=self._abort, name="results")
+        # live: one item per hand-off, so a slow consumer makes capture drop frames instead of queueing latency
+        capacity = 1 if live else queue_size
+        self.frames = Channel(capacity, latest=live, abort=self._abort, name="frames")
+        self.segmented = Channel(capacity, latest=False, abort=self._abort, name="segmented")
+        self.results = Channel(capacity, latest=False, abort=self._abort, name="results")
         self._threads: list[threading.Thread] = []
         self._busy = {"capture": 0.0, "inference": 0.0, "render": 0.0}  # seconds of work; each thread owns its key
         self._failures: list[_Failure] = []
@@ -362,7 +364,7 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
             ``overlay`` (for an ``edgeseg.Segmenter``, the identical but faster :class:`~edgeseg.stream.render.Overlay`); ``False`` renders nothing (``result.image`` is None; needs ``sink=None``).
         smooth: EMA weight in [0, 1) for probabilities across frames (Segmenter ``smooth``).
         loop, fps, realtime: for :func:`open_source` (``realtime`` paces a file like a live camera).
-        max_frames: stop after this many processed frames. queue_size: capacity of the file-mode queues.
+        max_frames: stop after this many processed frames. queue_size: capacity of each file-mode queue (live: 1).
         status: live status line on stderr (None: when stderr is a terminal).
 
     Returns a :class:`Stream`: iterate it for :class:`StreamResult`; ``summary()`` afterwards.
