@@ -1,0 +1,166 @@
+"""PyTriton entry point: serve an edgeseg ONNX artifact on a real Triton Inference Server.
+
+Runs inside the Triton venv (``scripts/setup_triton.sh`` makes it: PyTriton's bundled ``tritonserver``
+needs numpy<2 and a Python whose stdlib matches its embedded libpython). ``edgeseg serve`` re-executes
+itself here when the current interpreter lacks PyTriton; you can also call it directly::
+
+    .venv-triton/bin/python -m edgeseg.triton.server edgeseg/assets/hc18_fastseg.onnx --http-port 8000
+
+The model is served under its sidecar's input/output names (ONNX Runtime runs it in the Python
+backend, one session per instance), so :class:`~edgeseg.runtime.triton_runner.TritonRunner` and plain
+``tritonclient`` code see the same tensors as the local ONNX Runtime runner. Requests that the dynamic
+batcher groups are split by shape, run as one batch per shape, and split back per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import Artifact
+from ..errors import EdgesegError, InputError
+from .repository import triton_config_from_artifact
+
+READY = "edgeseg serve: ready"
+log = logging.getLogger("edgeseg.triton.server")
+
+
+@dataclass
+class ServeOptions:
+    """What ``edgeseg serve`` configures. Ports must be free; ``host`` is the bind address."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    name: str | None = None
+    max_batch_size: int = 8
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 100
+    instances: int = 1
+    threads: int | None = None
+    log_verbose: int = 0
+
+
+def make_infer_func(artifact: Artifact, threads: int | None, batched: bool):
+    """An inference callable for PyTriton: ``requests -> responses`` over one ONNX Runtime session."""
+    from ..runtime.ort_runner import OrtRunner
+
+    runner = OrtRunner(artifact, threads=threads).activate()
+    names = runner.input_names
+
+    def infer(requests):
+        if not batched:
+            return [runner.infer({n: np.asarray(r[n]) for n in names}) for r in requests]
+        responses: list = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(tuple((n, np.asarray(request[n]).shape) for n in names), []).append(i)
+        for indices in groups.values():
+            feed = {n: np.concatenate([np.asarray(requests[i][n]) for i in indices]) for n in names}
+            out = runner.infer(feed)
+            start = 0
+            for i in indices:
+                rows = np.asarray(requests[i][names[0]]).shape[0]
+                responses[i] = {k: v[start:start + rows] for k, v in out.items()}
+                start += rows
+        return responses
+
+    return infer
+
+
+def bind_model(triton, artifact: Artifact, options: ServeOptions) -> str:
+    """Bind ``artifact`` to a PyTriton ``Triton`` instance; return the served model name."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+    config = triton_config_from_artifact(artifact, name=options.name, max_batch_size=options.max_batch_size,
+                                         dynamic_batching=options.dynamic_batching,
+                                         max_queue_delay_us=options.max_queue_delay_us)
+    batched = config.max_batch_size > 0 and options.dynamic_batching
+
+    def tensors(specs, declared):
+        out = []
+        for spec, (_, _, dims) in zip(specs, declared):
+            shape = dims if batched else [-1 if not isinstance(d, int) or d <= 0 else d for d in spec.shape]
+            out.append(Tensor(name=spec.name, dtype=np.dtype(spec.dtype), shape=tuple(shape)))
+        return out
+
+    model_config = ModelConfig(
+        batching=batched, max_batch_size=max(config.max_batch_size, 1),
+        batcher=DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us,
+                               preferred_batch_size=config.preferred_batch_sizes or None))
+    funcs = [make_infer_func(artifact, options.threads, batched) for _ in range(options.instances)]
+    triton.bind(model_name=config.name, infer_func=funcs if len(funcs) > 1 else funcs[0],
+                inputs=tensors(artifact.inputs, config.inputs), outputs=tensors(artifact.outputs, config.outputs),
+                config=model_config, strict=True)
+    return config.name
+
+
+def serve(model: str | Path | Artifact, options: ServeOptions | None = None,
+          stop: threading.Event | None = None) -> int:
+    """Start Triton on ``options.host`` serving ``model`` until SIGINT/SIGTERM (or ``stop`` is set)."""
+    options = options or ServeOptions()
+    artifact = model if isinstance(model, Artifact) else Artifact.load(model)
+    if artifact.format != "onnx":
+        raise InputError(f"model: got a {artifact.format!r} file ({artifact.path.name}), expected an .onnx artifact "
+                         "(for a TensorRT engine write a repository with `edgeseg triton-repo` and run tritonserver)")
+    for field in ("http_port", "grpc_port", "metrics_port"):
+        port = getattr(options, field)
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise InputError(f"{field}: got {port!r}, expected a port number in 1..65535")
+    if not isinstance(options.instances, int) or options.instances < 1:
+        raise InputError(f"instances: got {options.instances!r}, expected an int >= 1")
+    from pytriton.triton import Triton, TritonConfig
+
+    stop = stop or threading.Event()
+    _stop_on_signals(stop)
+    config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
+                          grpc_port=options.grpc_port, metrics_address=options.host,
+                          metrics_port=options.metrics_port, exit_timeout_secs=5,
+                          log_verbose=options.log_verbose)
+    with Triton(config=config) as triton:
+        name = bind_model(triton, artifact, options)
+        triton.run()
+        print(f"{READY} model={name} http://{options.host}:{options.http_port} "
+              f"grpc://{options.host}:{options.grpc_port} batching={'dynamic' if options.dynamic_batching else 'off'}",
+              flush=True)
+        while not stop.wait(0.2):
+            if not triton.is_alive():
+                print("edgeseg serve: the Triton server process exited", file=sys.stderr, flush=True)
+                return 1
+    print("edgeseg serve: stopped", flush=True)
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgeseg.triton.server MODEL [options]`` with the options of ``edgeseg serve``."""
+    import argparse
+
+    from ..commands import serve as serve_command
+
+    parser = argparse.ArgumentParser(prog="edgeseg serve", description=serve_command.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve_command.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return serve(args.model, serve_command.options_from_args(args))
+    except EdgesegError as exc:
+        print(f"edgeseg serve: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

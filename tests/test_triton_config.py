@@ -1,0 +1,119 @@
+"""Triton model repository writer: config.pbtxt parsed by Triton's own ModelConfig protobuf (no server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeseg.artifact import Artifact, TensorSpec
+from edgeseg.errors import ArtifactError, InputError
+from edgeseg.triton.repository import check_config, parse_config, triton_config_from_artifact, write_repository
+
+pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="pip install 'tritonclient[grpc]' for config checks")
+
+
+def _artifact(tmp_path, name="seg.onnx", batch="batch", dtype="float32", engine=None):
+    path = tmp_path / name
+    path.write_bytes(b"model bytes " + name.encode())
+    art = Artifact(path=path, model="fastseg", model_kwargs={"num_classes": 2, "in_channels": 1},
+                   inputs=[TensorSpec("input", [batch, 1, "height", "width"], dtype)],
+                   outputs=[TensorSpec("logits", [batch, 2, "height", "width"], "float32")],
+                   classes=["background", "head"], engine=engine)
+    art.preprocess.color, art.preprocess.mean, art.preprocess.std = "gray", [0.5], [0.25]
+    art.save()
+    return art
+
+
+def test_onnx_repository_layout_and_config_parse(tmp_path):
+    art = _artifact(tmp_path)
+    config_path = write_repository(art.path, tmp_path / "repo", max_batch_size=8, max_queue_delay_us=250,
+                                   instance_count=2)
+    assert config_path == tmp_path / "repo" / "seg" / "config.pbtxt"
+    config = parse_config(config_path.read_text())
+    assert config.name == "seg" and config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 8
+    assert [(t.name, list(t.dims)) for t in config.input] == [("input", [1, -1, -1])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("logits", [2, -1, -1])]
+    fp32 = parse_config('name: "x" input [{ name: "a" data_type: TYPE_FP32 dims: [1] }]').input[0].data_type
+    assert config.input[0].data_type == fp32
+    assert list(config.dynamic_batching.preferred_batch_size) == [1, 2, 4, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 250
+    group = config.instance_group[0]
+    assert group.count == 2 and group.kind == group.KIND_CPU
+    model_file = tmp_path / "repo" / "seg" / "1" / "model.onnx"
+    assert model_file.read_bytes() == art.path.read_bytes()
+    copied = Artifact.load(model_file)  # the sidecar beside it is a valid edgeseg sidecar for clients
+    assert copied.classes == ["background", "head"] and copied.preprocess.mean == [0.5]
+    assert json.loads((model_file.parent / "model.onnx.json").read_text())["file"] == "model.onnx"
+
+
+def test_fixed_batch_has_no_batching(tmp_path):
+    art = _artifact(tmp_path, batch=1)
+    config = parse_config(write_repository(art, tmp_path / "repo").read_text())
+    assert config.max_batch_size == 0
+    assert list(config.input[0].dims) == [1, 1, -1, -1]
+    assert not config.HasField("dynamic_batching")
+
+
+def test_engine_uses_plan_gpu_and_profile_batch_cap(tmp_path):
+    profiles = {"input": [[1, 1, 256, 256], [2, 1, 256, 256], [4, 1, 256, 256]]}
+    art = _artifact(tmp_path, name="seg.engine", engine={"profiles": profiles})
+    config_path = write_repository(art, tmp_path / "repo", name="seg_trt", max_batch_size=16, gpus=[0])
+    config = parse_config(config_path.read_text())
+    assert config.platform == "tensorrt_plan"
+    assert config.max_batch_size == 4  # the engine cannot run more than its profile's max batch
+    assert list(config.dynamic_batching.preferred_batch_size) == [1, 2, 4]
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+    assert list(config.instance_group[0].gpus) == [0]
+    assert (tmp_path / "repo" / "seg_trt" / "1" / "model.plan").read_bytes() == art.path.read_bytes()
+
+
+def test_no_dynamic_batching_keeps_batch_dim(tmp_path):
+    config = parse_config(write_repository(_artifact(tmp_path), tmp_path / "r", dynamic_batching=False).read_text())
+    assert config.max_batch_size == 8 and not config.HasField("dynamic_batching")
+
+
+def test_existing_version_is_not_overwritten_silently(tmp_path):
+    art = _artifact(tmp_path)
+    write_repository(art, tmp_path / "repo")
+    with pytest.raises(InputError, match="overwrite"):
+        write_repository(art, tmp_path / "repo")
+    write_repository(art, tmp_path / "repo", version=2)
+    assert (tmp_path / "repo" / "seg" / "2" / "model.onnx").exists()
+    write_repository(art, tmp_path / "repo", overwrite=True)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"preferred_batch_sizes": [16]}, "preferred_batch_sizes"),
+    ({"max_batch_size": 0}, "max_batch_size"),
+    ({"instance_kind": "KIND_TPU"}, "instance_kind"),
+    ({"name": "bad/name"}, "name"),
+])
+def test_bad_options_name_the_field(tmp_path, options, match):
+    with pytest.raises(InputError, match=match):
+        triton_config_from_artifact(_artifact(tmp_path), **options)
+
+
+def test_engine_on_cpu_and_unknown_dtype_are_refused(tmp_path):
+    with pytest.raises(InputError, match="KIND_GPU"):
+        triton_config_from_artifact(_artifact(tmp_path, name="m.engine"), instance_kind="KIND_CPU")
+    with pytest.raises(ArtifactError, match="complex64"):
+        triton_config_from_artifact(_artifact(tmp_path, dtype="complex64"))
+    side_only = Artifact(path=tmp_path / "x.safetensors")
+    with pytest.raises(InputError, match="onnx"):
+        triton_config_from_artifact(side_only)
+
+
+def test_check_config_rejects_what_triton_would(tmp_path):
+    with pytest.raises(ArtifactError, match="does not parse"):
+        check_config('name: "x" platform: "onnxruntime_onnx" max_batch_size: "eight"')
+    with pytest.raises(ArtifactError, match="exceeds max_batch_size"):
+        check_config('name: "x" platform: "onnxruntime_onnx" max_batch_size: 2 '
+                     'input [{ name: "a" data_type: TYPE_FP32 dims: [3] }] '
+                     'output [{ name: "b" data_type: TYPE_FP32 dims: [3] }] '
+                     'dynamic_batching { preferred_batch_size: [4] }')
+    with pytest.raises(ArtifactError, match="dims"):
+        check_config('name: "x" platform: "onnxruntime_onnx" '
+                     'input [{ name: "a" data_type: TYPE_FP32 dims: [0] }] '
+                     'output [{ name: "b" data_type: TYPE_FP32 dims: [3] }]')
