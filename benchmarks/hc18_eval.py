@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeseg.bench.environment import capture  # noqa: E402
-from edgeseg.evaluate import evaluate  # noqa: E402
+from edgeseg.bench.environment import capture
+from edgeseg.evaluate import evaluate
 
 ASSETS = REPO / "edgeseg" / "assets"
 

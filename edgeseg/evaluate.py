@@ -14,9 +14,10 @@ the sidecar (``extra.train.split.val_files``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ def write_grid(path: str | Path, examples: list[tuple[np.ndarray, np.ndarray, np
     rows = []
     for image, truth, labels in examples:
         bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        h = int(round(bgr.shape[0] * width / bgr.shape[1]))
+        h = round(bgr.shape[0] * width / bgr.shape[1])
         small = cv2.resize(bgr, (width, h), interpolation=cv2.INTER_AREA)
         tiles = [small]
         for mask, title in ((truth, "ground truth"), (labels, "prediction")):

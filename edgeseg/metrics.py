@@ -49,7 +49,7 @@ class ConfusionMatrix:
                 raise InputError(f"{name}: class values {bad} outside 0..{k - 1} (num_classes={k})")
         self.matrix += np.bincount(target * k + pred, minlength=k * k).reshape(k, k)
 
-    def merge(self, other: "ConfusionMatrix") -> None:
+    def merge(self, other: ConfusionMatrix) -> None:
         """Add another matrix with the same number of classes (e.g. from another worker)."""
         if other.num_classes != self.num_classes:
             raise InputError(f"other.num_classes: got {other.num_classes}, expected {self.num_classes}")

@@ -92,7 +92,13 @@ class TrainResult:
 
 # --- data ----------------------------------------------------------------------------------------
 def _datasets(cfg: TrainConfig):
-    from .data import Augment, MaskSpec, SegmentationDataset, pair_folder, split_by_group
+    from .data import (
+        Augment,
+        MaskSpec,
+        SegmentationDataset,
+        pair_folder,
+        split_by_group,
+    )
 
     samples = pair_folder(cfg.images, cfg.masks, image_glob=cfg.image_glob, mask_pattern=cfg.mask_pattern)
     if cfg.limit:
@@ -121,9 +127,12 @@ def _fit_normalization(cfg: TrainConfig, train_ds, val_ds, progress: bool) -> Pr
             ds._resized(i)
     channels = train_ds.preprocess.channels
     if cfg.mean is None or cfg.std is None:
-        pix = np.concatenate([img.reshape(-1, channels) for img, _ in train_ds._cache]).astype(np.float64) / 255
-        mean = [round(float(v), 4) for v in pix.mean(0)]
-        std = [round(float(v), 4) for v in pix.std(0)]
+        total, sq, n = np.zeros(channels), np.zeros(channels), 0
+        for img, _ in train_ds._cache:  # running sums: no copy of the whole set in float64
+            pix = img.reshape(-1, channels).astype(np.float64) / 255
+            total, sq, n = total + pix.sum(0), sq + (pix * pix).sum(0), n + len(pix)
+        mean = [round(float(v), 4) for v in total / n]
+        std = [round(float(v), 4) for v in np.sqrt(np.maximum(sq / n - (total / n) ** 2, 0))]
     else:
         mean, std = list(cfg.mean), list(cfg.std)
     pre = Preprocess(size=train_ds.preprocess.size, color=cfg.color, mean=mean, std=std)
@@ -175,7 +184,7 @@ def _load_optimizer(opt, path: Path) -> None:
     safetensors = require("safetensors", "checkpoints")
     with safetensors.safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     scalars = json.loads(meta.get("scalars", "{}"))
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():

@@ -11,11 +11,17 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 Image = pytest.importorskip("PIL.Image")
 
-from edgeseg.artifact import Preprocess  # noqa: E402
-from edgeseg.data import (  # noqa: E402
-    Augment, MaskSpec, SegmentationDataset, pair_folder, preprocess_image, read_mask, split_by_group,
+from edgeseg.artifact import Preprocess
+from edgeseg.data import (
+    Augment,
+    MaskSpec,
+    SegmentationDataset,
+    pair_folder,
+    preprocess_image,
+    read_mask,
+    split_by_group,
 )
-from edgeseg.errors import InputError  # noqa: E402
+from edgeseg.errors import InputError
 
 HC18_GROUP = r"^(\d{3})_"
 FEW = ["010_HC.png", "010_2HC.png", "014_HC.png", "014_2HC.png", "014_3HC.png", "017_HC.png", "017_2HC.png",
@@ -41,7 +47,7 @@ def test_pairs_real_hc18_files_by_name(few_hc18):
 def test_patient_split_never_puts_one_patient_on_both_sides(hc18_dir):
     samples = pair_folder(hc18_dir / "images", hc18_dir / "masks")
     train, val = split_by_group(samples, HC18_GROUP, val_fraction=0.2, seed=0)
-    patients = lambda ss: {re.match(HC18_GROUP, s.name).group(1) for s in ss}  # noqa: E731
+    patients = lambda ss: {re.match(HC18_GROUP, s.name).group(1) for s in ss}
     assert len(train) + len(val) == len(samples) == 790
     assert not patients(train) & patients(val)
     assert len(patients(val)) == round(0.2 * len(patients(samples)))

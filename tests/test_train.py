@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
-from edgeseg.models import load_checkpoint  # noqa: E402
-from edgeseg.train import TrainConfig, ce_dice_loss, last_path_of, lr_at, train  # noqa: E402
+from edgeseg.models import load_checkpoint
+from edgeseg.train import TrainConfig, ce_dice_loss, last_path_of, lr_at, train
 
 ASSET = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "hc18_fastseg.safetensors"
 ASSET_ONNX = ASSET.with_suffix(".onnx")

@@ -11,11 +11,15 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from edgeseg.apps.ultrasound import (  # noqa: E402
-    ellipse_perimeter, fit_head_ellipse, hc_errors, head_circumference_mm, read_hc_csv,
+from edgeseg.apps.ultrasound import (
+    ellipse_perimeter,
+    fit_head_ellipse,
+    hc_errors,
+    head_circumference_mm,
+    read_hc_csv,
 )
-from edgeseg.data import MaskSpec, read_mask  # noqa: E402
-from edgeseg.errors import InputError  # noqa: E402
+from edgeseg.data import MaskSpec, read_mask
+from edgeseg.errors import InputError
 
 
 def test_ramanujan_perimeter_of_circle_and_known_ellipse():

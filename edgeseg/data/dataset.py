@@ -6,8 +6,8 @@ epoch costs only augmentation and normalisation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -77,13 +77,13 @@ class SegmentationDataset:
     are reproducible whatever the loader's worker count; call ``set_epoch(e)`` once per epoch.
     """
 
-    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, mask: MaskSpec = MaskSpec(),
+    def __init__(self, samples: Sequence[Sample], preprocess: Preprocess, mask: MaskSpec | None = None,
                  augment: Augment | None = None, seed: int = 0):
         if not samples:
             raise InputError("samples: got an empty list, expected at least one image/mask pair")
         self.samples = list(samples)
         self.preprocess = preprocess
-        self.mask_spec = mask
+        self.mask_spec = mask or MaskSpec()
         self.augment = augment
         self.seed = seed
         self.epoch = 0

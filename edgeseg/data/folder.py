@@ -97,7 +97,7 @@ def split_by_group(
     keys = [group_of(s.name, group_regex) if group_regex else s.name for s in samples]
     groups = sorted(set(keys))
     order = np.random.default_rng(seed).permutation(len(groups))
-    n_val = int(round(val_fraction * len(groups)))
+    n_val = round(val_fraction * len(groups))
     if val_fraction > 0 and n_val == 0 and len(groups) > 1:
         n_val = 1
     val_groups = {groups[i] for i in order[:n_val]}

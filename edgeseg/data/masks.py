@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -94,12 +94,13 @@ def _check_values(mask: np.ndarray, path: Path, spec: MaskSpec) -> None:
         )
 
 
-def read_mask(paths: Path | Sequence[Path], spec: MaskSpec = MaskSpec()) -> np.ndarray:
-    """Read one or several mask files for one image into an ``(H, W)`` uint8 class-index array.
+def read_mask(paths: Path | Sequence[Path], spec: MaskSpec | None = None) -> np.ndarray:
+    """Read one or several mask files for one image into an ``(H, W)`` uint8 class-index array (default: binary).
 
     Several files are OR-ed: a later file's non-zero labels overwrite earlier ones (for binary masks
     this is the logical OR). All files must have the same size.
     """
+    spec = spec or MaskSpec()
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if not paths:
         raise InputError("mask paths: got an empty list, expected at least one mask file")
