@@ -236,3 +236,15 @@ def test_stride1_conv_transpose_becomes_conv_with_equal_numbers(tmp_path):
     x = np.random.default_rng(0).normal(size=(2, 1, 20, 12)).astype(np.float32)
     with OrtRunner(art) as runner:
         np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
+
+
+def test_shipped_onnx_matches_its_checkpoint_on_hc18(hc18_dir):
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "hc18_fastseg.onnx"
+    if not shipped.exists() or not shipped.with_suffix(".safetensors").exists():
+        pytest.skip("the shipped hc18_fastseg model is not in edgeseg/assets")
+    report = parity_report(shipped, images=hc18_dir / "images", limit=8)
+    assert report.passed, report.text()
+    assert report.miou_onnx > 0.8, report.text()   # a trained model, not random weights
+    assert Artifact.load(shipped).classes == ["background", "head"]
