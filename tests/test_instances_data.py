@@ -1,0 +1,103 @@
+"""Instance datasets: COCO polygons and RLE, instance PNG folders, HC18 heads, composed multi-head canvases."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg.artifact import Preprocess
+from edgeseg.errors import InputError
+from edgeseg.instances.data import (
+    InstanceDataset,
+    boxes_from_masks,
+    coco_instances,
+    compose_instances,
+    hc18_instances,
+    instance_png_folder,
+)
+
+
+def test_boxes_from_masks_use_pixel_edges():
+    masks = np.zeros((2, 10, 12), np.uint8)
+    masks[0, 2:5, 3:8] = 1
+    np.testing.assert_array_equal(boxes_from_masks(masks), [[3, 2, 8, 5], [0, 0, 0, 0]])
+
+
+def test_coco_polygon_and_rle(tmp_path):
+    mask_utils = pytest.importorskip("pycocotools.mask")
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((40, 50), np.uint8))
+    rle_mask = np.zeros((40, 50), np.uint8)
+    rle_mask[5:15, 30:45] = 1
+    rle = mask_utils.encode(np.asfortranarray(rle_mask))
+    rle["counts"] = rle["counts"].decode("ascii")
+    data = {
+        "images": [{"id": 7, "file_name": "a.png", "height": 40, "width": 50}],
+        "categories": [{"id": 3, "name": "cell"}, {"id": 9, "name": "nucleus"}],
+        "annotations": [
+            # a 20x10 rectangle polygon at x 5..25, y 20..30
+            {"id": 1, "image_id": 7, "category_id": 9, "iscrowd": 0, "area": 200, "bbox": [5, 20, 20, 10],
+             "segmentation": [[5, 20, 25, 20, 25, 30, 5, 30]]},
+            {"id": 2, "image_id": 7, "category_id": 3, "iscrowd": 0, "area": 150, "bbox": [30, 5, 15, 10],
+             "segmentation": rle},
+        ],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    items, names = coco_instances(tmp_path / "ann.json", tmp_path)
+    assert names == ["background", "cell", "nucleus"]
+    _, target = items[0].load()
+    assert target["labels"].tolist() == [2, 1]  # category ids 9, 3 -> contiguous labels 2, 1
+    np.testing.assert_array_equal(target["masks"][1], rle_mask)
+    assert abs(int(target["masks"][0].sum()) - 200) <= 30  # polygon rasterisation includes edge pixels
+    np.testing.assert_allclose(target["boxes"][1], [30, 5, 45, 15])
+
+
+def test_instance_png_folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "x.png"), np.full((20, 30), 100, np.uint8))
+    label = np.zeros((20, 30), np.uint8)
+    label[2:6, 2:9] = 1
+    label[10:18, 20:28] = 4
+    cv2.imwrite(str(tmp_path / "masks" / "x.png"), label)
+    (item,) = instance_png_folder(tmp_path / "images", tmp_path / "masks", label=2)
+    image, target = item.load()
+    assert image.shape == (20, 30)
+    assert target["labels"].tolist() == [2, 2]
+    np.testing.assert_array_equal(target["boxes"], [[2, 2, 9, 6], [20, 10, 28, 18]])
+
+
+def test_hc18_each_mask_is_one_head_instance(hc18_dir):
+    items = hc18_instances(hc18_dir)
+    assert len(items) == 790
+    image, target = items[0].load()
+    assert target["masks"].shape == (1, *image.shape[:2]) and target["labels"].tolist() == [1]
+    ds = InstanceDataset(items[:2], Preprocess(size=(128, 128), color="gray", mean=[0.2], std=[0.2]), flip=True)
+    x, t = ds[0]
+    assert x.shape == (1, 128, 128) and t["masks"].shape == (1, 128, 128)
+    np.testing.assert_array_equal(t["boxes"], boxes_from_masks(t["masks"]))  # flips keep boxes consistent
+
+
+def _head_crops(hc18_dir, n, size=96):
+    pieces = []
+    for item in hc18_instances(hc18_dir)[:n]:
+        image, target = item.load()
+        x1, y1, x2, y2 = target["boxes"][0].astype(int)
+        crop, mask = image[y1:y2, x1:x2], target["masks"][0, y1:y2, x1:x2]
+        scale = size / max(crop.shape)
+        shape = (max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale)))
+        pieces.append((cv2.resize(crop, shape), cv2.resize(mask, shape, interpolation=cv2.INTER_NEAREST)))
+    return pieces
+
+
+def test_compose_real_heads_into_one_canvas(hc18_dir):
+    pieces = _head_crops(hc18_dir, 3)
+    canvas, target = compose_instances(pieces, (128, 320), np.random.default_rng(0))
+    assert canvas.shape == (128, 320) and len(target["labels"]) == 3
+    assert target["masks"].sum(0).max() == 1  # no overlap
+    for i, (_, mask) in enumerate(pieces):
+        assert target["masks"][i].sum() == (mask > 0).sum()
+        x1, _, x2, _ = target["boxes"][i]
+        assert i * 106 <= x1 and x2 <= (i + 1) * 106 + 1  # each head stays in its strip
+    with pytest.raises(InputError, match="pieces"):
+        compose_instances(pieces, (64, 320), np.random.default_rng(0))
