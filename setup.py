@@ -29,6 +29,7 @@ EXTRAS = {
     "runtime": [
         "opencv-python-headless>=4.8",
         "onnxruntime>=1.18",
+        "pillow>=9",
         "rich>=13",
         "tqdm>=4.60",
         "pyyaml>=6",
@@ -67,7 +68,7 @@ setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     package_data={
-        "edgeseg": ["assets/*"],
+        "edgeseg": ["assets/*.safetensors", "assets/*.onnx", "assets/*.json"],
         "edgeseg.plugins": ["**/*.cu", "**/*.cuh", "**/*.h", "**/*.cpp", "**/*.md"],
     },
     install_requires=["numpy>=1.23"],

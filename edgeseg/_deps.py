@@ -19,6 +19,7 @@ _PROVIDERS = {
     "rich": ("rich", "runtime"),
     "tqdm": ("tqdm", "runtime"),
     "yaml": ("pyyaml", "runtime"),
+    "PIL": ("pillow", "runtime"),
     "scipy": ("scipy", "extras"),
     "matplotlib": ("matplotlib", "extras"),
     "pydicom": ("pydicom", "extras"),
