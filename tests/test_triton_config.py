@@ -8,7 +8,12 @@ import pytest
 
 from edgeseg.artifact import Artifact, TensorSpec
 from edgeseg.errors import ArtifactError, InputError
-from edgeseg.triton.repository import check_config, parse_config, triton_config_from_artifact, write_repository
+from edgeseg.triton.repository import (
+    check_config,
+    parse_config,
+    triton_config_from_artifact,
+    write_repository,
+)
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="pip install 'tritonclient[grpc]' for config checks")
 

@@ -14,6 +14,7 @@ next ``infer`` tries again, so a restarted server is picked up without rebuildin
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from ..errors import ArtifactError, EdgesegError, InputError
 from .base import Runner, array_module
 
 URL_ENV = "EDGESEG_TRITON_URL"
+log = logging.getLogger(__name__)
 _TRITON_DTYPES = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "int64": "INT64", "int32": "INT32",
                   "int16": "INT16", "int8": "INT8", "uint8": "UINT8", "uint16": "UINT16", "bool": "BOOL"}
 _UNAVAILABLE_HINTS = ("unavailable", "connection refused", "connect", "failed to establish", "broken pipe",
@@ -127,6 +129,11 @@ class TritonRunner(Runner):
             if want != got:
                 raise ArtifactError(f"{self.artifact.sidecar_path}: input {spec.name!r} is {spec.dtype} ({want}) "
                                     f"but the server's {self.model_name!r} takes {got}")
+            shape = [int(d) for d in served[spec.name].get("shape", [])]
+            if not _shapes_agree(spec.shape, shape):
+                raise ArtifactError(f"{self.artifact.sidecar_path}: input {spec.name!r} has shape {spec.shape} but the "
+                                    f"server's {self.model_name!r} takes {shape} (-1: any); the sidecar does not "
+                                    "describe the served model")
         outputs = {t["name"] for t in meta.get("outputs", [])}
         missing = [n for n in self.output_names if n not in outputs]
         if missing:
@@ -260,8 +267,17 @@ def _metadata(client, name: str, version: str) -> dict:
     meta = client.get_model_metadata(name, version)
     if isinstance(meta, dict):
         return meta
-    return {"inputs": [{"name": t.name, "datatype": t.datatype} for t in meta.inputs],
-            "outputs": [{"name": t.name, "datatype": t.datatype} for t in meta.outputs]}
+    return {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in meta.inputs],
+            "outputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in meta.outputs]}
+
+
+def _shapes_agree(declared: list, served: list[int]) -> bool:
+    """Same rank, and every dim fixed on both sides is equal (strings and -1 are dynamic)."""
+    if not served:
+        return True  # the server did not say
+    if len(declared) != len(served):
+        return False
+    return all(not (isinstance(a, int) and a > 0 and b > 0 and a != b) for a, b in zip(declared, served))
 
 
 def _index(client):
@@ -272,8 +288,8 @@ def _index(client):
 def _close(client) -> None:
     try:
         client.close()
-    except Exception:  # noqa: BLE001 - closing a dead connection must not hide the real error
-        pass
+    except Exception as exc:  # noqa: BLE001 - closing a dead connection must not hide the real error
+        log.debug("closing a Triton client failed: %s", exc)
 
 
 def _first_line(exc: BaseException | None) -> str:

@@ -1,0 +1,211 @@
+"""A real Triton Inference Server (PyTriton) on 127.0.0.1: concurrent clients, parity with ONNX Runtime,
+a server stopped mid-stream and brought back.
+
+Needs the Triton venv (`bash scripts/setup_triton.sh` makes `.venv-triton/`); skips with that command otherwise.
+Each server start takes ~5-15 s; every wait below is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeseg.artifact import Artifact, TensorSpec
+from edgeseg.commands.serve import triton_python
+from edgeseg.errors import ArtifactError
+from edgeseg.triton.server import READY
+
+pytest.importorskip("tritonclient.http", reason="pip install 'tritonclient[grpc,http]' for the triton backend")
+pytest.importorskip("tritonclient.grpc", reason="pip install 'tritonclient[grpc,http]' for the triton backend")
+
+import edgeseg.triton  # noqa: F401 - registers the "triton" backend
+from edgeseg.runtime import create_runner
+from edgeseg.runtime.triton_runner import TritonUnavailableError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "edgeseg" / "assets" / "hc18_fastseg.onnx"
+START_TIMEOUT_S = 120
+PYTHON = triton_python()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(PYTHON is None, reason="no Triton venv (.venv-triton/ or $EDGESEG_TRITON_PYTHON): "
+                                              "create it with `bash scripts/setup_triton.sh`"),
+]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class ServerProcess:
+    """``python -m edgeseg.triton.server`` in the Triton venv, output to a log file, bounded waits."""
+
+    def __init__(self, model: Path, log: Path, *extra: str) -> None:
+        self.model, self.log, self.extra = model, log, extra
+        self.http, self.grpc, self.metrics = free_ports(3)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ServerProcess:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        cmd = [str(PYTHON), "-m", "edgeseg.triton.server", str(self.model), "--http-port", str(self.http),
+               "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics), *self.extra]
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if READY in self.log.read_text(errors="replace").split("edgeseg serve: stopped")[-1]:
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.25)
+        self.stop()
+        tail = self.log.read_text(errors="replace")[-3000:]
+        raise AssertionError(f"the Triton server did not become ready in {START_TIMEOUT_S} s:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"127.0.0.1:{self.http}", f"grpc://127.0.0.1:{self.grpc}"]
+
+
+def tiny_onnx(path: Path) -> Path:
+    """A 1 -> 2 channel 3x3 conv segmentation model with dynamic batch/height/width (+ sidecar)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    w = numpy_helper.from_array(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.array([0.1, -0.1], np.float32), "b")
+    node = helper.make_node("Conv", ["input", "w", "b"], ["logits"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                             ["batch", 1, "height", "width"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                             ["batch", 2, "height", "width"])], [w, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    art = Artifact(path=path, model="tiny_conv", model_kwargs={"num_classes": 2, "in_channels": 1},
+                   inputs=[TensorSpec("input", ["batch", 1, "height", "width"])],
+                   outputs=[TensorSpec("logits", ["batch", 2, "height", "width"])], classes=["background", "head"])
+    art.preprocess.color, art.preprocess.mean, art.preprocess.std = "gray", [0.2], [0.2]
+    art.save()
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    if SHIPPED.exists():
+        return SHIPPED
+    return tiny_onnx(tmp_path_factory.mktemp("triton_model") / "tiny_seg.onnx")
+
+
+@pytest.fixture(scope="module")
+def server(model, tmp_path_factory):
+    srv = ServerProcess(model, tmp_path_factory.mktemp("triton_log") / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+def test_concurrent_clients_match_onnxruntime(server, model):
+    rng = np.random.default_rng(0)
+    size = Artifact.load(model).preprocess.size
+    inputs = [rng.standard_normal((1 + i % 2, 1, *size)).astype(np.float32) for i in range(12)]
+    with create_runner(model, backend="onnxruntime", threads=1) as local:
+        expected = [local.infer({"input": x})["logits"] for x in inputs]
+    results: dict[tuple[int, int], np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def client(index: int) -> None:
+        url = server.urls[index % 2]  # HTTP and gRPC clients at the same time
+        try:
+            with create_runner(model, backend="triton", url=url, timeout_s=30) as runner:
+                for k, x in enumerate(inputs):
+                    results[index, k] = runner.infer({"input": x})["logits"]
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert len(results) == 4 * len(inputs)
+    for (index, k), out in results.items():
+        assert out.shape == expected[k].shape
+        # same ONNX Runtime version on both sides; dynamic batching may change the batch, not the math
+        assert np.array_equal(out.argmax(1), expected[k].argmax(1)), (index, k)
+        assert np.max(np.abs(out - expected[k])) <= 1e-5, (index, k)
+
+
+def test_segmenter_over_triton_matches_local_on_real_frames(server, model, hc18_dir):
+    cv2 = pytest.importorskip("cv2")
+    from edgeseg import Segmenter
+
+    frames = [cv2.imread(str(p)) for p in sorted((hc18_dir / "images").glob("*.png"))[:3]]
+    local = Segmenter(model, backend="onnxruntime")
+    remote = Segmenter(model, backend="triton", url=server.urls[1])
+    for frame in frames:
+        a, b = local(frame), remote(frame)
+        assert np.array_equal(a.labels, b.labels)
+        assert np.allclose(a.probs, b.probs, atol=1e-5)
+        assert b.timings["infer"] > 0
+
+
+def test_unknown_model_and_disagreeing_sidecar_are_clear(server, model, tmp_path):
+    with pytest.raises(TritonUnavailableError, match="'nope' is not ready"):
+        create_runner(model, backend="triton", url=server.urls[0], model_name="nope").activate()
+    wrong = Artifact.load(model).with_path(tmp_path / "wrong.onnx")
+    wrong.path.write_bytes(b"")
+    wrong.inputs = [TensorSpec("input", ["batch", 3, "height", "width"])]
+    with pytest.raises(ArtifactError, match="shape"):
+        create_runner(wrong, backend="triton", url=server.urls[0], model_name=server_name(model)).activate()
+
+
+def server_name(model: Path) -> str:
+    return model.stem
+
+
+def test_server_stopped_mid_stream_then_back(model, tmp_path):
+    srv = ServerProcess(model, tmp_path / "server.log").start()
+    size = Artifact.load(model).preprocess.size
+    x = np.ones((1, 1, *size), np.float32)
+    try:
+        runners = [create_runner(model, backend="triton", url=url, retries=2, backoff_s=0.1, timeout_s=5)
+                   for url in srv.urls]
+        before = [r.infer({"input": x})["logits"] for r in runners]
+        srv.stop()
+        for runner in runners:
+            start = time.monotonic()
+            with pytest.raises(TritonUnavailableError, match="unreachable.*edgeseg serve"):
+                runner.infer({"input": x})
+            assert time.monotonic() - start < 30  # bounded: retries with backoff, then a clear error
+        srv.start()  # same ports
+        for runner, old in zip(runners, before):
+            again = runner.infer({"input": x})["logits"]  # the same runner reconnects
+            assert np.array_equal(again, old)
+            assert runner.reconnects >= 2
+            runner.deactivate()
+    finally:
+        srv.stop()
