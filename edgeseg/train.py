@@ -285,7 +285,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             return step
         return max(step, int((time.perf_counter() - started) / budget_s * total))
 
-    stopped_early = False
+    stopped_early, info = False, None
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         train_ds.set_epoch(epoch)
@@ -307,7 +307,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         bar.close()
-        if not losses:
+        if not losses:  # the budget ran out before this epoch's first step: the last saved epoch is final
+            if stopped_early and info is not None:
+                info["state"]["stopped_by_time_budget"] = True
+                save_checkpoint(model, last, _artifact(last, model, cfg, pre, info))
+                print(f"time budget of {cfg.max_minutes} min reached after {len(history)} epochs", flush=True)
             break
         cm = evaluate_batches(model, val_loader, len(cfg.classes), cfg.ignore_index)
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": cm.mean_iou,
