@@ -7,10 +7,6 @@ Each server start takes ~5-15 s; every wait below is bounded.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,7 +17,7 @@ import pytest
 from edgeseg.artifact import Artifact, TensorSpec
 from edgeseg.commands.serve import triton_python
 from edgeseg.errors import ArtifactError
-from edgeseg.triton.server import READY
+from edgeseg.triton.local import LocalServer
 
 pytest.importorskip("tritonclient.http", reason="pip install 'tritonclient[grpc,http]' for the triton backend")
 pytest.importorskip("tritonclient.grpc", reason="pip install 'tritonclient[grpc,http]' for the triton backend")
@@ -32,63 +28,12 @@ from edgeseg.runtime.triton_runner import TritonUnavailableError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "edgeseg" / "assets" / "hc18_fastseg.onnx"
-START_TIMEOUT_S = 120
 PYTHON = triton_python()
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(PYTHON is None, reason="no Triton venv (.venv-triton/ or $EDGESEG_TRITON_PYTHON): "
                                               "create it with `bash scripts/setup_triton.sh`"),
 ]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-class ServerProcess:
-    """``python -m edgeseg.triton.server`` in the Triton venv, output to a log file, bounded waits."""
-
-    def __init__(self, model: Path, log: Path, *extra: str) -> None:
-        self.model, self.log, self.extra = model, log, extra
-        self.http, self.grpc, self.metrics = free_ports(3)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> ServerProcess:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        cmd = [str(PYTHON), "-m", "edgeseg.triton.server", str(self.model), "--http-port", str(self.http),
-               "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics), *self.extra]
-        with open(self.log, "a") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if READY in self.log.read_text(errors="replace").split("edgeseg serve: stopped")[-1]:
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.25)
-        self.stop()
-        tail = self.log.read_text(errors="replace")[-3000:]
-        raise AssertionError(f"the Triton server did not become ready in {START_TIMEOUT_S} s:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"127.0.0.1:{self.http}", f"grpc://127.0.0.1:{self.grpc}"]
 
 
 def tiny_onnx(path: Path) -> Path:
@@ -122,7 +67,7 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
-    srv = ServerProcess(model, tmp_path_factory.mktemp("triton_log") / "server.log").start()
+    srv = LocalServer(model, log=tmp_path_factory.mktemp("triton_log") / "server.log").start()
     yield srv
     srv.stop()
 
@@ -137,7 +82,7 @@ def test_concurrent_clients_match_onnxruntime(server, model):
     errors: list[BaseException] = []
 
     def client(index: int) -> None:
-        url = server.urls[index % 2]  # HTTP and gRPC clients at the same time
+        url = [server.http_url, server.grpc_url][index % 2]  # HTTP and gRPC clients at the same time
         try:
             with create_runner(model, backend="triton", url=url, timeout_s=30) as runner:
                 for k, x in enumerate(inputs):
@@ -165,7 +110,7 @@ def test_segmenter_over_triton_matches_local_on_real_frames(server, model, hc18_
 
     frames = [cv2.imread(str(p)) for p in sorted((hc18_dir / "images").glob("*.png"))[:3]]
     local = Segmenter(model, backend="onnxruntime")
-    remote = Segmenter(model, backend="triton", url=server.urls[1])
+    remote = Segmenter(model, backend="triton", url=server.grpc_url)
     for frame in frames:
         a, b = local(frame), remote(frame)
         assert np.array_equal(a.labels, b.labels)
@@ -175,12 +120,12 @@ def test_segmenter_over_triton_matches_local_on_real_frames(server, model, hc18_
 
 def test_unknown_model_and_disagreeing_sidecar_are_clear(server, model, tmp_path):
     with pytest.raises(TritonUnavailableError, match="'nope' is not ready"):
-        create_runner(model, backend="triton", url=server.urls[0], model_name="nope").activate()
+        create_runner(model, backend="triton", url=server.http_url, model_name="nope").activate()
     wrong = Artifact.load(model).with_path(tmp_path / "wrong.onnx")
     wrong.path.write_bytes(b"")
     wrong.inputs = [TensorSpec("input", ["batch", 3, "height", "width"])]
     with pytest.raises(ArtifactError, match="shape"):
-        create_runner(wrong, backend="triton", url=server.urls[0], model_name=server_name(model)).activate()
+        create_runner(wrong, backend="triton", url=server.http_url, model_name=server_name(model)).activate()
 
 
 def server_name(model: Path) -> str:
@@ -188,12 +133,12 @@ def server_name(model: Path) -> str:
 
 
 def test_server_stopped_mid_stream_then_back(model, tmp_path):
-    srv = ServerProcess(model, tmp_path / "server.log").start()
+    srv = LocalServer(model, log=tmp_path / "server.log").start()
     size = Artifact.load(model).preprocess.size
     x = np.ones((1, 1, *size), np.float32)
     try:
         runners = [create_runner(model, backend="triton", url=url, retries=2, backoff_s=0.1, timeout_s=5)
-                   for url in srv.urls]
+                   for url in (srv.http_url, srv.grpc_url)]
         before = [r.infer({"input": x})["logits"] for r in runners]
         srv.stop()
         for runner in runners:

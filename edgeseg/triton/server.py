@@ -25,9 +25,9 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import EdgesegError, InputError
+from .local import READY, STOPPED
 from .repository import triton_config_from_artifact
 
-READY = "edgeseg serve: ready"
 log = logging.getLogger("edgeseg.triton.server")
 
 
@@ -134,7 +134,7 @@ def serve(model: str | Path | Artifact, options: ServeOptions | None = None,
             if not triton.is_alive():
                 print("edgeseg serve: the Triton server process exited", file=sys.stderr, flush=True)
                 return 1
-    print("edgeseg serve: stopped", flush=True)
+    print(STOPPED, flush=True)
     return 0
 
 
