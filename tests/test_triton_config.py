@@ -42,7 +42,7 @@ def test_onnx_repository_layout_and_config_parse(tmp_path):
     assert [(t.name, list(t.dims)) for t in config.output] == [("logits", [2, -1, -1])]
     fp32 = parse_config('name: "x" input [{ name: "a" data_type: TYPE_FP32 dims: [1] }]').input[0].data_type
     assert config.input[0].data_type == fp32
-    assert list(config.dynamic_batching.preferred_batch_size) == [1, 2, 4, 8]
+    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4, 8]
     assert config.dynamic_batching.max_queue_delay_microseconds == 250
     group = config.instance_group[0]
     assert group.count == 2 and group.kind == group.KIND_CPU
@@ -68,7 +68,7 @@ def test_engine_uses_plan_gpu_and_profile_batch_cap(tmp_path):
     config = parse_config(config_path.read_text())
     assert config.platform == "tensorrt_plan"
     assert config.max_batch_size == 4  # the engine cannot run more than its profile's max batch
-    assert list(config.dynamic_batching.preferred_batch_size) == [1, 2, 4]
+    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
     assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
     assert list(config.instance_group[0].gpus) == [0]
     assert (tmp_path / "repo" / "seg_trt" / "1" / "model.plan").read_bytes() == art.path.read_bytes()
@@ -122,3 +122,18 @@ def test_check_config_rejects_what_triton_would(tmp_path):
         check_config('name: "x" platform: "onnxruntime_onnx" '
                      'input [{ name: "a" data_type: TYPE_FP32 dims: [0] }] '
                      'output [{ name: "b" data_type: TYPE_FP32 dims: [3] }]')
+
+
+def test_triton_repo_command_writes_a_parseable_repository(tmp_path, capsys):
+    from edgeseg.cli import main
+
+    art = _artifact(tmp_path)
+    code = main(["triton-repo", str(art.path), str(tmp_path / "repo"), "--name", "hc18", "--max-batch-size", "4",
+                 "--preferred-batch-sizes", "4", "--instances", "3", "--version", "2"])
+    assert code == 0
+    config = parse_config((tmp_path / "repo" / "hc18" / "config.pbtxt").read_text())
+    assert config.name == "hc18" and config.max_batch_size == 4 and config.instance_group[0].count == 3
+    assert list(config.dynamic_batching.preferred_batch_size) == [4]
+    assert (tmp_path / "repo" / "hc18" / "2" / "model.onnx").exists()
+    assert main(["triton-repo", str(art.path), str(tmp_path / "repo"), "--name", "hc18", "--version", "2"]) == 2
+    assert "overwrite" in capsys.readouterr().err

@@ -92,7 +92,8 @@ def triton_config_from_artifact(artifact: Artifact, name: str | None = None, max
         name: model name on the server (default: the model file's stem).
         max_batch_size: largest batch when the sidecar's inputs have a dynamic leading ``batch`` axis
             (ignored, 0 in the config, when the batch axis is fixed; capped by a TensorRT engine's profile).
-        preferred_batch_sizes: dynamic batcher's preferred sizes (default: powers of two up to max).
+        preferred_batch_sizes: dynamic batcher's preferred sizes (default: powers of two from 2 up to
+            the max; a size of 1 would let the batcher dispatch single requests at once).
         instance_kind: ``"KIND_CPU"`` / ``"KIND_GPU"`` (default: GPU for engines, CPU for ONNX).
     """
     fmt = artifact.format
@@ -122,7 +123,7 @@ def triton_config_from_artifact(artifact: Artifact, name: str | None = None, max
     else:
         max_batch_size = 0
     if preferred_batch_sizes is None:
-        preferred_batch_sizes = [b for b in (1, 2, 4, 8, 16, 32, 64) if b <= max_batch_size] if batched else []
+        preferred_batch_sizes = [b for b in (2, 4, 8, 16, 32, 64) if b <= max_batch_size] if batched else []
     bad = [b for b in preferred_batch_sizes if not isinstance(b, int) or not 1 <= b <= max(max_batch_size, 1)]
     if bad:
         raise InputError(f"preferred_batch_sizes: got {preferred_batch_sizes!r}, expected ints in "
