@@ -63,8 +63,8 @@ class ParityReport:
             f"max abs    {self.max_abs:.3e}   (tolerance {self.atol:.0e})",
             f"max rel    {self.max_rel:.3e}   (|diff| / max |torch logit|)",
             f"argmax     {100 * self.agreement:.4f} % agree   (tolerance {100 * self.min_agreement:.2f} %)",
-            f"mIoU       torch {self.miou_torch:.4f}  onnx {self.miou_onnx:.4f}  diff {self.miou_diff:.2e}"
-            f"   (vs {self.miou_reference})",
+            (f"mIoU       torch {self.miou_torch:.4f}  onnx {self.miou_onnx:.4f}  diff {self.miou_diff:.2e}"
+             f"   (vs {self.miou_reference})"),
             "result     " + ("PASS" if self.passed else "FAIL: " + "; ".join(self.problems)),
         ]
         return "\n".join(lines)
