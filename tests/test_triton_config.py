@@ -137,3 +137,57 @@ def test_triton_repo_command_writes_a_parseable_repository(tmp_path, capsys):
     assert (tmp_path / "repo" / "hc18" / "2" / "model.onnx").exists()
     assert main(["triton-repo", str(art.path), str(tmp_path / "repo"), "--name", "hc18", "--version", "2"]) == 2
     assert "overwrite" in capsys.readouterr().err
+
+
+# --- TritonRunner and `edgeseg serve` without a server ------------------------------------------------
+def test_url_parsing_and_served_name(tmp_path):
+    from edgeseg.runtime.triton_runner import parse_url, served_name
+
+    assert parse_url("127.0.0.1:8000") == ("http", "127.0.0.1:8000")
+    assert parse_url("grpc://host:8001/") == ("grpc", "host:8001")
+    for bad in ("https://h:1", "localhost", "grpc://h:port", ""):
+        with pytest.raises(InputError, match="url"):
+            parse_url(bad)
+    art = _artifact(tmp_path)
+    write_repository(art, tmp_path / "repo", name="hc18")
+    assert served_name(Artifact.load(tmp_path / "repo" / "hc18" / "1" / "model.onnx")) == "hc18"
+    assert served_name(art) == "seg"
+
+
+def test_unreachable_server_is_a_clear_bounded_error(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    pytest.importorskip("tritonclient.grpc", reason="pip install 'tritonclient[grpc,http]'")
+    import edgeseg.triton  # noqa: F401 - registers the backend
+    from edgeseg.runtime import create_runner
+    from edgeseg.runtime.triton_runner import TritonUnavailableError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    art = _artifact(tmp_path)
+    for url in (f"127.0.0.1:{port}", f"grpc://127.0.0.1:{port}"):
+        runner = create_runner(art, backend="triton", url=url, retries=2, backoff_s=0.01, timeout_s=2)
+        start = time.monotonic()
+        with pytest.raises(TritonUnavailableError, match=f"127.0.0.1:{port} is unreachable .* after 3 attempts"):
+            runner.activate()
+        assert time.monotonic() - start < 20
+        assert runner.reconnects == 2
+    monkeypatch.delenv("EDGESEG_TRITON_URL", raising=False)
+    with pytest.raises(InputError, match="url"):
+        create_runner(art, backend="triton")
+
+
+def test_serve_reexec_arguments_round_trip():
+    import argparse
+
+    from edgeseg.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    args = parser.parse_args(["m.onnx", "--http-port", "9000", "--no-dynamic-batching", "--threads", "1",
+                              "--name", "x"])
+    again = parser.parse_args(serve.server_argv(args))
+    assert serve.options_from_args(again) == serve.options_from_args(args)
+    assert again.host == "127.0.0.1"  # loopback unless asked

@@ -239,11 +239,13 @@ def served_name(artifact: Artifact) -> str:
 
 
 def triton_factory(artifact: Artifact, **options) -> TritonRunner:
-    """Backend factory: refuses to guess a server when ``backend="auto"`` fell through to Triton."""
+    """Backend factory. Never guesses a server: without ``url`` (or ``$EDGESEG_TRITON_URL``) it refuses, which
+    also stops ``backend="auto"`` from falling through to Triton when no local backend runs the file."""
     if not options.get("url") and not os.environ.get(URL_ENV):
-        raise ArtifactError(
-            f"no local backend runs {artifact.path.name} here, and the triton backend needs a server url: "
-            f"pass backend='triton', url='host:port' (or set ${URL_ENV})")
+        raise InputError(
+            f"url: got None, expected the Triton server address for {artifact.path.name} (pass backend='triton', "
+            f"url='host:port' or 'grpc://host:port', or set ${URL_ENV}); no local backend was usable for it "
+            "if you asked for backend='auto'")
     return TritonRunner(artifact, **options)
 
 
