@@ -30,10 +30,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import edgeseg  # noqa: E402
-from edgeseg.bench.environment import capture as machine_info  # noqa: E402
-from edgeseg.stream import FrameSource, format_table  # noqa: E402
-from edgeseg.stream.testing import count_frames, numbered_frame, threshold_onnx  # noqa: E402
+import edgeseg
+from edgeseg.bench.environment import capture as machine_info
+from edgeseg.stream import FrameSource, format_table
+from edgeseg.stream.testing import count_frames, numbered_frame, threshold_onnx
 
 MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 RESULTS = REPO / "benchmarks" / "results"

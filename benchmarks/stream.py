@@ -15,8 +15,9 @@ End-to-end latency is capture timestamp -> render done; in file mode it includes
 runs ahead of inference by up to the queue size), in live mode it is what a camera user sees.
 
 Models (--model): "hc18" (the shipped real-time fastseg, edgeseg/assets/hc18_fastseg.onnx, else its
-.safetensors on torch, on the pydicom-data echo cine), "selfie" (MediaPipe selfie ONNX on Megamind.avi), "fastseg-torch" (the fastseg
-architecture with random weights on the torch backend, on the echo cine), or "auto" (first available of these).
+.safetensors on torch, on the pydicom-data echo cine), "selfie" (MediaPipe selfie ONNX on Megamind.avi),
+"fastseg-torch" (the fastseg architecture with random weights on the torch backend, on the echo cine), or "auto"
+(the first available of these).
 
     python benchmarks/stream.py                       # auto model, threads 1 and 2
     python benchmarks/stream.py --model selfie --threads 1
@@ -35,10 +36,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import edgeseg  # noqa: E402
-from edgeseg.bench.environment import capture as machine_info  # noqa: E402
-from edgeseg.bench.stats import summarize  # noqa: E402
-from edgeseg.stream import open_source  # noqa: E402
+import edgeseg
+from edgeseg.bench.environment import capture as machine_info
+from edgeseg.bench.stats import summarize
+from edgeseg.stream import open_source
 
 MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 ASSETS = REPO / "edgeseg" / "assets"
@@ -191,8 +192,9 @@ def main() -> int:
         # baseline of repeat r: mean of the model-alone p50 measured just before and just after it
         base_ms = [(a["segmenter_ms"]["p50"] + b["segmenter_ms"]["p50"]) / 2 for a, b in zip(alones, alones[1:])]
         p50 = float(np.median([a["segmenter_ms"]["p50"] for a in alones]))
+        p99 = float(np.median([a["segmenter_ms"]["p99"] for a in alones]))
         row = {"threads": threads, "model": desc, "alone_runs": alones,
-               "alone": {"segmenter_ms": {"p50": p50, "p99": float(np.median([a["segmenter_ms"]["p99"] for a in alones]))},
+               "alone": {"segmenter_ms": {"p50": p50, "p99": p99},
                          "infer_ms": {"p50": float(np.median([a["infer_ms"]["p50"] for a in alones]))},
                          "rate_fps": 1e3 / p50}}
         for key, cases_r in runs.items():
@@ -206,7 +208,8 @@ def main() -> int:
             row[key] = {
                 "fps": float(np.median([c["fps"] for c in cases_r])),
                 "efficiency": float(np.median(effs)), "efficiency_range": [float(min(effs)), float(max(effs))],
-                "end_to_end_ms": {q: float(np.median([c["end_to_end_ms"][q] for c in cases_r])) for q in ("p50", "p99")},
+                "end_to_end_ms": {q: float(np.median([c["end_to_end_ms"][q] for c in cases_r]))
+                                  for q in ("p50", "p99")},
                 "dropped": int(np.median([c["dropped"] for c in cases_r])),
                 "inference_busy": float(np.median([(c["thread_busy_fraction"] or {}).get("inference", 0)
                                                    for c in cases_r])),
@@ -243,7 +246,8 @@ def print_table(report: dict) -> None:
                      f"{alone['segmenter_ms']['p50']:.1f}", f"{alone['segmenter_ms']['p99']:.1f}", "-",
                      f"{alone['infer_ms']['p50']:.1f}", "-"))
         for key, label in (("file_norender", "stream file, no render"), ("file_null", "stream file, overlay"),
-                           ("file_h264", "stream file, overlay -> H.264"), ("live_null", "stream live (paced), overlay")):
+                           ("file_h264", "stream file, overlay -> H.264"),
+                           ("live_null", "stream live (paced), overlay")):
             c = row[key]
             lo, hi = c["efficiency_range"]
             rows.append((str(row["threads"]), label, f"{c['fps']:.1f}", f"{c['efficiency']:.2f} ({lo:.2f}-{hi:.2f})",

@@ -77,7 +77,7 @@ def test_ctrl_c_in_a_real_process_stops_cleanly(tmp_path, model):
 
 
 def test_demo_without_selfie_model_names_the_fetch_command(monkeypatch, capsys, tmp_path):
-    import edgeseg.apps.selfie as selfie
+    from edgeseg.apps import selfie
     from edgeseg.commands import demo
 
     def missing(*args, **kwargs):

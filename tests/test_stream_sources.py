@@ -172,10 +172,9 @@ def test_live_camera_reconnects_with_backoff():
     source = VideoSource(0, live=True, retries=2, backoff=0.01,
                          capture_factory=lambda target, api: FakeCamera(plan))
     got = []
-    with pytest.raises(SourceError, match="disconnected; 2 reconnect attempts"):
-        with source:
-            for image, _ in source:
-                got.append(image)
+    with pytest.raises(SourceError, match="disconnected; 2 reconnect attempts"), source:
+        for image, _ in source:
+            got.append(image)
     assert len(got) == 5 and source.reconnects == 1
     assert sum("reconnect attempt" in e for e in source.events) == 2 + 2
     assert any("reconnected after 2 attempt" in e for e in source.events)

@@ -16,18 +16,35 @@ from __future__ import annotations
 import sys
 import types
 
+from .dicom import DicomSource
 from .errors import SinkError, SourceError, StreamError
 from .loop import Stream, StreamResult, stream
 from .sinks import ImageFolderSink, NullSink, Sink, VideoFileSink, WindowSink, open_sink
-from .dicom import DicomSource
 from .sources import CapturedFrame, FrameSource, ImageFolderSource, Source, open_source
 from .stats import StreamStats, format_table
 
 __all__ = [
-    "stream", "Stream", "StreamResult", "StreamStats", "format_table",
-    "open_source", "Source", "CapturedFrame", "FrameSource", "ImageFolderSource", "DicomSource", "VideoSource",
-    "open_sink", "Sink", "NullSink", "WindowSink", "VideoFileSink", "ImageFolderSink",
-    "StreamError", "SourceError", "SinkError",
+    "CapturedFrame",
+    "DicomSource",
+    "FrameSource",
+    "ImageFolderSink",
+    "ImageFolderSource",
+    "NullSink",
+    "Sink",
+    "SinkError",
+    "Source",
+    "SourceError",
+    "Stream",
+    "StreamError",
+    "StreamResult",
+    "StreamStats",
+    "VideoFileSink",
+    "VideoSource",
+    "WindowSink",
+    "format_table",
+    "open_sink",
+    "open_source",
+    "stream",
 ]
 
 

@@ -9,7 +9,7 @@ streams) that stop delivering frames are reopened with exponential backoff (``ba
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

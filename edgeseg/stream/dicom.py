@@ -6,8 +6,8 @@ pydicom's decoders handle everything else.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -47,8 +47,9 @@ class DicomSource(Source):
         self.bits_stored = int(getattr(ds, "BitsStored", 8) or 8)
         self.photometric = str(getattr(ds, "PhotometricInterpretation", ""))
         syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))
-        self.decoder = "opencv" if (decoder == "auto" and syntax in JPEG_BASELINE_SYNTAXES
-                                    and self.photometric in OPENCV_PHOTOMETRICS and self.bits_stored == 8) else "pydicom"
+        opencv_ok = (syntax in JPEG_BASELINE_SYNTAXES and self.photometric in OPENCV_PHOTOMETRICS
+                     and self.bits_stored == 8)
+        self.decoder = "opencv" if decoder == "auto" and opencv_ok else "pydicom"
         if self.fps is None:
             self.fps = _dicom_fps(ds)
         self._frames: Iterator[np.ndarray] | None = None

@@ -19,9 +19,10 @@ import logging
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from .stats import StatusLine, StreamStats
 log = logging.getLogger("edgeseg.stream")
 
 JOIN_TIMEOUT_S = 5.0
-_RUNNING: "weakref.WeakSet[Stream]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[Stream] = weakref.WeakSet()
 
 
 def _shutdown_running_streams() -> None:
@@ -161,7 +162,7 @@ class Stream:
         self.stopped_by = self.stopped_by or "closed"
         self._shutdown()
 
-    def __enter__(self) -> "Stream":
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -361,7 +362,9 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
         sink: where rendered frames go: None (nowhere), a URI for :func:`open_sink` (``out.mp4``, ``frames/``,
             ``window``) or an open :class:`Sink` (then you close it).
         render: ``(frame, segmentation) -> (H, W, 3) uint8`` image for the sink; default the segmenter's
-            ``overlay`` (for an ``edgeseg.Segmenter``, the identical but faster :class:`~edgeseg.stream.render.Overlay`); ``False`` renders nothing (``result.image`` is None; needs ``sink=None``).
+            ``overlay`` (for an ``edgeseg.Segmenter``, the identical but faster
+            :class:`~edgeseg.stream.render.Overlay`); ``False`` renders nothing (``result.image`` is None;
+            needs ``sink=None``).
         smooth: EMA weight in [0, 1) for probabilities across frames (Segmenter ``smooth``).
         loop, fps, realtime: for :func:`open_source` (``realtime`` paces a file like a live camera).
         max_frames: stop after this many processed frames. queue_size: capacity of each file-mode queue (live: 1).

@@ -83,7 +83,7 @@ class Sink:
         if self._opened:
             self._close()
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Sink:
         return self
 
     def __exit__(self, *exc) -> None:

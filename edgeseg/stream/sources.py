@@ -17,8 +17,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class Source:
         self._open()
 
     # --- public --------------------------------------------------------------------------------------
-    def open(self) -> "Source":
+    def open(self) -> Source:
         if not self._opened:
             self._open()
             self._opened = True
@@ -101,7 +102,7 @@ class Source:
     def interrupted(self) -> bool:
         return self._interrupted.is_set()
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self.open()
 
     def __exit__(self, *exc) -> None:

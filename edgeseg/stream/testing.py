@@ -150,7 +150,7 @@ class FakeCamera:
         self.remaining = plan[FakeCamera.opens - 1] if FakeCamera.opens <= len(plan) else None
         self.count = 0
 
-    def isOpened(self):  # noqa: N802 - OpenCV's name
+    def isOpened(self):
         return self.remaining is not None
 
     def read(self):
