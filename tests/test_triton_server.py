@@ -67,7 +67,7 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
-    srv = LocalServer(model, log=tmp_path_factory.mktemp("triton_log") / "server.log").start()
+    srv = LocalServer(model, "--segmenter", log=tmp_path_factory.mktemp("triton_log") / "server.log").start()
     yield srv
     srv.stop()
 
@@ -116,6 +116,22 @@ def test_segmenter_over_triton_matches_local_on_real_frames(server, model, hc18_
         assert np.array_equal(a.labels, b.labels)
         assert np.allclose(a.probs, b.probs, atol=1e-5)
         assert b.timings["infer"] > 0
+
+
+def test_served_segmenter_matches_local_segmenter(server, model, hc18_dir):
+    cv2 = pytest.importorskip("cv2")
+    from edgeseg import Segmenter
+    from edgeseg.triton.client import RemoteSegmenter
+
+    paths = sorted((hc18_dir / "images").glob("*.png"))[3:5]
+    frames = [cv2.imread(str(p)) for p in paths] + [cv2.imread(str(paths[0]), cv2.IMREAD_GRAYSCALE)]
+    local = Segmenter(model, backend="onnxruntime")
+    with RemoteSegmenter(server.http_url, server_name(model) + "_segment") as remote:
+        for frame in frames:
+            a, b = local(frame), remote(frame)
+            assert b.labels.shape == frame.shape[:2] and b.labels.dtype == np.int32
+            assert np.array_equal(a.labels, b.labels)
+            assert np.allclose(a.probs, b.probs, atol=1e-5)
 
 
 def test_unknown_model_and_disagreeing_sidecar_are_clear(server, model, tmp_path):

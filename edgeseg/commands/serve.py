@@ -13,6 +13,7 @@ Examples:
   edgeseg serve edgeseg/assets/hc18_fastseg.onnx
   edgeseg serve model.onnx --http-port 9000 --grpc-port 9001 --metrics-port 9002 --no-dynamic-batching
   edgeseg serve model.onnx --instances 2 --threads 1 --max-batch-size 16 --max-queue-delay-us 500
+  edgeseg serve model.onnx --segmenter          # + model_segment: frames in, labels out (thin clients)
   edgeseg serve model.onnx --host 0.0.0.0      # reachable from other machines: only on a trusted network
 
 Stop with Ctrl-C (or SIGTERM). For a TensorRT engine or a production Triton, write a model repository
@@ -44,6 +45,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--instances", type=int, default=1, help="model instances (ONNX Runtime sessions)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per instance")
     parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver verbose log level (0: off)")
+    parser.add_argument("--segmenter", action="store_true",
+                        help="also serve NAME_segment: BGR frame in, labels/probs out (whole Segmenter on the server)")
 
 
 def options_from_args(args):
@@ -52,7 +55,8 @@ def options_from_args(args):
     return ServeOptions(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port, name=args.name, max_batch_size=args.max_batch_size,
                         dynamic_batching=not args.no_dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,
-                        instances=args.instances, threads=args.threads, log_verbose=args.log_verbose)
+                        instances=args.instances, threads=args.threads, log_verbose=args.log_verbose,
+                        segmenter=args.segmenter)
 
 
 def server_argv(args) -> list[str]:
@@ -67,6 +71,8 @@ def server_argv(args) -> list[str]:
         argv += ["--threads", str(args.threads)]
     if args.no_dynamic_batching:
         argv.append("--no-dynamic-batching")
+    if args.segmenter:
+        argv.append("--segmenter")
     return argv
 
 

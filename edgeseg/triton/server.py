@@ -46,6 +46,7 @@ class ServeOptions:
     instances: int = 1
     threads: int | None = None
     log_verbose: int = 0
+    segmenter: bool = False
 
 
 def make_infer_func(artifact: Artifact, threads: int | None, batched: bool):
@@ -102,6 +103,43 @@ def bind_model(triton, artifact: Artifact, options: ServeOptions) -> str:
     return config.name
 
 
+SEGMENT_SUFFIX = "_segment"
+
+
+def bind_segmenter(triton, artifact: Artifact, options: ServeOptions, model_name: str) -> str:
+    """Bind ``<model_name>_segment``: a whole :class:`~edgeseg.Segmenter` on the server.
+
+    Input ``frame`` (H, W, C) uint8, C = 3 (BGR) or 1 (gray), one frame per request; outputs ``labels``
+    (H, W) int32 and ``probs`` (K, H, W) float32 at frame size. Thin clients send frames, not tensors
+    (see :class:`~edgeseg.triton.client.RemoteSegmenter`).
+    """
+    from pytriton.model_config import ModelConfig, Tensor
+
+    from ..pipeline import Segmenter
+
+    def make_infer():
+        segmenter = Segmenter(artifact, backend="onnxruntime", threads=options.threads)
+
+        def infer(requests):
+            responses = []
+            for request in requests:
+                frame = np.asarray(request["frame"])
+                result = segmenter(frame[..., 0] if frame.ndim == 3 and frame.shape[2] == 1 else frame)
+                responses.append({"labels": result.labels.astype(np.int32), "probs": result.probs.astype(np.float32)})
+            return responses
+
+        return infer
+
+    name = model_name + SEGMENT_SUFFIX
+    funcs = [make_infer() for _ in range(options.instances)]
+    triton.bind(model_name=name, infer_func=funcs if len(funcs) > 1 else funcs[0],
+                inputs=[Tensor(name="frame", dtype=np.uint8, shape=(-1, -1, -1))],
+                outputs=[Tensor(name="labels", dtype=np.int32, shape=(-1, -1)),
+                         Tensor(name="probs", dtype=np.float32, shape=(-1, -1, -1))],
+                config=ModelConfig(batching=False), strict=True)
+    return name
+
+
 def serve(model: str | Path | Artifact, options: ServeOptions | None = None,
           stop: threading.Event | None = None) -> int:
     """Start Triton on ``options.host`` serving ``model`` until SIGINT/SIGTERM (or ``stop`` is set)."""
@@ -126,8 +164,10 @@ def serve(model: str | Path | Artifact, options: ServeOptions | None = None,
                           log_verbose=options.log_verbose)
     with Triton(config=config) as triton:
         name = bind_model(triton, artifact, options)
+        if options.segmenter:
+            bind_segmenter(triton, artifact, options, name)
         triton.run()
-        print(f"{READY} model={name} http://{options.host}:{options.http_port} "
+        print(f"{READY} model={name}{' segmenter=' + name + SEGMENT_SUFFIX if options.segmenter else ''} http://{options.host}:{options.http_port} "
               f"grpc://{options.host}:{options.grpc_port} batching={'dynamic' if options.dynamic_batching else 'off'}",
               flush=True)
         while not stop.wait(0.2):
