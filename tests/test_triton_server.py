@@ -16,7 +16,7 @@ import pytest
 
 from edgeseg.artifact import Artifact, TensorSpec
 from edgeseg.commands.serve import triton_python
-from edgeseg.errors import ArtifactError
+from edgeseg.errors import ArtifactError, InputError
 from edgeseg.triton.local import LocalServer
 
 pytest.importorskip("tritonclient.http", reason="pip install 'tritonclient[grpc,http]' for the triton backend")
@@ -142,6 +142,13 @@ def test_unknown_model_and_disagreeing_sidecar_are_clear(server, model, tmp_path
     wrong.inputs = [TensorSpec("input", ["batch", 3, "height", "width"])]
     with pytest.raises(ArtifactError, match="shape"):
         create_runner(wrong, backend="triton", url=server.http_url, model_name=server_name(model)).activate()
+    loose = wrong.with_path(wrong.path)  # a sidecar that does not pin channels: the server has to refuse
+    loose.inputs = [TensorSpec("input", ["batch", "channels", "height", "width"])]
+    size = Artifact.load(model).preprocess.size
+    for url in (server.http_url, server.grpc_url):
+        with create_runner(loose, backend="triton", url=url, model_name=server_name(model)) as runner:
+            with pytest.raises(InputError, match="rejected the input"):
+                runner.infer({"input": np.zeros((1, 3, *size), np.float32)})
 
 
 def server_name(model: Path) -> str:
