@@ -141,3 +141,26 @@ def test_paste_masks_places_the_left_half():
     half[0, :, :14] = 1
     pasted = paste_masks(half, np.array([[0.0, 0, 40, 40]]), 40, 40)[0]
     assert pasted[:, :20].all() and not pasted[:, 20:].any()
+
+
+def test_onnx_export_keeps_postprocessing_in_graph_and_matches_pytorch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from edgeseg.models.maskrcnn.export import MaskRCNNDetections, onnx_from_maskrcnn
+
+    model = _tiny_model().eval()
+    path = onnx_from_maskrcnn(model, tmp_path / "m.onnx", size=(128, 128))
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"NonMaxSuppression", "RoiAlign", "TopK"} <= ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        x = rng.standard_normal((1, 1, 128, 128)).astype(np.float32)
+        with torch.no_grad():
+            expected = [t.numpy() for t in MaskRCNNDetections(model)(torch.from_numpy(x))]
+        got = session.run(None, {"input": x})
+        assert got[0].shape[0] == expected[0].shape[0] <= model.max_detections  # dynamic detection count
+        np.testing.assert_allclose(got[0], expected[0], atol=1e-3)
+        np.testing.assert_allclose(got[1], expected[1], atol=1e-4)
+        np.testing.assert_array_equal(got[2], expected[2])
+        np.testing.assert_allclose(got[3], expected[3], atol=1e-4)

@@ -39,6 +39,9 @@ class InstanceTrainConfig:
     classes: list[str] = field(default_factory=lambda: ["background", "head"])
     model_kwargs: dict = field(default_factory=dict)
     log_every: int = 20
+    warmup_steps: int = 10
+    init_encoder: str | None = None            # a checkpoint whose ``encoder.*`` weights start the encoder
+    freeze_encoder: bool = False               # keep those weights (and BatchNorm statistics) fixed
 
 
 def _split(cfg: InstanceTrainConfig):
@@ -48,6 +51,21 @@ def _split(cfg: InstanceTrainConfig):
     samples = [Sample(it.image, (it.instance_png,)) for it in items]
     train, val = split_by_group(samples, cfg.group_regex, cfg.val_fraction, cfg.seed)
     return [by_name[s.name] for s in train], [by_name[s.name] for s in val]
+
+
+def load_encoder_weights(model, path) -> int:
+    """Copy every ``encoder.*`` tensor of the safetensors checkpoint ``path`` into ``model.encoder`` (shapes must
+    match: e.g. the HC18 ``fastseg`` model, same MobileNetV3-small at width 0.75). Returns the tensor count."""
+    from safetensors.torch import load_file
+
+    state = {k[len("encoder."):]: v for k, v in load_file(str(path)).items() if k.startswith("encoder.")}
+    own = model.encoder.state_dict()
+    bad = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
+    if bad or not state:
+        raise InputError(f"init_encoder {path}: expected encoder tensors matching the maskrcnn encoder; "
+                         f"missing or mis-shaped: {bad[:5]} ({len(bad)} in all)")
+    model.encoder.load_state_dict({k: state[k] for k in own})
+    return len(own)
 
 
 def _to_torch(target: dict):
@@ -90,15 +108,25 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
     pix = np.concatenate([img.reshape(-1) for img, _ in probe.cache])
     pre = Preprocess(size=(cfg.size, cfg.size), color="gray", mean=[round(float(pix.mean()), 4)],
                      std=[round(float(pix.std()), 4)])
+    if cfg.init_encoder:  # the encoder's weights expect the normalisation it was trained with
+        from ..artifact import Artifact as _A
+        pre = Preprocess(**{**_A.load(cfg.init_encoder).preprocess.__dict__, "size": (cfg.size, cfg.size)})
     t_load = time.time()
     train_ds = InstanceDataset(train_items, pre, flip=True, seed=cfg.seed)
     val_ds = InstanceDataset(val_items, pre)
     log(f"loaded {len(train_ds)} train / {len(val_ds)} val images in {time.time() - t_load:.1f} s")
     model = create_model("maskrcnn", num_classes=len(cfg.classes), in_channels=1, **cfg.model_kwargs)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    budget_s, warmup, start, step = cfg.max_minutes * 60, 50, time.time(), 0
+    if cfg.init_encoder:
+        log(f"encoder: {load_encoder_weights(model, cfg.init_encoder)} tensors from {cfg.init_encoder}")
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    budget_s, warmup, start, step = cfg.max_minutes * 60, cfg.warmup_steps, time.time(), 0
     history = []
     model.train()
+    if cfg.freeze_encoder:
+        model.encoder.eval()  # frozen BatchNorm statistics too
     while step < cfg.max_steps and time.time() - start < budget_s:
         frac = min((time.time() - start) / budget_s, 1.0)
         lr = cfg.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * frac))
@@ -110,7 +138,7 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
         loss = sum(losses.values())
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
         step += 1
         if step % cfg.log_every == 0:

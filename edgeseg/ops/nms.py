@@ -100,9 +100,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Same trick as torchvision: offset each category's boxes by ``idxs * (max coordinate + 1)``.
     Returns (M,) int64 kept indices by decreasing score.
     """
-    if boxes.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    offsets = idxs.to(boxes.dtype) * (boxes.max() + 1)
+    # no early return on K == 0: torch.export cannot branch on a data-dependent K; the zero keeps max() defined
+    offsets = idxs.to(boxes.dtype) * (torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max() + 1)
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
 

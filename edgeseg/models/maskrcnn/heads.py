@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...ops.roi_align import roi_align
+import edgeseg.ops.roi_align  # noqa: F401 - registers torch.ops.edgeseg.roi_align
 
 
 class FPN(nn.Module):
@@ -37,6 +37,15 @@ class FPN(nn.Module):
         return outs
 
 
+def _pool(feature: Tensor, rois: Tensor, size: int, scale: float) -> Tensor:
+    """Aligned RoIAlign, 2x2 samples per bin: feature (N, C, h, w), rois (R, 5) -> (R, C, size, size).
+
+    Calls the registered op directly: the public ``roi_align`` wrapper's eager-only batch-index check
+    evaluates ``rois.shape[0]`` first, which torch.export cannot guard on when R is data-dependent (after NMS).
+    """
+    return torch.ops.edgeseg.roi_align(feature, rois.to(feature.dtype), float(scale), size, size, 2, True)
+
+
 def _rois(boxes: list[Tensor]) -> Tensor:
     """Per-image boxes list of (K_i, 4) -> (sum K_i, 5) rows (image index, x1, y1, x2, y2)."""
     return torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)], 0)
@@ -59,7 +68,7 @@ class BoxHead(nn.Module):
 
     def forward(self, feature: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         """feature (N, C, h, w), rois (R, 5) in image pixels -> (R, num_classes), (R, num_classes * 4)."""
-        x = roi_align(feature, rois, self.pool, self.scale, 2, aligned=True).flatten(1)
+        x = _pool(feature, rois, self.pool, self.scale).flatten(1)
         x = F.relu(self.fc2(F.relu(self.fc1(x))))
         return self.cls_score(x), self.bbox_pred(x)
 
@@ -84,5 +93,5 @@ class MaskHead(nn.Module):
 
     def forward(self, feature: Tensor, rois: Tensor) -> Tensor:
         """feature (N, C, h, w), rois (R, 5) -> mask logits (R, num_classes, 2*pool, 2*pool)."""
-        x = roi_align(feature, rois, self.pool, self.scale, 2, aligned=True)
+        x = _pool(feature, rois, self.pool, self.scale)
         return self.logits(F.relu(self.upsample(self.convs(x))))
