@@ -45,19 +45,28 @@ def plot_distribution(result: BenchResult, path: str | Path, stage: str = "end_t
 
 
 def plot_stages(results: list[BenchResult], path: str | Path) -> Path:
-    """Stacked bars of median pre / infer / post / CRF per run."""
+    """Horizontal stacked bars of median pre / infer / post / CRF per run: milliseconds and share of the frame."""
     plt = _pyplot()
-    labels = [f"{r.model}\n{r.backend}\n{r.input_size[0]}x{r.input_size[1]}" for r in results]
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(results)), 4))
-    bottom = np.zeros(len(results))
+    labels = [f"{r.model} {r.backend} {r.input_size[0]}x{r.input_size[1]}" for r in results]
+    medians = {stage: np.array([np.median(r.samples[stage]) * 1e3 if r.samples.get(stage) else 0.0 for r in results])
+               for stage in PIPELINE_STAGES}
+    medians = {stage: v for stage, v in medians.items() if v.any()}
+    total = np.sum(list(medians.values()), axis=0)
+    total[total == 0] = 1.0
+    fig, (ax_ms, ax_share) = plt.subplots(1, 2, figsize=(11, 1.5 + 0.28 * len(results)), sharey=True)
     colors = {"pre": "#66ccee", "infer": "#4477aa", "post": "#228833", "crf": "#ee6677"}
-    for stage in PIPELINE_STAGES:
-        vals = np.array([np.median(r.samples[stage]) * 1e3 if r.samples.get(stage) else 0.0 for r in results])
-        if vals.any():
-            ax.bar(labels, vals, bottom=bottom, label=stage, color=colors[stage])
-            bottom += vals
-    ax.set(ylabel="median latency [ms]", title="per-stage latency")
-    ax.legend()
+    y = np.arange(len(results))
+    left_ms, left_share = np.zeros(len(results)), np.zeros(len(results))
+    for stage, values in medians.items():
+        ax_ms.barh(y, values, left=left_ms, color=colors[stage], label=stage)
+        ax_share.barh(y, 100 * values / total, left=left_share, color=colors[stage])
+        left_ms += values
+        left_share += 100 * values / total
+    ax_ms.set(yticks=y, xlabel="median latency [ms]", title="per-stage latency")
+    ax_ms.set_yticklabels(labels, fontsize=7)
+    ax_ms.invert_yaxis()
+    ax_share.set(xlabel="share of the frame [%]", xlim=(0, 100), title="share per stage")
+    ax_ms.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
@@ -73,14 +82,21 @@ def plot_sweep(results: list[BenchResult], path: str | Path, stage: str = "infer
         if r.samples.get(stage):
             lines[(r.model, r.backend)].append((r.input_size[0] * r.input_size[1], np.median(r.samples[stage]) * 1e3,
                                                 f"{r.input_size[0]}x{r.input_size[1]}"))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    models = sorted({model for model, _ in lines})
+    palette = plt.get_cmap("tab20" if len(models) > 10 else "tab10")
+    styles = ["-", "--", ":", "-."]
+    backends = sorted({backend for _, backend in lines})
     for (model, backend), pts in sorted(lines.items()):
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                linestyle="-" if backend == "onnxruntime" else "--", label=f"{model} ({backend})")
-    ax.set(xscale="log", yscale="log", xlabel="input pixels", ylabel=f"median {stage} latency [ms]",
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=palette(models.index(model)),
+                linestyle=styles[backends.index(backend) % len(styles)], label=f"{model} ({backend})")
+    ax.set(xscale="log", yscale="log", xlabel="input size", ylabel=f"median {stage} latency [ms]",
            title="latency vs resolution")
-    ax.legend(fontsize=7, ncol=2)
+    ticks = {pixels: label for pts in lines.values() for pixels, _, label in pts}
+    ax.set_xticks(sorted(ticks), labels=[ticks[p] for p in sorted(ticks)])
+    ax.minorticks_off()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
