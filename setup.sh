@@ -19,6 +19,15 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to the CPU build; a bare `torch` requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[cpu,dev]"
+# Triton client (TritonRunner, config checks). Installed without its pins: tritonclient[grpc] asks for
+# protobuf<7 and ml-dtypes<=0.5.4, which would downgrade the ONNX stack; it works with protobuf 7 (tested).
+.venv/bin/python -m pip install -q --no-deps "tritonclient==2.73.0"
+.venv/bin/python -m pip install -q "grpcio>=1.60" python-rapidjson "geventhttpclient>=2.3.3" "greenlet<3.4" "urllib3>=2.0.7"
+# A local Triton server (PyTriton) lives in its own venv: it needs numpy<2 and Debian's Python 3.11.
+if [ -x /usr/bin/python3.11 ] && [ ! -x .venv-triton/bin/python ]; then
+  bash scripts/setup_triton.sh || echo "setup: Triton server venv skipped; the Triton server tests will say so" >&2
+fi
+
 # The real pretrained selfie model (MediaPipe, Apache-2.0) from the mediapipe==0.10.21 wheel on PyPI:
 # only the two .tflite files are kept (SHA-256 pinned), imported to PyTorch and exported to ONNX.
 .venv/bin/edgeseg fetch-selfie || echo "setup: fetch-selfie failed; the selfie demo and its tests will say so" >&2
