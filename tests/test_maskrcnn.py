@@ -143,6 +143,7 @@ def test_paste_masks_places_the_left_half():
     assert pasted[:, :20].all() and not pasted[:, 20:].any()
 
 
+@pytest.mark.slow  # two dynamo exports: ~20 s idle, more on a loaded CPU
 def test_onnx_export_keeps_postprocessing_in_graph_and_matches_pytorch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
@@ -164,3 +165,37 @@ def test_onnx_export_keeps_postprocessing_in_graph_and_matches_pytorch(tmp_path)
         np.testing.assert_allclose(got[1], expected[1], atol=1e-4)
         np.testing.assert_array_equal(got[2], expected[2])
         np.testing.assert_allclose(got[3], expected[3], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_instance_segmenter_runs_both_backends_at_frame_size(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.instances import Instances
+    from edgeseg.instances.segmenter import InstanceSegmenter
+    from edgeseg.models import save_checkpoint
+    from edgeseg.models.maskrcnn.export import export_artifact
+
+    model = _tiny_model().eval()
+    model.box_head.cls_score.bias.data = torch.tensor([-3.0, 3.0, 0.0])  # confident "class 1" detections
+    ckpt = tmp_path / "m.safetensors"
+    artifact = Artifact(path=ckpt, model="maskrcnn", model_kwargs=dict(model.model_kwargs),
+                        preprocess=Preprocess(size=(128, 128), color="gray", mean=[0.2], std=[0.2]),
+                        classes=["background", "a", "b"])
+    save_checkpoint(model, ckpt, artifact)
+    onnx_path = export_artifact(model, artifact.__class__.load(ckpt), tmp_path / "m.onnx")
+    frame = np.random.default_rng(0).integers(0, 255, (90, 150, 3), dtype=np.uint8)
+    results = []
+    for path in (ckpt, onnx_path):
+        seg = InstanceSegmenter(path, score_threshold=0.5)
+        result = seg(frame)
+        inst = result.instances
+        assert isinstance(inst, Instances) and len(inst) > 0
+        assert inst.masks.shape == (len(inst), 90, 150) and inst.masks.dtype == bool
+        assert (inst.scores >= 0.5).all() and (inst.classes == 1).all()
+        assert result.labels.shape == (90, 150) and result.probs.shape == (3, 90, 150)
+        assert set(result.timings) == {"pre", "infer", "post", "crf"}
+        view = seg.overlay(frame, result)
+        assert view.shape == frame.shape and view.dtype == np.uint8 and (view != frame).any()
+        results.append(inst)
+    np.testing.assert_allclose(results[0].boxes, results[1].boxes, atol=1e-2)
