@@ -30,6 +30,7 @@ EXTRAS = {
         "opencv-python-headless>=4.8",
         "onnxruntime>=1.18",
         "pillow>=9",
+        "scipy>=1.10",
         "rich>=13",
         "tqdm>=4.60",
         "pyyaml>=6",
@@ -40,7 +41,6 @@ EXTRAS = {
         "pydicom>=2.4",
         "av>=11",
         "pycocotools>=2.0.7",
-        "scipy>=1.10",
         "tflite>=2.10",
         "flatbuffers>=23",
     ],
@@ -55,6 +55,7 @@ EXTRAS = {
         "scikit-image>=0.22",
         "ai-edge-litert>=1.0",
         "pydicom-data>=1.0",
+        "pydensecrf2>=1.1",
     ],
 }
 

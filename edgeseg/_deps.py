@@ -20,7 +20,7 @@ _PROVIDERS = {
     "tqdm": ("tqdm", "runtime"),
     "yaml": ("pyyaml", "runtime"),
     "PIL": ("pillow", "runtime"),
-    "scipy": ("scipy", "extras"),
+    "scipy": ("scipy", "runtime"),
     "matplotlib": ("matplotlib", "extras"),
     "pydicom": ("pydicom", "extras"),
     "av": ("av", "extras"),
