@@ -28,6 +28,9 @@ def _tensorrt_problem() -> str | None:
 
 register_backend("tensorrt", "edgeseg.runtime.trt_runner:TrtRunner", formats=["engine"], priority=20,
                  requires=["tensorrt", "cupy"], probe=_tensorrt_problem)
+# Same registration as edgeseg.triton.register(): a remote server, chosen only when asked for (or last).
+register_backend("triton", "edgeseg.runtime.triton_runner:triton_factory", formats=["onnx", "engine"],
+                 priority=-100, requires=["tritonclient"])
 
 _LAZY = {"TorchRunner": "edgeseg.runtime.torch_runner", "OrtRunner": "edgeseg.runtime.ort_runner"}
 
