@@ -1,1 +1,34 @@
-"""PyTorch -> ONNX export, ONNX checks and parity, ONNX -> TensorRT engines."""
+"""PyTorch -> ONNX export, ONNX checks and parity, ONNX -> TensorRT engines.
+
+Names load lazily (torch, onnx and tensorrt import only when used)::
+
+    from edgeseg.export import to_onnx, to_trt
+    from edgeseg.export.quantize import quantize   # a submodule of the same name
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "to_onnx": "edgeseg.export.onnx_export",
+    "onnx_from_torch": "edgeseg.export.onnx_export",
+    "onnx_from_checkpoint": "edgeseg.export.onnx_export",
+    "parity_report": "edgeseg.export.check",
+    "to_trt": "edgeseg.export.trt_build",
+    "engine_from_onnx": "edgeseg.export.trt_build",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edgeseg.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
