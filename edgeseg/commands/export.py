@@ -8,6 +8,7 @@ Examples:
   edgeseg export edgeseg/assets/hc18_fastseg.safetensors -o out/
   edgeseg export runs/hc18_fastseg.safetensors -o out/hc18.onnx --opset 20 --static
   edgeseg export model.safetensors -o out/ --no-simplify && edgeseg check out/model.onnx
+  edgeseg export model.safetensors -o out/ --triton repo/   # also a Triton model repository (config.pbtxt)
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--opset", type=int, default=19, help="ONNX opset (default 19; 19+ for DeformConv)")
     parser.add_argument("--static", action="store_true", help="fix batch 1 and the sidecar's input size")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
+    parser.add_argument("--triton", type=Path, metavar="REPO", default=None,
+                        help="also write a Triton model repository (config.pbtxt + versioned model) into REPO")
 
 
 def run(args) -> int:
@@ -46,4 +49,9 @@ def run(args) -> int:
     print(f"wrote {artifact.path} ({size_mb:.2f} MB, opset {artifact.opset}) and {artifact.sidecar_path.name}")
     print(f"  {spec_in.name}: {spec_in.shape} {spec_in.dtype} -> {spec_out.name}: {spec_out.shape}")
     print(f"  check it: edgeseg check {artifact.path}")
+    if args.triton:
+        from ..triton.repository import write_repository
+
+        config = write_repository(artifact, args.triton, overwrite=True)
+        print(f"  triton: {config.parent}/ (serve with: tritonserver --model-repository {args.triton})")
     return 0

@@ -38,7 +38,10 @@ def add_stream_options(parser, default_sink: str) -> None:
     """Options shared by `edgeseg run` and `edgeseg demo`."""
     parser.add_argument("--sink", default=default_sink,
                         help=f"out.mp4, out.avi, a folder, window or null (default {default_sink})")
-    parser.add_argument("--backend", default="auto", help="runner backend: auto, onnxruntime, torch, tensorrt")
+    parser.add_argument("--backend", default="auto",
+                        help="runner backend: auto, onnxruntime, torch, tensorrt, triton (with --url)")
+    parser.add_argument("--url", default=None,
+                        help="Triton server for --backend triton: host:port (HTTP) or grpc://host:port")
     parser.add_argument("--threads", type=int, default=None, help="inference CPU threads (default: backend's)")
     parser.add_argument("--crf", action="store_true", help="refine masks with the dense CRF (slower)")
     parser.add_argument("--smooth", type=float, default=None, metavar="A",
@@ -80,10 +83,17 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
     from ..stream import format_table, stream
 
     render = make_render(effect, args.blur)
+    backend, threads, crf, smooth = args.backend, args.threads, args.crf or None, args.smooth
+    model_label = str(model)
+    if getattr(args, "url", None):  # a remote runner: build the Segmenter here with the server's address
+        from ..pipeline import Segmenter
+
+        model = Segmenter(model, backend=backend, url=args.url, crf=crf, smooth=smooth)
+        backend, threads, crf, smooth = "auto", None, None, None
     previous = _sigterm_as_interrupt(signal)
     interrupted = False
-    run = stream(source, model, sink=args.sink, render=render, smooth=args.smooth, crf=args.crf or None,
-                 backend=args.backend, threads=args.threads, loop=args.loop, fps=args.fps, realtime=args.realtime,
+    run = stream(source, model, sink=args.sink, render=render, smooth=smooth, crf=crf,
+                 backend=backend, threads=threads, loop=args.loop, fps=args.fps, realtime=args.realtime,
                  max_frames=args.max_frames, status=False if args.quiet else None)
     try:
         with run:
@@ -96,7 +106,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
             signal.signal(signal.SIGTERM, previous)
         summary = run.summary()
         summary.update(describe or {})
-        summary["model"] = str(model)
+        summary["model"] = model_label
         summary["backend"] = getattr(getattr(run.segmenter, "runner", None), "backend", None)
         if args.summary:
             with open(args.summary, "w", encoding="utf-8") as f:
