@@ -139,6 +139,23 @@ def test_triton_repo_command_writes_a_parseable_repository(tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
 
 
+def test_export_with_triton_writes_the_exported_model_into_a_repository(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    import edgeseg
+    from edgeseg.cli import main
+
+    ckpt = Path(edgeseg.__file__).parent / "assets" / "hc18_fastseg.safetensors"
+    assert main(["export", str(ckpt), "-o", str(tmp_path / "out"), "--triton", str(tmp_path / "repo")]) == 0
+    config = parse_config((tmp_path / "repo" / "hc18_fastseg" / "config.pbtxt").read_text())
+    assert config.platform == "onnxruntime_onnx" or config.backend == "onnxruntime"
+    assert [i.name for i in config.input] == ["input"] and [o.name for o in config.output] == ["logits"]
+    exported = (tmp_path / "out" / "hc18_fastseg.onnx").read_bytes()
+    assert (tmp_path / "repo" / "hc18_fastseg" / "1" / "model.onnx").read_bytes() == exported
+    assert "tritonserver --model-repository" in capsys.readouterr().out
+
+
 # --- TritonRunner and `edgeseg serve` without a server ------------------------------------------------
 def test_url_parsing_and_served_name(tmp_path):
     from edgeseg.runtime.triton_runner import parse_url, served_name
