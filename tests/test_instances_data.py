@@ -101,3 +101,35 @@ def test_compose_real_heads_into_one_canvas(hc18_dir):
         assert i * 106 <= x1 and x2 <= (i + 1) * 106 + 1  # each head stays in its strip
     with pytest.raises(InputError, match="pieces"):
         compose_instances(pieces, (64, 320), np.random.default_rng(0))
+
+
+def _trained_checkpoint():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for path in (root / "edgeseg/assets/hc18_maskrcnn.safetensors", root / "runs/hc18_maskrcnn.safetensors"):
+        if path.exists():
+            return path
+    pytest.skip("no trained HC18 Mask R-CNN (edgeseg train-instances ... --out runs/hc18_maskrcnn.safetensors)")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_trained_model_finds_each_real_head_on_a_two_head_canvas(hc18_dir, seed):
+    """Trained on one head per frame, the model still separates two real heads pasted side by side."""
+    import torch
+
+    from edgeseg.instances.segmenter import InstanceSegmenter
+    from edgeseg.ops.nms import box_iou
+
+    rng = np.random.default_rng(seed)
+    pieces = _head_crops(hc18_dir, 20, size=180)
+    pick = [pieces[i] for i in rng.choice(len(pieces), 2, replace=False)]
+    canvas, target = compose_instances(pick, (300, 400), rng)
+    inst = InstanceSegmenter(_trained_checkpoint(), score_threshold=0.5)(canvas).instances
+    assert len(inst) >= 2
+    iou = box_iou(torch.from_numpy(target["boxes"]), torch.from_numpy(inst.boxes)).numpy()
+    for g in range(2):
+        j = int(iou[g].argmax())
+        gt, pred = target["masks"][g] > 0, inst.masks[j]
+        assert iou[g, j] >= 0.5, f"head {g}: best box IoU {iou[g, j]:.2f}"
+        assert (gt & pred).sum() / (gt | pred).sum() >= 0.5
+    assert len(set(iou.argmax(1).tolist())) == 2  # two different detections, not one box over both
