@@ -159,8 +159,9 @@ class Segmenter:
         return self._ema.copy()
 
     def _refine(self, probs: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        image = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
-        refined = self._dense_crf(probs, image, **self.crf_params)
+        # A gray frame goes in as (H, W): the CRF's bilateral kernel then uses one intensity feature
+        # (a 3-D lattice) instead of three equal colour channels.
+        refined = self._dense_crf(probs, frame, **self.crf_params)
         if isinstance(refined, tuple):  # (probs, labels)
             refined = refined[0]
         refined = np.asarray(refined)
