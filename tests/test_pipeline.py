@@ -122,7 +122,7 @@ def test_crf_hook_gets_frame_size_probs_and_its_result_is_used(monkeypatch):
     monkeypatch.setitem(sys.modules, "edgeseg.ops.dense_crf", module)
     seg = threshold_segmenter(crf={"iterations": 3})
     result = seg(half_frame()[:, :, 0])
-    assert calls == [((2, 120, 200), (120, 200), {"iterations": 3})  # gray frames pass through as (H, W)]
+    assert calls == [((2, 120, 200), (120, 200), {"iterations": 3})]  # a gray frame passes through as (H, W)
     assert (result.labels[:, :64] == 0).all() and (result.labels[:, 76:] == 1).all()
     assert result.timings["crf"] > 0
 
