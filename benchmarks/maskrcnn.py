@@ -43,7 +43,7 @@ def parity(model, onnx_path, images, pre) -> dict:
     from edgeseg.models.maskrcnn.export import MaskRCNNDetections
     wrapper = MaskRCNNDetections(model)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    box_iou_min, score_diff, mask_iou, count_equal, n_det = 1.0, 0.0, [], 0, 0
+    box_iou_min, score_diff, mask_iou, count_equal, n_det, labels_equal = 1.0, 0.0, [], 0, 0, True
     for image in images:
         blob = preprocess_image(image, pre)[None]
         with torch.no_grad():
@@ -55,12 +55,13 @@ def parity(model, onnx_path, images, pre) -> dict:
         if len(tb):
             box_iou_min = min(box_iou_min, float(best.min()))
             score_diff = max(score_diff, float(np.abs(ts - os_[idx]).max()))
+            labels_equal = labels_equal and bool((tl == ol[idx]).all())
             for i, j in enumerate(idx):
                 a, b = tm[i] >= 0.5, om[j] >= 0.5
                 union = (a | b).sum()
                 mask_iou.append(float((a & b).sum() / union) if union else 1.0)
     return {"frames": len(images), "detections": n_det, "same_count_frames": count_equal,
-            "min_matched_box_iou": box_iou_min, "max_score_abs_diff": score_diff,
+            "min_matched_box_iou": box_iou_min, "max_score_abs_diff": score_diff, "labels_equal": labels_equal,
             "min_mask_iou": min(mask_iou) if mask_iou else None,
             "mean_mask_iou": float(np.mean(mask_iou)) if mask_iou else None}
 
@@ -76,12 +77,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/maskrcnn.json"))
     args = parser.parse_args()
 
+    from dataclasses import replace
+
     import onnxruntime as ort
     import torch
 
     import edgeseg.models.maskrcnn  # noqa: F401
-    from dataclasses import replace
-
     from edgeseg.bench.environment import capture
     from edgeseg.bench.stats import summarize
     from edgeseg.data.dataset import preprocess_image

@@ -8,7 +8,12 @@ import pytest
 pytest.importorskip("pycocotools")
 
 from edgeseg.instances import Instances
-from edgeseg.instances.coco_eval import coco_ap, coco_ground_truth, coco_results, write_results_json
+from edgeseg.instances.coco_eval import (
+    coco_ap,
+    coco_ground_truth,
+    coco_results,
+    write_results_json,
+)
 
 
 def _box_mask(box, size=100):

@@ -6,11 +6,22 @@ import torch
 
 from edgeseg.errors import InputError
 from edgeseg.models import create_model
-from edgeseg.models.maskrcnn.anchors import AnchorGenerator, clip_boxes, decode_boxes, encode_boxes
+from edgeseg.models.maskrcnn.anchors import (
+    AnchorGenerator,
+    clip_boxes,
+    decode_boxes,
+    encode_boxes,
+)
 from edgeseg.models.maskrcnn.heads import BoxHead, MaskHead
 from edgeseg.models.maskrcnn.losses import mask_loss
 from edgeseg.models.maskrcnn.postprocess import BOX_WEIGHTS, paste_masks
-from edgeseg.models.maskrcnn.targets import BELOW_LOW, BETWEEN, mask_targets, match_boxes, sample_balanced
+from edgeseg.models.maskrcnn.targets import (
+    BELOW_LOW,
+    BETWEEN,
+    mask_targets,
+    match_boxes,
+    sample_balanced,
+)
 from edgeseg.ops.nms import box_iou
 
 

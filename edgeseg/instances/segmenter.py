@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -57,6 +58,7 @@ class InstanceSegmenter:
         elif path.suffix == ".safetensors":
             torch = require("torch", "running PyTorch checkpoints")
             import edgeseg.models.maskrcnn  # noqa: F401 - registers "maskrcnn"
+
             from ..models import load_checkpoint
             from ..models.maskrcnn.export import MaskRCNNDetections
 
@@ -102,7 +104,7 @@ class InstanceSegmenter:
     def close(self) -> None:
         self._run = None
 
-    def __enter__(self) -> InstanceSegmenter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -130,7 +132,7 @@ def draw_instances(frame: np.ndarray, inst: Instances | None, classes: list[str]
         color = colors[i].astype(np.float32)
         m = inst.masks[i]
         out[m] = (out[m] * (1 - alpha) + color * alpha).astype(np.uint8)
-        x1, y1, x2, y2 = (int(round(v)) for v in inst.boxes[i])
+        x1, y1, x2, y2 = (round(float(v)) for v in inst.boxes[i])
         c = tuple(int(v) for v in colors[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), c, 2)
         name = classes[inst.classes[i]] if inst.classes[i] < len(classes) else str(inst.classes[i])

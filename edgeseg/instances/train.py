@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import Artifact, Preprocess, TensorSpec
-from ..data.folder import split_by_group
+from ..data.folder import Sample, split_by_group
 from ..errors import InputError
 from .coco_eval import coco_ap, coco_ground_truth, coco_results, write_results_json
 from .data import InstanceDataset, hc18_instances
@@ -47,7 +47,6 @@ class InstanceTrainConfig:
 def _split(cfg: InstanceTrainConfig):
     items = hc18_instances(cfg.data)
     by_name = {it.image.name: it for it in items}
-    from ..data.folder import Sample
     samples = [Sample(it.image, (it.instance_png,)) for it in items]
     train, val = split_by_group(samples, cfg.group_regex, cfg.val_fraction, cfg.seed)
     return [by_name[s.name] for s in train], [by_name[s.name] for s in val]
@@ -95,8 +94,9 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
     cosine decay over the time budget), save the checkpoint and its sidecar, evaluate on the validation split."""
     import torch
 
-    from ..models import create_model, save_checkpoint
     import edgeseg.models.maskrcnn  # noqa: F401 - registers "maskrcnn"
+
+    from ..models import create_model, save_checkpoint
 
     if not str(cfg.out).endswith(".safetensors"):
         raise InputError(f"out: got {cfg.out!r}, expected a path ending in .safetensors")
@@ -109,8 +109,7 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
     pre = Preprocess(size=(cfg.size, cfg.size), color="gray", mean=[round(float(pix.mean()), 4)],
                      std=[round(float(pix.std()), 4)])
     if cfg.init_encoder:  # the encoder's weights expect the normalisation it was trained with
-        from ..artifact import Artifact as _A
-        pre = Preprocess(**{**_A.load(cfg.init_encoder).preprocess.__dict__, "size": (cfg.size, cfg.size)})
+        pre = Preprocess(**{**Artifact.load(cfg.init_encoder).preprocess.__dict__, "size": (cfg.size, cfg.size)})
     t_load = time.time()
     train_ds = InstanceDataset(train_items, pre, flip=True, seed=cfg.seed)
     val_ds = InstanceDataset(val_items, pre)

@@ -23,7 +23,7 @@ from .heads import FPN, BoxHead, MaskHead, _rois
 from .losses import box_losses, mask_loss
 from .postprocess import BOX_WEIGHTS, detections_from_heads
 from .rpn import RegionProposalNetwork
-from .targets import match_boxes, mask_targets, sample_balanced
+from .targets import mask_targets, match_boxes, sample_balanced
 
 
 class MaskRCNN(nn.Module):
