@@ -72,6 +72,17 @@ class Segmenter:
         view = seg.overlay(frame, result)     # (H, W, 3) BGR uint8
     """
 
+    def __new__(cls, model: Any = None, *args: Any, **kwargs: Any):
+        # An instance-segmentation artifact (sidecar extra.task == "instances") gets the instance pipeline, so
+        # `Segmenter(path)` and the streaming loop serve Mask R-CNN models unchanged.
+        if cls is Segmenter and isinstance(model, (str, Path, Artifact)) and _task_of(model) == "instances":
+            from .instances.segmenter import InstanceSegmenter
+
+            threads = kwargs.get("threads")
+            return InstanceSegmenter(model if not isinstance(model, Artifact) else model.path,
+                                     threads=1 if threads is None else threads)
+        return super().__new__(cls)
+
     def __init__(self, model: str | Path | Artifact | Runner, backend: str = "auto", crf: Any = None,
                  smooth: float | None = None, threads: int | None = None, **runner_options: Any) -> None:
         if smooth is not None and not (isinstance(smooth, (int, float)) and 0.0 <= smooth < 1.0):
@@ -181,6 +192,15 @@ def _check_input_size(artifact: Artifact) -> None:
             f"{artifact.sidecar_path}: preprocess.size is {list(artifact.preprocess.size)} but input {spec.name!r} "
             f"is fixed at {list(fixed)} (height, width); set preprocess.size to {list(fixed)} or re-export"
         )
+
+
+def _task_of(model: str | Path | Artifact) -> str | None:
+    """The sidecar's ``extra.task`` ("instances" for Mask R-CNN), or None when unreadable (``__init__`` reports it)."""
+    try:
+        artifact = model if isinstance(model, Artifact) else Artifact.load(model)
+    except Exception:  # noqa: BLE001 - the normal constructor raises the clear error for a bad artifact
+        return None
+    return artifact.extra.get("task")
 
 
 def _load_dense_crf():

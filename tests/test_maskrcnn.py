@@ -210,3 +210,26 @@ def test_instance_segmenter_runs_both_backends_at_frame_size(tmp_path):
         assert view.shape == frame.shape and view.dtype == np.uint8 and (view != frame).any()
         results.append(inst)
     np.testing.assert_allclose(results[0].boxes, results[1].boxes, atol=1e-2)
+
+
+def test_segmenter_on_an_instance_artifact_returns_instances(tmp_path):
+    """`edgeseg.Segmenter(path)` dispatches an instance artifact (extra.task) to the instance pipeline."""
+    import edgeseg
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.instances.segmenter import InstanceSegmenter
+    from edgeseg.models import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("maskrcnn", num_classes=2, in_channels=1).eval()
+    path = tmp_path / "inst.safetensors"
+    save_checkpoint(model, path, Artifact(path=path, classes=["background", "head"],
+                                          preprocess=Preprocess(size=(128, 128), color="gray", mean=[0.5], std=[0.25])))
+    art = Artifact.load(path)
+    art.extra["task"] = "instances"
+    art.save()
+    seg = edgeseg.Segmenter(path)
+    assert isinstance(seg, InstanceSegmenter)
+    result = seg(np.zeros((96, 160), np.uint8))
+    assert result.labels.shape == (96, 160) and result.instances is not None
+    seg.reset()
+    seg.close()

@@ -101,6 +101,9 @@ class InstanceSegmenter:
         """Each instance blended in its own colour, its box and "class score" drawn -> (H, W, 3) BGR uint8."""
         return draw_instances(frame, result.instances, self.classes, alpha)
 
+    def reset(self) -> None:
+        """Nothing to forget: instance results carry no state across frames (kept for the streaming loop)."""
+
     def close(self) -> None:
         self._run = None
 

@@ -25,6 +25,7 @@ _BUILTIN = {
     # Registered by other components' modules on import.
     "tflite_graph": "edgeseg.tflite.graph_model",   # a graph imported from TFLite (edgeseg import-tflite)
     "deeplabv3_crf": "edgeseg.ops.crf_rnn",         # DeepLabv3 + CRF-as-RNN layer
+    "maskrcnn": "edgeseg.models.maskrcnn",          # instance segmentation (boxes, scores, masks)
 }
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}

@@ -204,7 +204,7 @@ def roi_align(input: Tensor, boxes: Tensor | list[Tensor], output_size, spatial_
     if not spatial_scale > 0:
         raise InputError(f"spatial_scale: got {spatial_scale!r}, expected a positive number (feature / image size)")
     rois = _rois_from_boxes(boxes, input)
-    if rois.shape[0] and not torch.compiler.is_compiling():  # a data-dependent check: eager only
+    if not torch.compiler.is_compiling() and rois.shape[0]:  # data-dependent: eager only (RoI count may be too)
         batch = rois[:, 0]
         if not bool(((batch >= 0) & (batch < input.shape[0]) & (batch == batch.round())).all()):
             raise InputError(f"boxes[:, 0]: got batch indices {batch.unique().tolist()[:8]}, expected integers "
