@@ -163,7 +163,8 @@ def test_custom_translation_table_is_picked_up_when_present(monkeypatch):
     fake = types.ModuleType("edgeseg.export.op_translations")
     fake.CUSTOM_TRANSLATION_TABLE = {"op": "translation"}
     monkeypatch.setitem(sys.modules, "edgeseg.export.op_translations", fake)
-    assert custom_translation_table() == {"op": "translation"}
+    # the ops' table is merged in (the CRF layer's translation joins it once its module is loaded)
+    assert custom_translation_table().items() >= {"op": "translation"}.items()
 
 
 def test_bad_export_arguments(tmp_path):

@@ -33,7 +33,7 @@ FAST = {
     "deeplab_attention": {"width": 16, "aspp_channels": 32},
 }
 # Registered by other components and tested there: the TFLite importer, the CRF-as-RNN op.
-ELSEWHERE = {"tflite_graph", "deeplabv3_crf"}
+ELSEWHERE = {"tflite_graph", "deeplabv3_crf", "maskrcnn"}  # tested in test_tflite_import, test_crf_rnn, test_maskrcnn
 ZOO = sorted(set(list_models()) - ELSEWHERE)
 MODELS = sorted(FAST)
 SLOW_EXPORT = {"fcn", "deeplabv3", "deeplabv3_dcn", "pspnet", "gcn", "deconvnet", "deeplab_attention",

@@ -8,6 +8,8 @@ Names load lazily: ``dense_crf`` needs only NumPy/SciPy (or CuPy); the torch ops
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 _LAZY = {
     "deform_conv2d": "edgeseg.ops.deform_conv",
@@ -23,12 +25,23 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
+class _OpsPackage(types.ModuleType):
+    """Keeps ``edgeseg.ops.<name>`` the public function when a submodule of the same name is imported.
+
+    The import system binds a submodule on its parent (``edgeseg.ops.nms`` = the module) after importing it;
+    here that binding is replaced by the function the submodule provides, whatever the import order.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}" and name in _LAZY:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        # Importing a submodule binds its name on this package (``roi_align`` the module): bind every
-        # public name it provides afterwards, so ``edgeseg.ops.roi_align`` is the function.
-        for public, source in _LAZY.items():
+        for public, source in _LAZY.items():  # every public name this submodule provides
             if source == module.__name__:
                 globals()[public] = getattr(module, public)
         return globals()[name]
@@ -37,3 +50,6 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
+
+sys.modules[__name__].__class__ = _OpsPackage

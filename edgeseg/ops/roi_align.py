@@ -17,8 +17,6 @@ its rows come out sorted, so it is assembled directly as CSR. The input gradient
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 
 import torch
@@ -238,16 +236,3 @@ class RoIAlign(nn.Module):
     def extra_repr(self) -> str:
         return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
                 f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
-
-
-class _CallableModule(types.ModuleType):
-    """This module shares its name with its function, and importing ``edgeseg.ops.roi_align`` binds the
-    package attribute ``edgeseg.ops.roi_align`` to the module (after the lazy ``__getattr__`` of
-    ``edgeseg.ops`` ran), so the module forwards calls: ``edgeseg.ops.roi_align(x, boxes, 7)`` works in
-    any import order."""
-
-    def __call__(self, *args, **kwargs):
-        return roi_align(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
