@@ -5,68 +5,18 @@ on a GPU."""
 from __future__ import annotations
 
 import ctypes
-import importlib
 
 import numpy as np
 import pytest
 from edgeseg.plugins import deform_conv as dcn
 
 from edgeseg.errors import InputError
-
-
-def _bilinear(plane, y, x):
-    h, w = plane.shape
-    if y <= -1 or y >= h or x <= -1 or x >= w:
-        return 0.0
-    y0, x0 = int(np.floor(y)), int(np.floor(x))
-    ly, lx = y - y0, x - x0
-    total = 0.0
-    for yy, wy in ((y0, 1 - ly), (y0 + 1, ly)):
-        for xx, wx in ((x0, 1 - lx), (x0 + 1, lx)):
-            if 0 <= yy < h and 0 <= xx < w:
-                total += wy * wx * plane[yy, xx]
-    return total
-
-
-def reference_deform_conv2d(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None):
-    """Literal float64 loops, torchvision.ops.deform_conv2d semantics."""
-    x, offset, weight = (np.asarray(a, np.float64) for a in (x, offset, weight))
-    n, c, h, w = x.shape
-    co, cin_g, kh, kw = weight.shape
-    groups = c // cin_g
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    og = offset.shape[1] // (2 * kh * kw)
-    out = np.zeros((n, co, ho, wo))
-    for b in range(n):
-        for o in range(co):
-            g = o // (co // groups)
-            for yo in range(ho):
-                for xo in range(wo):
-                    acc = 0.0 if bias is None else float(bias[o])
-                    for cl in range(cin_g):
-                        ci = g * cin_g + cl
-                        ogi = ci // (c // og)
-                        for i in range(kh):
-                            for j in range(kw):
-                                k = i * kw + j
-                                dy = offset[b, ogi * 2 * kh * kw + 2 * k, yo, xo]
-                                dx = offset[b, ogi * 2 * kh * kw + 2 * k + 1, yo, xo]
-                                m = 1.0 if mask is None else mask[b, ogi * kh * kw + k, yo, xo]
-                                py = yo * stride[0] - padding[0] + i * dilation[0] + dy
-                                px = xo * stride[1] - padding[1] + j * dilation[1] + dx
-                                acc += weight[o, cl, i, j] * m * _bilinear(x[b, ci], py, px)
-                    out[b, o, yo, xo] = acc
-    return out
+from edgeseg.ops.reference.deform_conv import deform_conv2d as reference_deform_conv2d
 
 
 def _references():
-    refs = [reference_deform_conv2d]
-    try:  # the ops engineer's reference, when it exists (same torchvision signature)
-        refs.append(importlib.import_module("edgeseg.ops.reference.deform_conv").deform_conv2d)
-    except (ImportError, AttributeError):
-        pass
-    return refs
+    """The ops' literal float64 reference (torchvision semantics)."""
+    return [reference_deform_conv2d]
 
 
 CASES = [

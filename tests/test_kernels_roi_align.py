@@ -5,72 +5,18 @@ border); the CuPy launcher agrees on a GPU."""
 from __future__ import annotations
 
 import ctypes
-import importlib
-import math
 
 import numpy as np
 import pytest
 from edgeseg.plugins import roi_align as ra
 
 from edgeseg.errors import InputError
-
-
-def _bilinear(plane, y, x):
-    h, w = plane.shape
-    if y < -1.0 or y > h or x < -1.0 or x > w:
-        return 0.0
-    y, x = max(y, 0.0), max(x, 0.0)
-    y0, x0 = int(y), int(x)
-    if y0 >= h - 1:
-        y0 = y1 = h - 1
-        y = float(y0)
-    else:
-        y1 = y0 + 1
-    if x0 >= w - 1:
-        x0 = x1 = w - 1
-        x = float(x0)
-    else:
-        x1 = x0 + 1
-    ly, lx = y - y0, x - x0
-    return ((1 - ly) * (1 - lx) * plane[y0, x0] + (1 - ly) * lx * plane[y0, x1]
-            + ly * (1 - lx) * plane[y1, x0] + ly * lx * plane[y1, x1])
-
-
-def reference_roi_align(x, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    """Literal float64 loops, torchvision.ops.roi_align semantics (rois (K, 5))."""
-    x, rois = np.asarray(x, np.float64), np.asarray(rois, np.float64)
-    ph, pw = output_size
-    out = np.zeros((rois.shape[0], x.shape[1], ph, pw))
-    off = 0.5 if aligned else 0.0
-    for r, (b, x1, y1, x2, y2) in enumerate(rois):
-        sx, sy = x1 * spatial_scale - off, y1 * spatial_scale - off
-        rw, rh = x2 * spatial_scale - off - sx, y2 * spatial_scale - off - sy
-        if not aligned:
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        bh, bw = rh / ph, rw / pw
-        gh = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / ph)
-        gw = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / pw)
-        count = max(gh * gw, 1)
-        for c in range(x.shape[1]):
-            for i in range(ph):
-                for j in range(pw):
-                    total = 0.0
-                    for iy in range(gh):
-                        yy = sy + i * bh + (iy + 0.5) * bh / gh
-                        for ix in range(gw):
-                            xx = sx + j * bw + (ix + 0.5) * bw / gw
-                            total += _bilinear(x[int(b), c], yy, xx)
-                    out[r, c, i, j] = total / count
-    return out
+from edgeseg.ops.reference.roi_align import roi_align as reference_roi_align
 
 
 def _references():
-    refs = [reference_roi_align]
-    try:  # the ops engineer's reference, when it exists (same torchvision signature)
-        refs.append(importlib.import_module("edgeseg.ops.reference.roi_align").roi_align)
-    except (ImportError, AttributeError):
-        pass
-    return refs
+    """The ops' literal float64 reference (torchvision semantics, rois (K, 5))."""
+    return [reference_roi_align]
 
 
 def _rois(rng, n, h, w, count):
