@@ -117,7 +117,7 @@ def main() -> int:
         sess.run(None, {"input": blob})
 
     runs = {"pytorch": run_torch, "onnxruntime": run_ort}
-    for name, fn in runs.items():
+    for fn in runs.values():
         for i in range(args.warmup):
             fn(blobs[i % len(blobs)])
     load_before = os.getloadavg()

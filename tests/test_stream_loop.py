@@ -87,7 +87,7 @@ def test_file_mode_queues_stay_bounded(tmp_path, no_thread_left):
 def test_break_stops_the_threads(tmp_path, no_thread_left):
     source = FrameSource([numbered_frame(i) for i in range(10)], loop=True)
     seen = 0
-    for result in edgeseg.stream(source, FakeSegmenter()):
+    for _result in edgeseg.stream(source, FakeSegmenter()):
         seen += 1
         if seen == 5:
             break

@@ -110,7 +110,7 @@ def download_wheel(dest: Path, log: Callable[[str], None] = print) -> Path:
     A network failure stops at the first attempt (other platforms would fail the same way).
     """
     last_error = "no wheel"
-    for attempt, extra in enumerate(_PIP_TARGETS):
+    for attempt, extra in enumerate(_PIP_TARGETS):  # noqa: B007 - attempt is reported after the loop
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
                f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(dest), *extra]
         log(f"$ {' '.join(cmd[2:])}")
