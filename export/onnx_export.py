@@ -168,6 +168,11 @@ def onnx_from_checkpoint(checkpoint: str | Path, out_path: str | Path | None = N
     checkpoint = Path(checkpoint)
     model, artifact = load_checkpoint(checkpoint)
     out_path = Path(out_path) if out_path else checkpoint.with_suffix(".onnx")
+    if artifact.model == "maskrcnn":  # instance outputs: detections with post-processing inside the graph
+        from ..models.maskrcnn.export import export_artifact
+
+        export_artifact(model, artifact, out_path, opset=options.get("opset", DEFAULT_OPSET))
+        return Artifact.load(out_path)
     return onnx_from_torch(model, artifact, out_path, **options)
 
 

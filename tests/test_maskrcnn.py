@@ -233,3 +233,19 @@ def test_segmenter_on_an_instance_artifact_returns_instances(tmp_path):
     assert result.labels.shape == (96, 160) and result.instances is not None
     seg.reset()
     seg.close()
+
+
+@pytest.mark.slow
+def test_edgeseg_export_routes_a_maskrcnn_checkpoint_to_the_detection_exporter(tmp_path, capsys):
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.cli import main
+    from edgeseg.models import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("maskrcnn", num_classes=2, in_channels=1).eval()
+    path = tmp_path / "inst.safetensors"
+    save_checkpoint(model, path, Artifact(path=path, classes=["background", "head"],
+                                          preprocess=Preprocess(size=(128, 128), color="gray", mean=[0.5], std=[0.25])))
+    assert main(["export", str(path), "-o", str(tmp_path / "out")]) == 0
+    art = Artifact.load(tmp_path / "out" / "inst.onnx")
+    assert art.extra["task"] == "instances" and len(art.outputs) == 4
