@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 
+from ._lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 # Public names resolved on first use so that importing the package stays cheap.
@@ -29,16 +31,14 @@ _LAZY = {
 __all__ = ["__version__", "stream", *_LAZY]
 
 
+_lazy_getattr, _lazy_dir = lazy_attributes(__name__, _LAZY)
+
+
 def __getattr__(name: str):
     if name == "stream":  # the subpackage itself is callable: edgeseg.stream(source, model)
         return importlib.import_module("edgeseg.stream")
-    if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")
+    return _lazy_getattr(name)
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(_lazy_dir()) | {"stream"})

@@ -8,7 +8,7 @@ Names load lazily (torch, onnx and tensorrt import only when used)::
 
 from __future__ import annotations
 
-import importlib
+from edgeseg._lazy import lazy_attributes
 
 _LAZY = {
     "to_onnx": "edgeseg.export.onnx_export",
@@ -22,13 +22,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'edgeseg.export' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

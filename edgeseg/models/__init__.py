@@ -19,8 +19,7 @@ Checkpoints (weights in ``.safetensors``, everything else in the JSON sidecar; n
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import lazy_attributes
 from .registry import create_model, describe_model, list_models, register_model
 
 _LAZY = {
@@ -31,13 +30,4 @@ _LAZY = {
 __all__ = ["create_model", "describe_model", "list_models", "load_checkpoint", "register_model", "save_checkpoint"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'edgeseg.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -7,9 +7,10 @@ Names load lazily: ``dense_crf`` needs only NumPy/SciPy (or CuPy); the torch ops
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
+
+from .._lazy import lazy_attributes
 
 _LAZY = {
     "deform_conv2d": "edgeseg.ops.deform_conv",
@@ -38,18 +39,7 @@ class _OpsPackage(types.ModuleType):
         super().__setattr__(name, value)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        for public, source in _LAZY.items():  # every public name this submodule provides
-            if source == module.__name__:
-                globals()[public] = getattr(module, public)
-        return globals()[name]
-    raise AttributeError(f"module 'edgeseg.ops' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 sys.modules[__name__].__class__ = _OpsPackage

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 
+from .._lazy import lazy_attributes
 from .base import Runner
 from .registry import backends_for, create_runner, list_backends, register_backend
 
@@ -37,13 +38,4 @@ _LAZY = {"TorchRunner": "edgeseg.runtime.torch_runner", "OrtRunner": "edgeseg.ru
 __all__ = ["Runner", "create_runner", "register_backend", "list_backends", "backends_for", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'edgeseg.runtime' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
