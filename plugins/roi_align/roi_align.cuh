@@ -17,12 +17,8 @@
 
 namespace edgeseg_roi {
 
-template <typename T> EDGESEG_HD float load(const T* p, long i) { return static_cast<float>(p[i]); }
-template <typename T> EDGESEG_HD void store(T* p, long i, float v) { p[i] = static_cast<T>(v); }
-#if defined(__CUDACC__)
-template <> EDGESEG_HD float load<__half>(const __half* p, long i) { return __half2float(p[i]); }
-template <> EDGESEG_HD void store<__half>(__half* p, long i, float v) { p[i] = __float2half(v); }
-#endif
+using edgeseg::load;
+using edgeseg::store;
 
 struct Params {
     int N, C, H, W;    // input
