@@ -97,6 +97,16 @@ def pytest_runtest_setup(item):
         pytest.skip(problem)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Pin torch to one thread for a module of tiny-tensor tests (OpenMP wake-ups dominate on shared cores)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def hc18_dir() -> Path:
     if not (HC18 / "images").is_dir():

@@ -14,13 +14,7 @@ from edgeseg.ops import DeformConv2d, deform_conv2d
 from edgeseg.ops.reference.deform_conv import deform_conv2d as reference
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: OpenMP threads only add wake-up latency (and this machine's cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # (N, C_in, H, W, C_out, (kh, kw), groups, offset_groups, stride, padding, dilation, mask, bias, offset scale)
 CASES = {

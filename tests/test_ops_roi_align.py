@@ -14,13 +14,7 @@ from edgeseg.ops import RoIAlign, roi_align
 from edgeseg.ops.reference.roi_align import roi_align as reference
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: OpenMP threads only add wake-up latency (and this machine's cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rois(rng, n_images, height, width, count, max_size):
