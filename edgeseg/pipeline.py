@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import postprocess
+from ._malloc import keep_frame_buffers_mapped
 from .artifact import Artifact
 from .errors import ArtifactError, InputError, MissingDependencyError
 from .preprocess import Preprocessor, check_frame
@@ -27,26 +27,76 @@ from .runtime import Runner, create_runner
 STAGES = ("pre", "infer", "post", "crf")
 
 
-@dataclass
 class Segmentation:
     """One frame's result.
 
     Attributes:
-        labels: (H, W) int32 class index per pixel, at frame size.
+        labels: (H, W) uint8 class index per pixel, at frame size (uint16 for models with more than 256
+            classes).
         probs: (C, H, W) float32 class probabilities at frame size (a 1-channel sigmoid model gives
             C = 2: background, foreground).
+        foreground: (H, W) float32 probability of "not background" (``1 - probs[0]``; ``probs[1]`` for a
+            two-class model) at frame size.
         timings: seconds per stage, keys ``"pre"``, ``"infer"``, ``"post"``, ``"crf"`` (0 when off).
         instances: per-instance results for instance models, None for semantic models.
+
+    A two-class model's Segmenter computes only the foreground plane: ``labels`` (``foreground > 0.5``)
+    and ``probs`` (background and foreground stacked) are built the first time they are read, so a user who
+    needs only the foreground (the selfie effects) or only labels does not pay for the rest. Give ``labels``
+    with ``probs``, or ``foreground`` alone (two-class).
     """
 
-    labels: np.ndarray
-    probs: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
-    instances: Any = None
+    def __init__(self, labels: np.ndarray | None = None, probs: np.ndarray | None = None,
+                 timings: dict[str, float] | None = None, instances: Any = None,
+                 foreground: np.ndarray | None = None) -> None:
+        if probs is None and foreground is None:
+            raise InputError("Segmentation: got neither probs nor foreground, expected at least one of them")
+        if labels is None and foreground is None:
+            raise InputError("Segmentation: got probs without labels, expected labels (or a two-class foreground)")
+        self._labels = labels
+        self._probs = probs
+        self._foreground = foreground
+        self.timings = {} if timings is None else timings
+        self.instances = instances
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = (self._foreground > 0.5).view(np.uint8)
+        return self._labels
+
+    @labels.setter
+    def labels(self, value: np.ndarray) -> None:
+        self._labels = value
+
+    @property
+    def probs(self) -> np.ndarray:
+        if self._probs is None:
+            fg = self._foreground
+            probs = np.empty((2, *fg.shape), np.float32)
+            probs[1] = fg
+            np.subtract(1.0, fg, out=probs[0])
+            self._probs = probs
+        return self._probs
+
+    @probs.setter
+    def probs(self, value: np.ndarray) -> None:
+        self._probs, self._foreground = value, None
+
+    @property
+    def foreground(self) -> np.ndarray:
+        if self._foreground is None:
+            probs = self._probs
+            self._foreground = probs[1] if probs.shape[0] == 2 else np.subtract(1.0, probs[0], dtype=np.float32)
+        return self._foreground
 
     @property
     def total_s(self) -> float:
         return float(sum(self.timings.values()))
+
+    def __repr__(self) -> str:
+        shape = (self._foreground if self._probs is None else self._probs[0]).shape
+        return f"Segmentation({shape[0]}x{shape[1]}, timings={self.timings})"
 
 
 class Segmenter:
@@ -67,7 +117,7 @@ class Segmenter:
 
         seg = Segmenter("edgeseg/assets/hc18_fastseg.onnx", smooth=0.5)
         result = seg(frame)                   # frame: (H, W, 3) BGR uint8 or (H, W) gray
-        result.labels                         # (H, W) int32
+        result.labels                         # (H, W) uint8
         result.probs                          # (C, H, W) float32
         view = seg.overlay(frame, result)     # (H, W, 3) BGR uint8
     """
@@ -89,6 +139,7 @@ class Segmenter:
             raise InputError(f"smooth: got {smooth!r}, expected None or a number in [0, 1)")
         if crf not in (None, False, True) and not isinstance(crf, dict):
             raise InputError(f"crf: got {crf!r}, expected None, True or a dict of dense_crf parameters")
+        keep_frame_buffers_mapped()  # per-frame arrays reuse heap pages instead of faulting in fresh ones
         if isinstance(model, Runner):
             self.runner = model
         else:
@@ -127,18 +178,21 @@ class Segmenter:
         t2 = time.perf_counter()
         if postprocess.is_binary(output[0]):  # only the foreground plane is computed and resized
             fg = self._smoothed(postprocess.foreground(output[0], self.artifact.output_kind), frame.shape[:2])
-            probs, labels = postprocess.binary_to_frame_size(fg, region, frame.shape[:2])
+            fg = postprocess.foreground_to_frame_size(fg, region, frame.shape[:2])
+            probs = labels = None
         else:
+            fg = None
             probs = self._smoothed(postprocess.probabilities(output[0], self.artifact.output_kind), frame.shape[:2])
             probs = postprocess.to_frame_size(probs, region, frame.shape[:2])
             labels = postprocess.argmax_labels(probs)
         t3 = time.perf_counter()
         crf_s = 0.0
         if self._dense_crf is not None:
-            probs, labels = self._refine(probs, frame)
+            probs, labels = self._refine(probs if fg is None else Segmentation(foreground=fg).probs, frame)
+            fg = None
             crf_s = time.perf_counter() - t3
         timings = {"pre": t1 - t0, "infer": t2 - t1, "post": t3 - t2, "crf": crf_s}
-        return Segmentation(labels=labels, probs=probs, timings=timings)
+        return Segmentation(labels=labels, probs=probs, timings=timings, foreground=fg)
 
     def overlay(self, frame: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.ndarray:
         """Frame with class colours blended in (``alpha`` = colour weight) -> (H, W, 3) BGR uint8."""
@@ -177,7 +231,7 @@ class Segmenter:
             refined = refined[0]
         refined = np.asarray(refined)
         if refined.ndim == 2:  # labels only
-            return probs, refined.astype(np.int32, copy=False)
+            return probs, refined.astype(postprocess.label_dtype(probs.shape[0]), copy=False)
         refined = refined.astype(np.float32, copy=False)
         return refined, postprocess.argmax_labels(refined)
 

@@ -66,8 +66,9 @@ class Preprocessor:
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, Region]:
         frame = check_frame(frame)
         resized, region = self.resize(frame)
-        image = self.convert_color(resized)
-        return self.normalize(image), region
+        if resized.ndim == 3 and self.pre.color == "rgb":  # BGR planes written in reverse: no cvtColor pass
+            return self.normalize(resized, planes=(2, 1, 0)), region
+        return self.normalize(self.convert_color(resized)), region
 
     def resize(self, frame: np.ndarray) -> tuple[np.ndarray, Region]:
         cv2 = self.cv2
@@ -96,18 +97,25 @@ class Preprocessor:
             return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return image
 
-    def normalize(self, image: np.ndarray) -> np.ndarray:
-        """(H, W) or (H, W, C) uint8 -> (1, C, H, W) ``(pixel / 255 - mean) / std``."""
+    def normalize(self, image: np.ndarray, planes: tuple[int, ...] | None = None) -> np.ndarray:
+        """(H, W) or (H, W, C) uint8 -> (1, C, H, W) ``(pixel / 255 - mean) / std``.
+
+        ``planes``: the blob channel each image channel goes to (``(2, 1, 0)`` turns BGR into RGB).
+        """
+        offset_is_zero = not self.offset.any()
         if image.ndim == 2:
             x = image.astype(np.float32)
             x *= self.scale[0]
-            x += self.offset[0]
+            if not offset_is_zero:
+                x += self.offset[0]
             blob = x[None, None]
         else:
             # Plane by plane straight into the NCHW blob: the same float32 arithmetic as a whole-image
             # multiply-add, without the HWC -> CHW transpose copy (8x faster at 256x256x3).
             blob = np.empty((1, image.shape[2], *image.shape[:2]), np.float32)
-            for c, plane in enumerate(self.cv2.split(image)):
+            for src, plane in enumerate(self.cv2.split(image)):
+                c = src if planes is None else planes[src]
                 np.multiply(plane, self.scale[c], out=blob[0, c], dtype=np.float32)
-                blob[0, c] += self.offset[c]
+                if not offset_is_zero:
+                    blob[0, c] += self.offset[c]
         return blob if blob.dtype == self.dtype else blob.astype(self.dtype)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgeseg.artifact import Artifact, Preprocess, TensorSpec
+from edgeseg.errors import InputError
 from edgeseg.pipeline import STAGES, Segmentation, Segmenter
 from edgeseg.preprocess import Preprocessor
 
@@ -71,7 +72,7 @@ def test_labels_line_up_with_the_frame(resize):
     frame = half_frame()
     result = seg(frame)
     assert isinstance(result, Segmentation)
-    assert result.labels.shape == (120, 200) and result.labels.dtype == np.int32
+    assert result.labels.shape == (120, 200) and result.labels.dtype == np.uint8
     assert result.probs.shape == (2, 120, 200) and result.probs.dtype == np.float32
     # Away from the edge (resampling blurs ~2 model pixels = ~5 frame pixels) labels equal the truth.
     assert (result.labels[:, :64] == 1).all() and (result.labels[:, 76:] == 0).all()
@@ -179,7 +180,34 @@ def test_two_class_fast_path_equals_softmax_resize_argmax():
     np.testing.assert_allclose(probs, softmax, atol=1e-6)
     region = Region(5, 0, 30, 60)                                 # a letterboxed crop
     general = postprocess.to_frame_size(softmax, region, (90, 170))
-    fast, labels = postprocess.binary_to_frame_size(probs[1], region, (90, 170))
-    np.testing.assert_allclose(fast, general, atol=1e-6)
+    foreground = postprocess.foreground_to_frame_size(probs[1], region, (90, 170))
+    np.testing.assert_allclose(foreground, general[1], atol=1e-6)
+    labels = Segmentation(foreground=foreground).labels
     np.testing.assert_array_equal(labels, general.argmax(axis=0))
-    assert labels.dtype == np.int32 and fast.dtype == np.float32
+    assert labels.dtype == np.uint8 and foreground.dtype == np.float32
+
+
+def test_segmentation_builds_labels_and_probs_from_the_foreground_on_first_read():
+    from edgeseg.pipeline import Segmentation
+
+    fg = np.random.default_rng(1).random((7, 9), dtype=np.float32)
+    lazy = Segmentation(foreground=fg)
+    np.testing.assert_array_equal(lazy.probs, np.stack([1 - fg, fg]))
+    np.testing.assert_array_equal(lazy.labels, lazy.probs.argmax(axis=0))
+    assert lazy.probs is lazy.probs and lazy.labels is lazy.labels and lazy.foreground is fg
+    eager = Segmentation(labels=lazy.labels, probs=np.stack([1 - fg, 0.3 * fg, 0.7 * fg]))
+    np.testing.assert_allclose(eager.foreground, fg, atol=1e-6)     # 1 - P(background) for any class count
+    with pytest.raises(InputError, match="neither probs nor foreground"):
+        Segmentation(labels=lazy.labels)
+    with pytest.raises(InputError, match="probs without labels"):
+        Segmentation(probs=eager.probs)
+
+
+def test_labels_are_uint8_up_to_256_classes_and_wider_beyond():
+    from edgeseg.postprocess import argmax_labels, label_dtype
+
+    assert [label_dtype(n) for n in (2, 256, 257, 65536, 65537)] == [np.uint8, np.uint8, np.uint16, np.uint16, np.int32]
+    probs = np.random.default_rng(2).random((300, 4, 5), dtype=np.float32)
+    labels = argmax_labels(probs)
+    assert labels.dtype == np.uint16
+    np.testing.assert_array_equal(labels, probs.argmax(axis=0))

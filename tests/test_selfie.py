@@ -4,6 +4,7 @@ cache, and the background effect. Parity tests skip (with the reason) until `edg
 from __future__ import annotations
 
 import functools
+import types
 import zipfile
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def _scene(height=60, width=80):
     person = np.zeros((height, width), np.float32)
     person[:, : width // 2] = 1.0
     probs = np.stack([1.0 - person, person])
-    return frame, Segmentation(labels=person.astype(np.int32), probs=probs)
+    return frame, Segmentation(labels=person.astype(np.uint8), probs=probs)
 
 
 def test_color_background_keeps_the_person_and_paints_the_rest():
@@ -234,8 +235,10 @@ def test_mask_of_another_size_is_rejected():
     from edgeseg.apps.selfie import BackgroundEffect
 
     frame, result = _scene()
-    with pytest.raises(InputError, match="result.probs"):
+    with pytest.raises(InputError, match="result.foreground"):
         BackgroundEffect()(frame[:30], result)
+    with pytest.raises(InputError, match="result.probs"):           # a result object that only has probs
+        BackgroundEffect()(frame[:30], types.SimpleNamespace(probs=result.probs))
 
 
 def test_selfie_command_blurs_a_real_video(tmp_path):

@@ -47,7 +47,7 @@ def test_file_mode_processes_every_frame_in_order(tmp_path, no_thread_left):
     assert [r.index for r in results] == list(range(50))
     assert [frame_number(r.frame) for r in results] == list(range(50))
     for r in results[::7]:  # each result belongs to its own frame
-        np.testing.assert_array_equal(r.labels, (r.frame[:, :, 2] > 127).astype(np.int32))
+        np.testing.assert_array_equal(r.labels, (r.frame[:, :, 2] > 127).astype(np.uint8))
         assert r.probs.shape == (2, 64, 96) and r.image.shape == r.frame.shape
     assert seg.threads == {"edgeseg-inference"}
     summary = stream.summary()

@@ -80,8 +80,8 @@ class BackgroundEffect:
         color: a solid background, B,G,R 0-255 (tuple or ``"0,255,0"``).
         feather: radius in pixels of the Gaussian that softens the mask edge (0 = hard edge as predicted).
 
-    ``frame``: (H, W, 3) BGR uint8; ``result``: a :class:`~edgeseg.pipeline.Segmentation` whose ``probs``
-    (C, H, W) are at frame size with class 0 the background. Returns (H, W, 3) BGR uint8.
+    ``frame``: (H, W, 3) BGR uint8; ``result``: a :class:`~edgeseg.pipeline.Segmentation` of this frame
+    (its ``foreground``, or ``probs`` (C, H, W) with class 0 the background, at frame size). Returns (H, W, 3) BGR uint8.
     Temporal smoothing belongs to the Segmenter (``smooth=``), which averages probabilities over frames.
     """
 
@@ -116,15 +116,19 @@ class BackgroundEffect:
         return self.composite(frame, self.person(frame, result))
 
     def person(self, frame: np.ndarray, result: Any) -> np.ndarray:
-        """(H, W) float32 person probability ``1 - P(background)`` (``probs[1]`` for a 2-class model) at frame size."""
-        probs = getattr(result, "probs", None)
+        """(H, W) float32 person probability ``1 - P(background)`` at frame size (``result.foreground``)."""
         frame_hw = tuple(frame.shape[:2])
-        if probs is None or probs.ndim != 3 or tuple(probs.shape[1:]) != frame_hw:
-            raise InputError(f"result.probs: got shape {getattr(probs, 'shape', None)}, expected (C, H, W) at the "
-                             f"frame size {frame_hw} (pass the Segmentation of this frame)")
-        if probs.shape[0] == 2 and probs.dtype == np.float32:  # background + person: no arithmetic needed
-            return probs[1]
-        return np.subtract(1.0, probs[0], dtype=np.float32)
+        person = getattr(result, "foreground", None)
+        if person is None:  # any result object with class probabilities, class 0 the background
+            probs = getattr(result, "probs", None)
+            if probs is None or probs.ndim != 3 or tuple(probs.shape[1:]) != frame_hw:
+                raise InputError(f"result.probs: got shape {getattr(probs, 'shape', None)}, expected (C, H, W) at "
+                                 f"the frame size {frame_hw} (pass the Segmentation of this frame)")
+            person = probs[1] if probs.shape[0] == 2 else np.subtract(1.0, probs[0], dtype=np.float32)
+        if tuple(person.shape) != frame_hw:
+            raise InputError(f"result.foreground: got shape {person.shape}, expected the frame size {frame_hw} "
+                             "(pass the Segmentation of this frame)")
+        return np.asarray(person, np.float32)
 
     def composite(self, frame: np.ndarray, person: np.ndarray) -> np.ndarray:
         """Blend ``frame`` over the new background with weight ``person`` (H, W) float32 in [0, 1], feathered."""

@@ -16,10 +16,12 @@ from typing import Self
 import numpy as np
 
 from .._deps import require
+from .._malloc import keep_frame_buffers_mapped
 from ..artifact import Artifact
 from ..data.dataset import preprocess_image
 from ..errors import InputError
 from ..pipeline import Segmentation
+from ..postprocess import label_dtype
 from .predict import instances_from_detections
 from .types import Instances
 
@@ -37,13 +39,14 @@ def _palette(k: int) -> np.ndarray:
 class InstanceSegmenter:
     """Frames -> :class:`~edgeseg.pipeline.Segmentation` whose ``instances`` is an :class:`Instances`.
 
-    ``labels`` (H, W) int32 is the class of the highest-scoring instance covering each pixel (0 elsewhere)
+    ``labels`` (H, W) uint8 is the class of the highest-scoring instance covering each pixel (0 elsewhere)
     and ``probs`` (C, H, W) float32 the per-class maximum of the instances' pasted mask probabilities
     (background = 1 - the rest), so semantic consumers keep working. Detections below
     ``score_threshold`` are dropped. Timings: "pre", "infer", "post", "crf" (always 0).
     """
 
     def __init__(self, model: str | Path, score_threshold: float = 0.5, threads: int | None = 1):
+        keep_frame_buffers_mapped()
         path = Path(model)
         self.artifact = Artifact.load(path)
         self.score_threshold = float(score_threshold)
@@ -115,7 +118,7 @@ class InstanceSegmenter:
 
 
 def _semantic_view(inst: Instances, num_classes: int, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.zeros(hw, np.int32)
+    labels = np.zeros(hw, label_dtype(num_classes))
     probs = np.zeros((num_classes, *hw), np.float32)
     for i in range(len(inst) - 1, -1, -1):  # lowest score first, so the best instance paints last
         labels[inst.masks[i]] = inst.classes[i]

@@ -57,7 +57,8 @@ class StreamResult:
 
     Attributes:
         frame: (H, W, 3) BGR uint8, the captured frame.
-        labels: (H, W) int32 class per pixel. probs: (C, H, W) float32 probabilities.
+        labels: (H, W) uint8 class per pixel. probs: (C, H, W) float32 probabilities (read from
+            ``segmentation``, built on first access for two-class models).
         timings: seconds per stage: capture, pre, infer, post, crf, render, end_to_end (capture to render done).
         index: the frame's number in capture order (gaps are frames dropped by a live source).
         capture_time: ``time.perf_counter()`` at capture. image: the rendered frame (None without a renderer).
@@ -66,7 +67,6 @@ class StreamResult:
 
     frame: np.ndarray
     labels: np.ndarray
-    probs: np.ndarray
     timings: dict[str, float]
     index: int
     capture_time: float
@@ -77,6 +77,10 @@ class StreamResult:
     @property
     def latency_s(self) -> float:
         return self.timings["end_to_end"]
+
+    @property
+    def probs(self) -> np.ndarray:
+        return self.segmentation.probs
 
 
 @dataclass
@@ -284,7 +288,7 @@ class Stream:
         self._busy["render"] += done - t0
         timings["end_to_end"] = done - item.timestamp
         self.stats.count_done(timings, done)
-        return StreamResult(frame=item.image, labels=seg.labels, probs=seg.probs, timings=timings,
+        return StreamResult(frame=item.image, labels=seg.labels, timings=timings,
                             index=item.index, capture_time=item.timestamp, image=image, segmentation=seg,
                             dropped=self.stats.dropped)
 

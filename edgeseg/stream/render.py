@@ -39,7 +39,7 @@ class Overlay:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         if labels.shape != frame.shape[:2]:
             raise InputError(f"labels: got shape {labels.shape}, expected the frame's (H, W) {frame.shape[:2]}")
-        labels8 = labels.astype(np.uint8)
+        labels8 = labels.astype(np.uint8, copy=False)
         if labels.size and int(labels.max()) >= self.num_classes:
             raise InputError(f"labels: values up to {int(labels.max())}, expected 0..{self.num_classes - 1}")
         colored = cv2.applyColorMap(labels8, self._lut)

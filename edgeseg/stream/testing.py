@@ -94,7 +94,7 @@ class FakeSegmenter:
         t0 = time.perf_counter()
         if self.delay:
             time.sleep(self.delay)
-        labels = (frame[:, :, 2] > 127).astype(np.int32)
+        labels = (frame[:, :, 2] > 127).view(np.uint8)
         probs = np.stack([1 - labels, labels]).astype(np.float32)
         return FakeSegmentation(labels, probs, {"pre": 0.0, "infer": time.perf_counter() - t0, "post": 0.0,
                                                 "crf": 0.0})

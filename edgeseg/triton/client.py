@@ -6,7 +6,7 @@ no preprocessing on the client, only ``tritonclient``. For tensor-level access (
 
 >>> from edgeseg.triton.client import RemoteSegmenter
 >>> seg = RemoteSegmenter("grpc://10.0.0.5:8001", "hc18_fastseg_segment")   # doctest: +SKIP
->>> result = seg(frame)          # frame: (H, W, 3) BGR uint8 -> result.labels (H, W) int32   # doctest: +SKIP
+>>> result = seg(frame)          # frame: (H, W, 3) BGR uint8 -> result.labels (H, W) uint8   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class RemoteSegmenter:
         from ..artifact import Artifact, TensorSpec
 
         sidecar = Artifact(path=f"{model_name}.onnx", inputs=[TensorSpec("frame", ["height", "width", "channels"], "uint8")],
-                           outputs=[TensorSpec("labels", ["height", "width"], "int32"),
+                           outputs=[TensorSpec("labels", ["height", "width"], "uint8"),
                                     TensorSpec("probs", ["classes", "height", "width"], "float32")])
         self.runner = TritonRunner(sidecar, url=url, model_name=model_name, check_finite=False, **options)
 

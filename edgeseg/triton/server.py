@@ -110,12 +110,15 @@ def bind_segmenter(triton, artifact: Artifact, options: ServeOptions, model_name
     """Bind ``<model_name>_segment``: a whole :class:`~edgeseg.Segmenter` on the server.
 
     Input ``frame`` (H, W, C) uint8, C = 3 (BGR) or 1 (gray), one frame per request; outputs ``labels``
-    (H, W) int32 and ``probs`` (K, H, W) float32 at frame size. Thin clients send frames, not tensors
+    (H, W) uint8 (uint16 beyond 256 classes) and ``probs`` (K, H, W) float32 at frame size. Thin clients send frames, not tensors
     (see :class:`~edgeseg.triton.client.RemoteSegmenter`).
     """
     from pytriton.model_config import ModelConfig, Tensor
 
     from ..pipeline import Segmenter
+    from ..postprocess import label_dtype
+
+    labels_dtype = label_dtype(len(artifact.classes))
 
     def make_infer():
         segmenter = Segmenter(artifact, backend="onnxruntime", threads=options.threads)
@@ -125,7 +128,8 @@ def bind_segmenter(triton, artifact: Artifact, options: ServeOptions, model_name
             for request in requests:
                 frame = np.asarray(request["frame"])
                 result = segmenter(frame[..., 0] if frame.ndim == 3 and frame.shape[2] == 1 else frame)
-                responses.append({"labels": result.labels.astype(np.int32), "probs": result.probs.astype(np.float32)})
+                responses.append({"labels": result.labels.astype(labels_dtype, copy=False),
+                                  "probs": result.probs.astype(np.float32, copy=False)})
             return responses
 
         return infer
@@ -134,7 +138,7 @@ def bind_segmenter(triton, artifact: Artifact, options: ServeOptions, model_name
     funcs = [make_infer() for _ in range(options.instances)]
     triton.bind(model_name=name, infer_func=funcs if len(funcs) > 1 else funcs[0],
                 inputs=[Tensor(name="frame", dtype=np.uint8, shape=(-1, -1, -1))],
-                outputs=[Tensor(name="labels", dtype=np.int32, shape=(-1, -1)),
+                outputs=[Tensor(name="labels", dtype=labels_dtype.type, shape=(-1, -1)),
                          Tensor(name="probs", dtype=np.float32, shape=(-1, -1, -1))],
                 config=ModelConfig(batching=False), strict=True)
     return name
