@@ -5,7 +5,8 @@ For one model on one real video, per --threads setting (ONNX Runtime / torch int
     -> latency p50/p99 and its rate 1 / p50; measured before the stream cases and after each repeat;
   - stream cases, run --repeats times interleaved with the baseline (so drifts in machine load hit both):
       file, no render (decode + segment), file + overlay (null sink), file + overlay -> H.264 file (what
-      `edgeseg run --sink out.mp4` does), live: the file paced at its own frame rate like a camera (drop-latest);
+      `edgeseg run --sink out.mp4` does; x264 preset veryfast, and ultrafast as `--preset ultrafast` sets),
+      live: the file paced at its own frame rate like a camera (drop-latest);
   - efficiency = stream FPS / (1 / baseline p50) with the baseline measured around that repeat (live:
     / min(model rate, video fps)); the median and range over repeats are reported;
   - inference busy = share of the stream's wall time the inference thread spent in the segmenter. It is the
@@ -144,8 +145,10 @@ def model_alone(seg, frames: list[np.ndarray], warmup: int = 10) -> dict:
             "p99": i.p99 * 1e3}, "rate_fps": 1.0 / s.median, "count": s.count}
 
 
-def stream_case(seg, video: str, sink: str, realtime: bool, render: bool, skip: int = 10) -> dict:
-    run = edgeseg.stream(video, seg, sink=sink, realtime=realtime, render=None if render else False)
+def stream_case(seg, video: str, sink: str, realtime: bool, render: bool, sink_options: dict | None = None,
+                skip: int = 10) -> dict:
+    run = edgeseg.stream(video, seg, sink=sink, realtime=realtime, render=None if render else False,
+                         sink_options=sink_options)
     e2e, done = [], []
     with run:
         for result in run:
@@ -174,8 +177,10 @@ def main() -> int:
     frames = decode(video, args.alone_frames)
     cases = []
     with_tmp = Path(args.out).with_suffix(".tmp.mp4")
-    case_specs = (("file_norender", "null", False, False), ("file_null", "null", False, True),
-             ("file_h264", str(with_tmp), False, True), ("live_null", "null", True, True))
+    case_specs = (("file_norender", "null", False, False, None), ("file_null", "null", False, True, None),
+                  ("file_h264", str(with_tmp), False, True, None),
+                  ("file_h264_ultrafast", str(with_tmp), False, True, {"preset": "ultrafast"}),
+                  ("live_null", "null", True, True, None))
     source = open_source(video)
     source.open()
     video_fps = source.fps
@@ -185,8 +190,8 @@ def main() -> int:
         alones = [model_alone(seg, frames)]
         runs = {spec[0]: [] for spec in case_specs}
         for _ in range(args.repeats):  # interleaved, so slow drifts in machine load hit both sides alike
-            for key, sink, realtime, render in case_specs:
-                runs[key].append(stream_case(seg, video, sink, realtime, render))
+            for key, sink, realtime, render, sink_options in case_specs:
+                runs[key].append(stream_case(seg, video, sink, realtime, render, sink_options))
             alones.append(model_alone(seg, frames))
         with_tmp.unlink(missing_ok=True)
         # baseline of repeat r: mean of the model-alone p50 measured just before and just after it
@@ -247,6 +252,7 @@ def print_table(report: dict) -> None:
                      f"{alone['infer_ms']['p50']:.1f}", "-"))
         for key, label in (("file_norender", "stream file, no render"), ("file_null", "stream file, overlay"),
                            ("file_h264", "stream file, overlay -> H.264"),
+                           ("file_h264_ultrafast", "stream file, overlay -> H.264 ultrafast"),
                            ("live_null", "stream live (paced), overlay")):
             c = row[key]
             lo, hi = c["efficiency_range"]

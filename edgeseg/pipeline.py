@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from . import postprocess
 from ._malloc import keep_frame_buffers_mapped
 from .artifact import Artifact
 from .errors import ArtifactError, InputError, MissingDependencyError
-from .preprocess import Preprocessor, check_frame
+from .preprocess import Preprocessor, Region, check_frame
 from .runtime import Runner, create_runner
 
 STAGES = ("pre", "infer", "post", "crf")
@@ -99,6 +100,18 @@ class Segmentation:
         return f"Segmentation({shape[0]}x{shape[1]}, timings={self.timings})"
 
 
+@dataclass
+class FrameInFlight:
+    """A frame between the Segmenter's stages: the frame, the model input, where the frame sits in it
+    (letterbox), the model output once inferred, and the stage timings so far."""
+
+    frame: np.ndarray
+    blob: np.ndarray
+    region: Region
+    timings: dict[str, float]
+    output: np.ndarray | None = None
+
+
 class Segmenter:
     """Segment BGR uint8 frames with any model artifact.
 
@@ -170,28 +183,45 @@ class Segmenter:
 
     def __call__(self, frame: np.ndarray) -> Segmentation:
         """Segment one frame: (H, W, 3) BGR uint8 or (H, W) gray -> :class:`Segmentation` at (H, W)."""
+        return self.postprocess(self.infer(self.preprocess(frame)))
+
+    # The three stages, for pipelines that run them in different threads (edgeseg.stream does): preprocess
+    # is stateless (any thread), infer uses the runner (one thread), postprocess carries the smoothing
+    # state (one thread, frames in order).
+    def preprocess(self, frame: np.ndarray) -> FrameInFlight:
+        """Validate and convert a frame into the model input (raises InputError naming the problem)."""
         t0 = time.perf_counter()
-        blob, region = self.preprocessor(frame)   # validates the frame (InputError naming the problem)
+        blob, region = self.preprocessor(frame)
         frame = check_frame(frame)
-        t1 = time.perf_counter()
-        output = self.runner.infer({self.input_name: blob})[self.output_name]
-        t2 = time.perf_counter()
+        return FrameInFlight(frame, blob, region, {"pre": time.perf_counter() - t0})
+
+    def infer(self, item: FrameInFlight) -> FrameInFlight:
+        """Run the model on a preprocessed frame (fills ``item.output``)."""
+        t0 = time.perf_counter()
+        item.output = self.runner.infer({self.input_name: item.blob})[self.output_name]
+        item.timings["infer"] = time.perf_counter() - t0
+        return item
+
+    def postprocess(self, item: FrameInFlight) -> Segmentation:
+        """Model output -> :class:`Segmentation` at frame size (smoothing and CRF included)."""
+        t0 = time.perf_counter()
+        output, region, frame_hw = item.output, item.region, item.frame.shape[:2]
         if postprocess.is_binary(output[0]):  # only the foreground plane is computed and resized
-            fg = self._smoothed(postprocess.foreground(output[0], self.artifact.output_kind), frame.shape[:2])
-            fg = postprocess.foreground_to_frame_size(fg, region, frame.shape[:2])
+            fg = self._smoothed(postprocess.foreground(output[0], self.artifact.output_kind), frame_hw)
+            fg = postprocess.foreground_to_frame_size(fg, region, frame_hw)
             probs = labels = None
         else:
             fg = None
-            probs = self._smoothed(postprocess.probabilities(output[0], self.artifact.output_kind), frame.shape[:2])
-            probs = postprocess.to_frame_size(probs, region, frame.shape[:2])
+            probs = self._smoothed(postprocess.probabilities(output[0], self.artifact.output_kind), frame_hw)
+            probs = postprocess.to_frame_size(probs, region, frame_hw)
             labels = postprocess.argmax_labels(probs)
-        t3 = time.perf_counter()
+        t1 = time.perf_counter()
         crf_s = 0.0
         if self._dense_crf is not None:
-            probs, labels = self._refine(probs if fg is None else Segmentation(foreground=fg).probs, frame)
+            probs, labels = self._refine(probs if fg is None else Segmentation(foreground=fg).probs, item.frame)
             fg = None
-            crf_s = time.perf_counter() - t3
-        timings = {"pre": t1 - t0, "infer": t2 - t1, "post": t3 - t2, "crf": crf_s}
+            crf_s = time.perf_counter() - t1
+        timings = {"pre": item.timings["pre"], "infer": item.timings["infer"], "post": t1 - t0, "crf": crf_s}
         return Segmentation(labels=labels, probs=probs, timings=timings, foreground=fg)
 
     def overlay(self, frame: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.ndarray:

@@ -42,6 +42,19 @@ def test_run_writes_video_and_summary(tmp_path, model, capsys):
     assert "end_to_end" in table and "25 processed, 0 dropped" in table
 
 
+def test_run_preset_reaches_the_h264_encoder_and_is_refused_for_other_sinks(tmp_path, model, capsys):
+    pytest.importorskip("av")
+    clip = write_clip(tmp_path / "in.avi", frames=6, fps=25)
+    out = tmp_path / "fast.mp4"
+    assert main(["run", "--model", str(model), "--source", str(clip), "--sink", str(out), "--preset", "ultrafast",
+                 "--quiet"]) == 0
+    assert count_frames(out) == 6
+    assert b"cabac=0" in out.read_bytes()  # x264 writes its settings into the stream; only ultrafast turns CABAC off
+    rc = main(["run", "--model", str(model), "--source", str(clip), "--sink", str(tmp_path / "frames") + "/",
+               "--preset", "ultrafast"])
+    assert rc == 2 and "--preset: got 'ultrafast' for sink" in capsys.readouterr().err
+
+
 def test_run_with_missing_source_is_one_clear_line(tmp_path, model, capsys):
     rc = main(["run", "--model", str(model), "--source", str(tmp_path / "none.mp4"), "--sink", "null"])
     assert rc == 2

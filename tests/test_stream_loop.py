@@ -196,6 +196,54 @@ def test_real_segmenter_from_an_onnx_file_with_smoothing(tmp_path, no_thread_lef
     assert count_frames(tmp_path / "out.avi") == 12
 
 
+def test_segmenter_stages_run_in_capture_inference_and_render_threads(tmp_path, no_thread_left):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from edgeseg.pipeline import Segmenter
+    from edgeseg.stream.testing import threshold_onnx
+
+    class Recording(Segmenter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.threads = {"preprocess": set(), "infer": set(), "postprocess": set()}
+
+        def preprocess(self, frame):
+            self.threads["preprocess"].add(threading.current_thread().name)
+            return super().preprocess(frame)
+
+        def infer(self, item):
+            self.threads["infer"].add(threading.current_thread().name)
+            return super().infer(item)
+
+        def postprocess(self, item):
+            self.threads["postprocess"].add(threading.current_thread().name)
+            return super().postprocess(item)
+
+    model = threshold_onnx(tmp_path / "threshold.onnx", size=(64, 96))
+    frames = [numbered_frame(i) for i in range(10)]
+    seg = Recording(str(model), threads=1, smooth=0.5)
+    results = list(edgeseg.stream(FrameSource(frames), seg))
+    assert seg.threads == {"preprocess": {"edgeseg-capture"}, "infer": {"edgeseg-inference"},
+                           "postprocess": {"edgeseg-render"}}
+    direct = Segmenter(str(model), threads=1, smooth=0.5)  # the same frames through plain calls, in order
+    for frame, result in zip(frames, results):
+        expected = direct(frame)
+        np.testing.assert_array_equal(result.labels, expected.labels)
+        np.testing.assert_allclose(result.probs, expected.probs, atol=1e-6)
+        assert set(result.timings) >= {"pre", "infer", "post", "render", "end_to_end"}
+
+
+def test_a_frame_the_segmenter_rejects_fails_the_inference_stage(tmp_path, no_thread_left):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from edgeseg.stream.testing import threshold_onnx
+
+    model = threshold_onnx(tmp_path / "threshold.onnx", size=(64, 96))
+    frames = [numbered_frame(i) for i in range(5)] + [np.zeros((0, 96, 3), np.uint8)]
+    with pytest.raises(InputError, match="frame: got an empty image"):  # edgeseg's own errors reach the caller as they are
+        list(edgeseg.stream(FrameSource(frames), str(model), threads=1))
+
+
 def test_an_abandoned_stream_does_not_block_interpreter_exit():
     import subprocess
     import sys

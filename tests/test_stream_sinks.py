@@ -28,6 +28,32 @@ def test_video_file_decodes_back_frame_for_frame(tmp_path, name, codec):
     assert numbers == list(range(30))
 
 
+def test_h264_keeps_colours(tmp_path):
+    # Frames go to the encoder as I420 converted by OpenCV: a range or matrix mismatch with what decoders assume
+    # (BT.601, limited range) would shift every colour by several levels.
+    pytest.importorskip("av")
+    y, x = np.mgrid[0:96, 0:128]
+    frame = np.stack([2 * x, 2 * y + 30, 255 - 2 * x], axis=-1).clip(0, 255).astype(np.uint8)  # smooth BGR ramps
+    path = tmp_path / "colours.mp4"
+    with open_sink(path, fps=25) as sink:
+        for _ in range(5):
+            sink.write(frame)
+    with open_source(path) as source:
+        decoded = [image for image, _ in source]
+    assert len(decoded) == 5
+    error = decoded[-1].astype(np.float64) - frame
+    assert np.abs(error.mean(axis=(0, 1))).max() < 3, f"colour bias {error.mean(axis=(0, 1))} per channel"
+    psnr = 10 * np.log10(255 ** 2 / (error ** 2).mean())
+    assert psnr > 35, f"PSNR {psnr:.1f} dB"
+
+
+@pytest.mark.parametrize("options, field", [({"preset": "warp"}, "preset"), ({"crf": 60}, "crf"),
+                                            ({"crf": "23"}, "crf")])
+def test_bad_encoder_options_name_the_field(tmp_path, options, field):
+    with pytest.raises(InputError, match=f"^{field}: got"):
+        VideoFileSink(tmp_path / "a.mp4", fps=25, **options)
+
+
 def test_default_codec_is_h264_for_mp4_when_pyav_exists(tmp_path):
     pytest.importorskip("av")
     assert open_sink(tmp_path / "a.mp4", fps=30).codec == "h264"

@@ -2,6 +2,11 @@
 
 capture thread --[frames]--> inference thread --[segmentations]--> render thread --[results]--> your loop
 
+An ``edgeseg.Segmenter`` is split over the threads: it preprocesses in the capture thread and postprocesses
+(smoothing, CRF) in the render thread, so the inference thread runs only the model; on a small CPU that is
+the difference between the stream reaching the model's own rate or not. Any other callable runs whole in the
+inference thread.
+
 A live source (camera, network stream, ``realtime=True`` file) keeps only the newest frame when inference is
 slower than the camera and counts the frames it dropped; a file processes every frame in order. End of stream,
 ``break`` in your loop, Ctrl-C and errors all stop every thread (an abort Event, joins with timeouts). A source
@@ -91,6 +96,8 @@ class _Item:
     capture_s: float
     segmentation: Any = None
     segment_s: float = 0.0
+    in_flight: Any = None  # a Segmenter's FrameInFlight between its stages
+    error: BaseException | None = None  # preprocessing failed in the capture thread: the inference stage raises it
 
 
 @dataclass
@@ -122,6 +129,9 @@ class Stream:
         self.frames = Channel(capacity, latest=live, abort=self._abort, name="frames")
         self.segmented = Channel(capacity, latest=False, abort=self._abort, name="segmented")
         self.results = Channel(capacity, latest=False, abort=self._abort, name="results")
+        # A Segmenter's three stages spread over the threads: preprocess with capture, infer alone, postprocess
+        # with render; the inference thread then only runs the model. Other callables run whole in inference.
+        self._staged = _is_staged(segmenter)
         self._threads: list[threading.Thread] = []
         self._busy = {"capture": 0.0, "inference": 0.0, "render": 0.0}  # seconds of work; each thread owns its key
         self._failures: list[_Failure] = []
@@ -224,7 +234,10 @@ class Stream:
                 capture_s = self.source.last_read_s
                 self._busy["capture"] += capture_s
                 self.stats.count_captured(capture_s)
-                dropped = self.frames.put(_Item(index, image, timestamp, capture_s))
+                item = _Item(index, image, timestamp, capture_s)
+                if self._staged:
+                    self._preprocess(item)
+                dropped = self.frames.put(item)
                 if dropped:
                     self.stats.count_dropped(dropped)
                 index += 1
@@ -234,14 +247,27 @@ class Stream:
             frames.close()
             self.frames.close()
 
+    def _preprocess(self, item: _Item) -> None:
+        t0 = time.perf_counter()
+        try:
+            item.in_flight = self.segmenter.preprocess(item.image)
+        except Exception as exc:  # noqa: BLE001 - a bad frame fails the inference stage, as an unstaged call would
+            item.error = exc
+        self._busy["capture"] += time.perf_counter() - t0
+
     def _infer(self) -> None:
         item = None
         try:
             while (item := self.frames.get()) is not END:
                 if self._enough.is_set():
                     continue
+                if item.error is not None:
+                    raise item.error
                 t0 = time.perf_counter()
-                item.segmentation = self.segmenter(item.image)
+                if item.in_flight is not None:
+                    self.segmenter.infer(item.in_flight)
+                else:
+                    item.segmentation = self.segmenter(item.image)
                 item.segment_s = time.perf_counter() - t0
                 self._busy["inference"] += item.segment_s
                 self.segmented.put(item)
@@ -275,6 +301,10 @@ class Stream:
                     self._fail("sink", self.sink.frames_written, exc, fatal=True)
 
     def _render_one(self, item: _Item) -> StreamResult:
+        if item.in_flight is not None:
+            t_post = time.perf_counter()
+            item.segmentation = self.segmenter.postprocess(item.in_flight)
+            self._busy["render"] += time.perf_counter() - t_post
         seg = item.segmentation
         t0 = time.perf_counter()
         image = self.render(item.image, seg) if self.render is not None else None
@@ -331,10 +361,11 @@ class Stream:
 
 def _as_segmenter(model, backend: str, crf, smooth, threads) -> tuple[Callable, bool]:
     """(segmenter, created_here): a path/Artifact/Runner becomes a Segmenter; a callable is used as it is."""
-    is_model_ref = isinstance(model, (str, Path)) or type(model).__name__ == "Artifact" or hasattr(model, "infer")
-    if is_model_ref:
-        from ..pipeline import Segmenter
+    from ..pipeline import Segmenter
 
+    is_model_ref = isinstance(model, (str, Path)) or type(model).__name__ == "Artifact" or (
+        hasattr(model, "infer") and not isinstance(model, Segmenter))  # a Runner
+    if is_model_ref:
         return Segmenter(model, backend=backend, crf=crf, smooth=smooth, threads=threads), True
     if not callable(model):
         raise InputError(f"model: got {type(model).__name__}, expected a model path, an Artifact, a Runner or a "
@@ -354,7 +385,7 @@ def _as_segmenter(model, backend: str, crf, smooth, threads) -> tuple[Callable, 
 def stream(source, model, *, sink=None, render=None, smooth: float | None = None, crf=None,
            backend: str = "auto", threads: int | None = None, loop: bool = False, fps: float | None = None,
            realtime: bool = False, max_frames: int | None = None, queue_size: int = 4,
-           status: bool | None = False) -> Stream:
+           status: bool | None = False, sink_options: dict | None = None) -> Stream:
     """Segment a video stream: ``for result in edgeseg.stream(source, model): ...``.
 
     Args:
@@ -364,7 +395,8 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
             ``backend``, ``crf``, ``smooth``, ``threads``), or a ready Segmenter / any callable
             ``(H, W, 3) uint8 frame -> object with labels (H, W), probs (C, H, W), timings``.
         sink: where rendered frames go: None (nowhere), a URI for :func:`open_sink` (``out.mp4``, ``frames/``,
-            ``window``) or an open :class:`Sink` (then you close it).
+            ``window``) or an open :class:`Sink` (then you close it). ``sink_options`` go to :func:`open_sink`
+            (e.g. ``{"preset": "ultrafast"}`` for a fast H.264 encode).
         render: ``(frame, segmentation) -> (H, W, 3) uint8`` image for the sink; default the segmenter's
             ``overlay`` (for an ``edgeseg.Segmenter``, the identical but faster
             :class:`~edgeseg.stream.render.Overlay`); ``False`` renders nothing (``result.image`` is None;
@@ -393,7 +425,7 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
         elif not callable(render):
             raise InputError(f"render: got {render!r}, expected None, False or a callable (frame, seg) -> image")
         owns_sink = not isinstance(sink, Sink)
-        out = open_sink(sink, fps=src.fps, size=None)
+        out = open_sink(sink, fps=src.fps, size=None, **(sink_options or {}))
         if render is None and not isinstance(out, NullSink):
             raise InputError(f"render: nothing renders frames for sink {out.uri!r}; pass a render callable "
                              "or use a segmenter with an overlay()")
@@ -405,3 +437,9 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
         raise
     return Stream(src, segmenter, render=render, sink=out, queue_size=queue_size, max_frames=max_frames,
                   status=status, owns=(owns_source, owns_sink, owns_segmenter))
+
+
+def _is_staged(segmenter: Any) -> bool:
+    from ..pipeline import Segmenter
+
+    return isinstance(segmenter, Segmenter)
