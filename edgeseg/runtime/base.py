@@ -107,14 +107,15 @@ class Runner:
         return f"<{type(self).__name__} {self.artifact.path} ({state})>"
 
     # --- inference -------------------------------------------------------------------------------
-    def infer(self, feed: Mapping[str, Any]) -> dict[str, Any]:
+    def infer(self, feed: Mapping[str, Any], *, check_finite: bool | None = None) -> dict[str, Any]:
         """Run the model on ``feed`` (input name -> array) and return output name -> array.
 
         Arrays come back in the type they went in (NumPy or CuPy). Raises :class:`InputError` naming
         the input and what was expected when a name, rank, fixed dim, dtype or value is wrong.
         An inactive runner is activated on first use (and stays active until ``deactivate``).
+        ``check_finite`` overrides the runner's setting for this call (False: the caller vouches for the values).
         """
-        self.validate(feed)
+        self.validate(feed, check_finite=check_finite)
         if not self.is_active:
             self.activate()
         start = time.perf_counter()
@@ -128,7 +129,7 @@ class Runner:
         for _ in range(n):
             self.infer(feed)
 
-    def validate(self, feed: Mapping[str, Any]) -> None:
+    def validate(self, feed: Mapping[str, Any], *, check_finite: bool | None = None) -> None:
         """Check ``feed`` against ``artifact.inputs``; raise :class:`InputError` on the first problem."""
         if not isinstance(feed, Mapping):
             raise InputError(
@@ -143,9 +144,9 @@ class Runner:
         for spec in self.artifact.inputs:
             if spec.name not in feed:
                 raise InputError(f"input {spec.name!r}: missing from the feed (got names {list(feed)})")
-            self._validate_array(spec, feed[spec.name])
+            self._validate_array(spec, feed[spec.name], self.check_finite if check_finite is None else check_finite)
 
-    def _validate_array(self, spec: TensorSpec, array: Any) -> None:
+    def _validate_array(self, spec: TensorSpec, array: Any, check_finite: bool) -> None:
         xp = array_module(array)
         where = f"input {spec.name!r}"
         if array.ndim != len(spec.shape):
@@ -166,7 +167,7 @@ class Runner:
             raise InputError(
                 f"{where}: got dtype {array.dtype}, expected {spec.dtype} (convert with .astype(np.{spec.dtype}))"
             )
-        if self.check_finite and array.dtype.kind == "f" and not bool(xp.isfinite(array).all()):
+        if check_finite and array.dtype.kind == "f" and not bool(xp.isfinite(array).all()):
             bad = "NaN" if bool(xp.isnan(array).any()) else "infinite"
             raise InputError(f"{where}: holds {bad} values, expected finite numbers")
 
