@@ -82,6 +82,8 @@ class Segmentation:
 
     @probs.setter
     def probs(self, value: np.ndarray) -> None:
+        if self._labels is None:  # labels keep describing the old probabilities, as for a plain attribute
+            self._labels = self.labels
         self._probs, self._foreground = value, None
 
     @property

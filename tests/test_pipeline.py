@@ -201,6 +201,10 @@ def test_segmentation_builds_labels_and_probs_from_the_foreground_on_first_read(
         Segmentation(labels=lazy.labels)
     with pytest.raises(InputError, match="probs without labels"):
         Segmentation(probs=eager.probs)
+    replaced = Segmentation(foreground=fg)
+    replaced.probs = np.stack([fg, 1 - fg])  # assigning probs leaves the labels of the old ones, as an attribute would
+    np.testing.assert_array_equal(replaced.labels, (fg > 0.5).astype(np.uint8))
+    np.testing.assert_allclose(replaced.foreground, 1 - fg)
 
 
 def test_labels_are_uint8_up_to_256_classes_and_wider_beyond():

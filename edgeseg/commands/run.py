@@ -37,9 +37,9 @@ def add_arguments(parser) -> None:
 
 
 def add_stream_options(parser, default_sink: str) -> None:
+    """Options shared by `edgeseg run` and `edgeseg demo`."""
     from ..stream.sinks import X264_PRESETS
 
-    """Options shared by `edgeseg run` and `edgeseg demo`."""
     parser.add_argument("--sink", default=default_sink,
                         help=f"out.mp4, out.avi, a folder, window or null (default {default_sink})")
     parser.add_argument("--backend", default="auto",
