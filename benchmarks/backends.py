@@ -157,6 +157,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-iters", type=int, default=10)
     parser.add_argument("--max-iters", type=int, default=200)
+    parser.add_argument("--frame", choices=("bgr", "gray"), default="bgr",
+                        help="how the Segmenter gets the HC18 frame: BGR (default, what video sources deliver) or "
+                             "(H, W) gray (the image as stored)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -168,12 +171,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     names = args.models or [n for n in list_models() if n != "tflite_graph"]
-    frame = cv2.imread(str(HC18_IMAGE), cv2.IMREAD_COLOR)
+    gray = args.frame == "gray"
+    frame = cv2.imread(str(HC18_IMAGE), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if frame is None:
-        frame = np.random.default_rng(0).integers(0, 256, (540, 800, 3), dtype=np.uint8)
-        frame_note = "synthetic 800x540 (HC18 not found)"
+        frame = np.random.default_rng(0).integers(0, 256, (540, 800) if gray else (540, 800, 3), dtype=np.uint8)
+        frame_note = f"synthetic 800x540 {args.frame} (HC18 not found)"
     else:
-        frame_note = f"HC18 {HC18_IMAGE.name} {frame.shape[1]}x{frame.shape[0]}"
+        frame_note = f"HC18 {HC18_IMAGE.name} {frame.shape[1]}x{frame.shape[0]} {args.frame}"
     print(f"threads={args.threads}  models={names}  sizes={args.sizes}  frame={frame_note}", flush=True)
     rows, failures = [], {}
     started = time.perf_counter()
