@@ -115,9 +115,14 @@ def test_fast_overlay_is_identical_to_the_segmenter_overlay():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
     labels = rng.integers(0, 3, (48, 64)).astype(np.int32)
+    small = np.zeros((48, 64), np.uint8)                        # one object: only its bounding box is drawn
+    small[10:20, 30:41] = rng.integers(0, 3, (10, 11))
     colors = [(0, 0, 0), (56, 56, 255), (10, 200, 30)]
-    for alpha in (0.0, 0.35, 0.5, 1.0):
-        got = Overlay(colors, alpha)(frame, FakeSegmentation(labels, None, {}))
-        np.testing.assert_array_equal(got, overlay(frame, labels, colors, alpha))
+    for label_map in (labels, small, np.zeros_like(small)):
+        for alpha in (0.0, 0.35, 0.5, 1.0):
+            got = Overlay(colors, alpha)(frame, FakeSegmentation(label_map, None, {}))
+            np.testing.assert_array_equal(got, overlay(frame, label_map, colors, alpha))
+    gray = frame[:, :, 1].copy()
+    np.testing.assert_array_equal(Overlay(colors)(gray, FakeSegmentation(small, None, {})), overlay(gray, small, colors))
     with pytest.raises(InputError, match="labels: values up to 3"):
         Overlay(colors)(frame, FakeSegmentation(labels + 1, None, {}))
