@@ -50,9 +50,10 @@ def test_run_preset_reaches_the_h264_encoder_and_is_refused_for_other_sinks(tmp_
                  "--quiet"]) == 0
     assert count_frames(out) == 6
     assert b"cabac=0" in out.read_bytes()  # x264 writes its settings into the stream; only ultrafast turns CABAC off
-    rc = main(["run", "--model", str(model), "--source", str(clip), "--sink", str(tmp_path / "frames") + "/",
-               "--preset", "ultrafast"])
-    assert rc == 2 and "--preset: got 'ultrafast' for sink" in capsys.readouterr().err
+    for command in ("run", "selfie"):
+        rc = main([command, "--model", str(model), "--source", str(clip), "--sink", str(tmp_path / "frames") + "/",
+                   "--preset", "ultrafast"])
+        assert rc == 2 and "--preset: got 'ultrafast' for sink" in capsys.readouterr().err
 
 
 def test_run_with_missing_source_is_one_clear_line(tmp_path, model, capsys):

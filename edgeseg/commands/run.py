@@ -74,7 +74,8 @@ def resolve_model(model: str):
     return model
 
 
-def _sink_options(args) -> dict:
+def sink_options_from(args) -> dict:
+    """``--preset`` -> ``{"preset": ...}`` for the sink; refused (InputError) for sinks that are not H.264 files."""
     preset = getattr(args, "preset", None)
     if preset is None:
         return {}
@@ -114,7 +115,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
     run = stream(source, model, sink=args.sink, render=render, smooth=smooth, crf=crf,
                  backend=backend, threads=threads, loop=args.loop, fps=args.fps, realtime=args.realtime,
                  max_frames=args.max_frames, status=False if args.quiet else None,
-                 sink_options=_sink_options(args))
+                 sink_options=sink_options_from(args))
     try:
         with run:
             for _ in run:
