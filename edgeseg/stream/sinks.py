@@ -203,7 +203,8 @@ class VideoFileSink(Sink):
             image = np.pad(image, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
         # OpenCV's SIMD BGR -> I420 (BT.601, limited range, as swscale's default) is ~0.4 ms per 640x480
         # frame cheaper than letting the encoder convert bgr24 itself.
-        i420 = _cv2().cvtColor(image, _cv2().COLOR_BGR2YUV_I420)
+        cv2 = _cv2()
+        i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
         frame = self._av.VideoFrame.from_ndarray(i420, format="yuv420p")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
