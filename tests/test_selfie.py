@@ -53,16 +53,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float((a & b).sum() / union)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Eager oneDNN convolutions with 2 threads on a busy 2-core CI box spin for seconds; 1 thread is 30x faster."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_torch_and_onnx_match_litert_on_real_images(variant, one_torch_thread):
     tflite_path = _model_or_skip(variant, "tflite")
