@@ -73,8 +73,8 @@ def to_frame_size(probs: np.ndarray, region: Region, frame_hw: tuple[int, int]) 
 def foreground_to_frame_size(foreground: np.ndarray, region: Region, frame_hw: tuple[int, int]) -> np.ndarray:
     """Two-class fast path: (h, w) foreground probability -> (H, W) float32 at frame size, padding removed.
 
-    Only the foreground plane is resized (background is ``1 - foreground``: bilinear weights sum to one,
-    so this equals resizing both planes), and the argmax is ``foreground > 0.5``.
+    Only the foreground plane is resized: background is ``1 - foreground`` (bilinear weights sum to one, so
+    this equals resizing both planes) and the labels are ``foreground > 0.5`` (``Segmentation`` builds both).
     """
     cv2 = require("cv2", "postprocessing")
     height, width = frame_hw
