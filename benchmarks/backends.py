@@ -6,9 +6,11 @@ depend on them) at 256x256 and 512x512:
     model exported once with dynamic shapes; both get the same (1, 1, S, S) input, calls alternate
     (eager, ORT, eager, ...) so background load hits both alike; median / p99 after warm-up; ratio =
     ORT median / eager median (< 1: ONNX Runtime faster).
-  * Segmenter (ONNX Runtime) on a real 800x540 HC18 frame: median pre / infer / post and the share of
-    pre+post in the frame time. Post includes reading ``result.labels`` (a two-class Segmentation builds its
-    labels on first read), so it is the cost of a frame's labels and foreground probability.
+  * Segmenter (ONNX Runtime) on a real 800x540 HC18 frame, given as stored ((H, W) gray, as image folders
+    and monochrome DICOM deliver it) and as BGR (as decoded video delivers it): median pre / infer / post
+    and the share of pre+post in the frame time. Post includes reading ``result.labels`` (a two-class
+    Segmentation builds its frame-size planes on first read), so it is the cost of a frame's labels;
+    ``post_foreground_ms`` is the same with the float foreground read instead (the selfie effects' read).
 
 Run:
   .venv/bin/python benchmarks/backends.py                       # whole zoo, 1 thread each, ~5-10 min
@@ -58,23 +60,34 @@ def alternate(fn_a, fn_b, budget_s: float, warmup: int, min_iters: int, max_iter
 
 
 def segmenter_stages(seg, frame, budget_s: float, warmup: int, min_iters: int, max_iters: int) -> dict:
-    for _ in range(warmup):
-        seg(frame)
-    rows = []
-    start = time.perf_counter()
-    while _keep_going(len(rows), time.perf_counter() - start, budget_s, min_iters, max_iters):
-        result = seg(frame)
-        t0 = time.perf_counter()
-        result.labels  # noqa: B018 - built on first read for two-class models: part of the post cost
-        rows.append({**result.timings, "post": result.timings["post"] + time.perf_counter() - t0})
-    pre, infer, post = (np.array([r[k] for r in rows]) for k in ("pre", "infer", "post"))
+    """Median stage times of ``seg(frame)``; post includes the first read of the result's frame-size plane.
+
+    A two-class Segmentation builds its frame-size planes when they are read, by a route that depends on
+    what is read, so there are two runs: reading ``labels`` (what overlays and measurements use: the share
+    reported) and then reading ``foreground`` (what the selfie effects use: ``post_foreground_ms``). A real
+    consumer reads the same plane every frame; alternating the two would mix their memory patterns.
+    """
+    runs = {}
+    for read in ("labels", "foreground"):
+        for _ in range(warmup):
+            getattr(seg(frame), read)
+        rows = []
+        start = time.perf_counter()
+        while _keep_going(len(rows), time.perf_counter() - start, budget_s / 2, min_iters, max_iters):
+            result = seg(frame)
+            t0 = time.perf_counter()
+            getattr(result, read)
+            rows.append({**result.timings, "post": result.timings["post"] + time.perf_counter() - t0})
+        runs[read] = {k: np.array([r[k] for r in rows]) for k in ("pre", "infer", "post")}
+    pre, infer, post = (runs["labels"][k] for k in ("pre", "infer", "post"))
     total = pre + infer + post
-    return {"count": len(rows), "pre_ms": 1e3 * float(np.median(pre)), "infer_ms": 1e3 * float(np.median(infer)),
+    return {"count": len(pre), "pre_ms": 1e3 * float(np.median(pre)), "infer_ms": 1e3 * float(np.median(infer)),
             "post_ms": 1e3 * float(np.median(post)), "total_ms": 1e3 * float(np.median(total)),
-            "pre_post_share": float(np.median((pre + post) / total))}
+            "pre_post_share": float(np.median((pre + post) / total)),
+            "post_foreground_ms": 1e3 * float(np.median(runs["foreground"]["post"]))}
 
 
-def bench_model(name: str, sizes: list[int], args, workdir: Path, frame: np.ndarray) -> list[dict]:
+def bench_model(name: str, sizes: list[int], args, workdir: Path, frames: dict[str, np.ndarray]) -> list[dict]:
     import torch
     from edgeseg.export.onnx_export import onnx_from_torch
 
@@ -120,29 +133,35 @@ def bench_model(name: str, sizes: list[int], args, workdir: Path, frame: np.ndar
             eager, ort = alternate(lambda t=torch_runner, f=feed: t.infer(f), lambda o=ort_runner, f=feed: o.infer(f),
                                    args.budget, args.warmup, args.min_iters, args.max_iters)
             seg = Segmenter(ort_runner)
-            stages = segmenter_stages(seg, frame, args.budget / 2, args.warmup, args.min_iters, args.max_iters)
+            stages = {kind: segmenter_stages(seg, frame, args.budget / 2, args.warmup, args.min_iters, args.max_iters)
+                      for kind, frame in frames.items()}
         e, o = summarize(eager), summarize(ort)
         rows.append({"model": name, "size": side, "params": params, "export_s": export_s, "notes": notes,
                      "eager": e.to_dict(), "onnxruntime": o.to_dict(), "ratio_ort_to_eager": o.median / e.median,
                      "segmenter": stages})
+        shares = "  ".join(f"pre+post {kind} {100 * st['pre_post_share']:4.1f} %" for kind, st in stages.items())
         print(f"  {name:<18} {side:>4}  eager {1e3 * e.median:8.2f} ms  ort {1e3 * o.median:8.2f} ms  "
-              f"ratio {o.median / e.median:5.2f}  pre+post {100 * stages['pre_post_share']:4.1f} %", flush=True)
+              f"ratio {o.median / e.median:5.2f}  {shares}", flush=True)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | size | params | eager median / p99 (ms) | ORT median / p99 (ms) | ORT / eager | "
-            "Segmenter pre / infer / post (ms) | pre+post share |\n|---|---|---|---|---|---|---|---|")
+    kinds = next((list(r["segmenter"]) for r in rows if "segmenter" in r), ["gray"])
+    first = kinds[0]
+    head = (f"| model | size | params | eager median / p99 (ms) | ORT median / p99 (ms) | ORT / eager | "
+            f"Segmenter pre / infer / post (ms), {first} frame | pre+post share, {' / '.join(kinds)} frame |\n"
+            "|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         if "skipped" in r:
             lines.append(f"| {r['model']} | {r['size']} | | not run in ONNX Runtime: {r['skipped']} | | | | |")
             continue
-        e, o, s = r["eager"], r["onnxruntime"], r["segmenter"]
+        e, o, s = r["eager"], r["onnxruntime"], r["segmenter"][first]
+        shares = " / ".join(f"{100 * r['segmenter'][kind]['pre_post_share']:.1f} %" for kind in kinds)
         lines.append(
             f"| {r['model']} | {r['size']} | {r['params'] / 1e6:.2f} M | {1e3 * e['median']:.2f} / {1e3 * e['p99']:.2f} | "
             f"{1e3 * o['median']:.2f} / {1e3 * o['p99']:.2f} | {r['ratio_ort_to_eager']:.2f} | "
-            f"{s['pre_ms']:.2f} / {s['infer_ms']:.2f} / {s['post_ms']:.2f} | {100 * s['pre_post_share']:.1f} % |")
+            f"{s['pre_ms']:.2f} / {s['infer_ms']:.2f} / {s['post_ms']:.2f} | {shares} |")
     return "\n".join(lines)
 
 
@@ -157,9 +176,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-iters", type=int, default=10)
     parser.add_argument("--max-iters", type=int, default=200)
-    parser.add_argument("--frame", choices=("bgr", "gray"), default="bgr",
-                        help="how the Segmenter gets the HC18 frame: BGR (default, what video sources deliver) or "
-                             "(H, W) gray (the image as stored)")
+    parser.add_argument("--frames", nargs="+", choices=("gray", "bgr"), default=["gray", "bgr"],
+                        help="how the Segmenter gets the HC18 frame: gray (as stored; image folders and monochrome "
+                             "DICOM deliver it so) and/or BGR (what decoded video delivers); default both")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -171,20 +190,24 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     names = args.models or [n for n in list_models() if n != "tflite_graph"]
-    gray = args.frame == "gray"
-    frame = cv2.imread(str(HC18_IMAGE), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if frame is None:
-        frame = np.random.default_rng(0).integers(0, 256, (540, 800) if gray else (540, 800, 3), dtype=np.uint8)
-        frame_note = f"synthetic 800x540 {args.frame} (HC18 not found)"
-    else:
-        frame_note = f"HC18 {HC18_IMAGE.name} {frame.shape[1]}x{frame.shape[0]} {args.frame}"
-    print(f"threads={args.threads}  models={names}  sizes={args.sizes}  frame={frame_note}", flush=True)
+    frames, notes = {}, []
+    for kind in dict.fromkeys(args.frames):
+        gray = kind == "gray"
+        frame = cv2.imread(str(HC18_IMAGE), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        if frame is None:
+            frame = np.random.default_rng(0).integers(0, 256, (540, 800) if gray else (540, 800, 3), dtype=np.uint8)
+            notes.append(f"synthetic 800x540 {kind} (HC18 not found)")
+        else:
+            notes.append(f"HC18 {HC18_IMAGE.name} {frame.shape[1]}x{frame.shape[0]} {kind}")
+        frames[kind] = frame
+    frame_note = ", ".join(notes)
+    print(f"threads={args.threads}  models={names}  sizes={args.sizes}  frames={frame_note}", flush=True)
     rows, failures = [], {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             try:
-                rows += bench_model(name, args.sizes, args, Path(tmp), frame)
+                rows += bench_model(name, args.sizes, args, Path(tmp), frames)
             except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others' numbers
                 failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
                 print(f"  {name}: FAILED {failures[name]}", flush=True)
@@ -195,7 +218,7 @@ def main(argv=None) -> int:
         "wall_s": time.perf_counter() - started,
         "machine": capture({"torch.set_num_threads": args.threads, "ort.intra_op_num_threads": args.threads}),
         "config": {"sizes": args.sizes, "budget_s": args.budget, "warmup": args.warmup, "min_iters": args.min_iters,
-                   "max_iters": args.max_iters, "frame": frame_note, "num_classes": 2, "in_channels": 1,
+                   "max_iters": args.max_iters, "frames": frame_note, "num_classes": 2, "in_channels": 1,
                    "command": " ".join([Path(sys.executable).name, *sys.argv])},
         "results": rows, "failures": failures, "markdown": table,
     }

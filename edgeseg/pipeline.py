@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,13 @@ class Segmentation:
         timings: seconds per stage, keys ``"pre"``, ``"infer"``, ``"post"``, ``"crf"`` (0 when off).
         instances: per-instance results for instance models, None for semantic models.
 
-    A two-class model's Segmenter computes only the foreground plane: ``labels`` (``foreground > 0.5``)
-    and ``probs`` (background and foreground stacked) are built the first time they are read, so a user who
-    needs only the foreground (the selfie effects) or only labels does not pay for the rest. Give ``labels``
-    with ``probs``, or ``foreground`` alone (two-class).
+    A two-class model's result is kept at model resolution and each frame-size plane is built the first time
+    it is read, by the cheapest route for what is read: ``foreground`` first resizes the probability in
+    float32 (the selfie effects); ``labels`` first resizes a 16-bit fixed-point copy (probability steps of
+    1/65535; overlays, contours, measurements) and a later ``foreground`` read converts that same plane, so
+    ``labels == (foreground > 0.5)`` holds either way. ``probs`` stacks background and foreground. Whoever
+    reads first pays for the upsampling, so ``timings["post"]`` covers the model-resolution work only.
+    Construct with ``labels`` and ``probs``, or ``foreground`` alone (two-class).
     """
 
     def __init__(self, labels: np.ndarray | None = None, probs: np.ndarray | None = None,
@@ -57,13 +61,30 @@ class Segmentation:
         self._labels = labels
         self._probs = probs
         self._foreground = foreground
+        self._fixed: np.ndarray | None = None  # frame-size uint16 foreground, when labels were read first
+        self._pending: tuple[np.ndarray, Region, tuple[int, int]] | None = None
+        self._lock = threading.RLock()  # two threads reading different planes must build them from one route
         self.timings = {} if timings is None else timings
         self.instances = instances
+
+    @classmethod
+    def at_model_resolution(cls, foreground: np.ndarray, region: Region, frame_hw: tuple[int, int],
+                            timings: dict[str, float] | None = None) -> Segmentation:
+        """A two-class result from the (h, w) model-resolution foreground; frame-size planes come on first read."""
+        result = cls(foreground=foreground, timings=timings)
+        result._foreground, result._pending = None, (foreground, region, frame_hw)
+        return result
 
     @property
     def labels(self) -> np.ndarray:
         if self._labels is None:
-            self._labels = (self._foreground > 0.5).view(np.uint8)
+            with self._lock:
+                if self._labels is None:
+                    if self._foreground is None and self._pending is not None:
+                        self._fixed = postprocess.fixed_point_foreground_to_frame_size(*self._pending)
+                        self._labels = postprocess.labels_from_fixed_point(self._fixed)
+                    else:
+                        self._labels = (self.foreground > 0.5).view(np.uint8)
         return self._labels
 
     @labels.setter
@@ -73,32 +94,45 @@ class Segmentation:
     @property
     def probs(self) -> np.ndarray:
         if self._probs is None:
-            fg = self._foreground
-            probs = np.empty((2, *fg.shape), np.float32)
-            probs[1] = fg
-            np.subtract(1.0, fg, out=probs[0])
-            self._probs = probs
+            with self._lock:
+                fg = self.foreground
+                probs = np.empty((2, *fg.shape), np.float32)
+                probs[1] = fg
+                np.subtract(1.0, fg, out=probs[0])
+                self._probs = probs
         return self._probs
 
     @probs.setter
     def probs(self, value: np.ndarray) -> None:
         if self._labels is None:  # labels keep describing the old probabilities, as for a plain attribute
             self._labels = self.labels
-        self._probs, self._foreground = value, None
+        self._probs, self._foreground, self._fixed, self._pending = value, None, None, None
 
     @property
     def foreground(self) -> np.ndarray:
         if self._foreground is None:
-            probs = self._probs
-            self._foreground = probs[1] if probs.shape[0] == 2 else np.subtract(1.0, probs[0], dtype=np.float32)
+            with self._lock:
+                if self._foreground is None:
+                    self._foreground = self._build_foreground()
         return self._foreground
+
+    def _build_foreground(self) -> np.ndarray:
+        if self._fixed is not None:
+            return postprocess.foreground_from_fixed_point(self._fixed)
+        if self._pending is not None:
+            return postprocess.foreground_to_frame_size(*self._pending)
+        probs = self._probs
+        return probs[1] if probs.shape[0] == 2 else np.subtract(1.0, probs[0], dtype=np.float32)
 
     @property
     def total_s(self) -> float:
         return float(sum(self.timings.values()))
 
     def __repr__(self) -> str:
-        shape = (self._foreground if self._probs is None else self._probs[0]).shape
+        if self._pending is not None:
+            shape = self._pending[2]
+        else:
+            shape = (self._foreground if self._probs is None else self._probs[0]).shape
         return f"Segmentation({shape[0]}x{shape[1]}, timings={self.timings})"
 
 
@@ -209,23 +243,23 @@ class Segmenter:
         """Model output -> :class:`Segmentation` at frame size (smoothing and CRF included)."""
         t0 = time.perf_counter()
         output, region, frame_hw = item.output, item.region, item.frame.shape[:2]
-        if postprocess.is_binary(output[0]):  # only the foreground plane is computed and resized
+        binary = postprocess.is_binary(output[0])
+        if binary:  # one plane at model resolution; frame-size planes are built when read (Segmentation)
             fg = self._smoothed(postprocess.foreground(output[0], self.artifact.output_kind), frame_hw)
-            fg = postprocess.foreground_to_frame_size(fg, region, frame_hw)
-            probs = labels = None
+            if self._dense_crf is not None:  # the CRF refines frame-size probabilities of every class
+                probs = Segmentation(foreground=postprocess.foreground_to_frame_size(fg, region, frame_hw)).probs
         else:
-            fg = None
             probs = self._smoothed(postprocess.probabilities(output[0], self.artifact.output_kind), frame_hw)
             probs = postprocess.to_frame_size(probs, region, frame_hw)
             labels = postprocess.argmax_labels(probs)
         t1 = time.perf_counter()
-        crf_s = 0.0
+        timings = {"pre": item.timings["pre"], "infer": item.timings["infer"], "post": t1 - t0, "crf": 0.0}
         if self._dense_crf is not None:
-            probs, labels = self._refine(probs if fg is None else Segmentation(foreground=fg).probs, item.frame)
-            fg = None
-            crf_s = time.perf_counter() - t1
-        timings = {"pre": item.timings["pre"], "infer": item.timings["infer"], "post": t1 - t0, "crf": crf_s}
-        return Segmentation(labels=labels, probs=probs, timings=timings, foreground=fg)
+            probs, labels = self._refine(probs, item.frame)
+            timings["crf"] = time.perf_counter() - t1
+        elif binary:
+            return Segmentation.at_model_resolution(fg, region, frame_hw, timings)
+        return Segmentation(labels=labels, probs=probs, timings=timings)
 
     def overlay(self, frame: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.ndarray:
         """Frame with class colours blended in (``alpha`` = colour weight) -> (H, W, 3) BGR uint8."""

@@ -57,7 +57,9 @@ def test_interleaved_halves_of_one_run_show_no_significant_difference(fastseg_ar
     res = run_benchmark(fastseg_artifacts / "fastseg.onnx", iterations=80, warmup=5, progress=False)
     halves = [BenchResult(res.artifact, res.model, res.backend, res.input_size, 1,
                           {k: v[i::2] for k, v in res.samples.items()}) for i in (0, 1)]
-    rows = compare(*halves)
+    # At 95 % confidence one run in twenty of two equal halves is called different by design; 99.9 % keeps the
+    # check (a biased interval still fails it) without making CI flaky on a shared machine.
+    rows = compare(*halves, confidence=0.999)
     infer = next(r for r in rows if r.stage == "infer")
     assert infer.verdict == "no significant difference", (infer.interval, np.median(res.samples["infer"]))
 

@@ -207,6 +207,79 @@ def test_segmentation_builds_labels_and_probs_from_the_foreground_on_first_read(
     np.testing.assert_allclose(replaced.foreground, 1 - fg)
 
 
+def test_sigmoid_matches_the_textbook_formula_and_saturates_without_warnings():
+    from edgeseg import postprocess
+
+    z = np.concatenate([np.linspace(-30, 30, 601), [-1e4, 1e4, 0.0]]).astype(np.float32)
+    one = z.reshape(1, 1, -1)
+    two = np.stack([np.zeros_like(one[0]), one[0]])              # softmax of (0, z) is sigmoid(z)
+    with np.errstate(over="ignore"):
+        textbook = 1 / (1 + np.exp(-z.astype(np.float64)))
+    with np.errstate(all="raise"):
+        for output in (one, two):
+            fg = postprocess.foreground(output, "logits")
+            assert fg.dtype == np.float32
+            np.testing.assert_allclose(fg[0], textbook, atol=1e-7)
+    assert postprocess.foreground(one, "logits")[0, -3:].tolist() == [0.0, 1.0, 0.5]
+
+
+def test_fixed_point_labels_and_foreground_agree_for_every_16_bit_value():
+    from edgeseg import postprocess
+
+    every = np.arange(postprocess.FIXED_ONE + 1, dtype=np.uint16).reshape(256, 256)
+    labels = postprocess.labels_from_fixed_point(every)
+    np.testing.assert_array_equal(labels, (postprocess.foreground_from_fixed_point(every) > 0.5).view(np.uint8))
+    assert labels.dtype == np.uint8 and labels.sum() == 32768      # 32768 .. 65535 are above one half
+
+
+def test_fixed_point_upsampling_stays_within_two_steps_of_the_float_one():
+    from edgeseg import postprocess
+    from edgeseg.preprocess import Region
+
+    rng = np.random.default_rng(3)
+    fg = postprocess.foreground(rng.normal(scale=4, size=(2, 40, 64)).astype(np.float32), "logits")
+    region, frame_hw = Region(4, 0, 32, 64), (135, 270)           # letterboxed, upsampled 4.2x
+    exact = postprocess.foreground_to_frame_size(fg, region, frame_hw)
+    fixed = postprocess.fixed_point_foreground_to_frame_size(fg, region, frame_hw)
+    assert fixed.dtype == np.uint16 and fixed.shape == frame_hw
+    step = 1 / postprocess.FIXED_ONE
+    np.testing.assert_allclose(postprocess.foreground_from_fixed_point(fixed), exact, atol=2 * step)
+    decided = np.abs(exact - 0.5) > 2 * step                        # far enough from the threshold to be decided
+    assert decided.mean() > 0.99
+    np.testing.assert_array_equal(postprocess.labels_from_fixed_point(fixed)[decided], (exact > 0.5)[decided])
+
+
+@pytest.mark.parametrize("first", ["labels", "foreground", "probs"])
+def test_deferred_result_is_consistent_whichever_plane_is_read_first(first):
+    from edgeseg import postprocess
+    from edgeseg.preprocess import Region
+
+    fg = postprocess.foreground(np.random.default_rng(4).normal(scale=4, size=(2, 32, 48)).astype(np.float32),
+                                "logits")
+    region, frame_hw = Region(0, 0, 32, 48), (90, 140)
+    result = Segmentation.at_model_resolution(fg, region, frame_hw, {"post": 0.0})
+    assert repr(result).startswith("Segmentation(90x140")
+    getattr(result, first)
+    labels, foreground, probs = result.labels, result.foreground, result.probs
+    assert labels.shape == foreground.shape == frame_hw and probs.shape == (2, *frame_hw)
+    np.testing.assert_array_equal(labels, (foreground > 0.5).view(np.uint8))
+    np.testing.assert_array_equal(probs[1], foreground)
+    exact = postprocess.foreground_to_frame_size(fg, region, frame_hw)
+    if first == "labels":   # the 16-bit route, converted back for the later foreground read
+        np.testing.assert_allclose(foreground, exact, atol=2 / postprocess.FIXED_ONE)
+    else:                   # the float32 route, bit for bit
+        np.testing.assert_array_equal(foreground, exact)
+    assert result.labels is labels and result.foreground is foreground
+
+
+def test_segmenter_defers_the_upsampling_of_a_two_class_result_to_the_first_read():
+    seg = threshold_segmenter()
+    result = seg(half_frame())
+    assert result._labels is None and result._foreground is None    # nothing at frame size yet
+    assert (result.labels[:, :64] == 1).all() and (result.labels[:, 76:] == 0).all()
+    assert result._fixed is not None and result._fixed.shape == (120, 200)
+
+
 def test_labels_are_uint8_up_to_256_classes_and_wider_beyond():
     from edgeseg.postprocess import argmax_labels, label_dtype
 
