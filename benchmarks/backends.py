@@ -34,6 +34,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 HC18_IMAGE = REPO.parent / "shared" / "data" / "hc18" / "images" / "000_HC.png"
 RESULTS = REPO / "benchmarks" / "results" / "backends.json"
+# Zoo models measured by their own benchmark: not semantic segmenters, so no Segmenter stage here.
+ELSEWHERE = {"maskrcnn": "instance model (NMS and mask head in the graph): benchmarks/maskrcnn.py",
+             "tflite_graph": "imported TFLite graphs (the selfie models): benchmarks/selfie.py"}
 
 
 def _keep_going(count: int, elapsed: float, budget_s: float, min_iters: int, max_iters: int) -> bool:
@@ -167,7 +170,8 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=None, help="zoo names (default: all but tflite_graph)")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help=f"zoo names (default: all but {', '.join(ELSEWHERE)}, which have their own benchmarks)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[256, 512])
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads for both backends (default 1: on a shared, oversubscribed CPU "
@@ -189,7 +193,7 @@ def main(argv=None) -> int:
     from edgeseg.models import list_models
 
     torch.set_num_threads(args.threads)
-    names = args.models or [n for n in list_models() if n != "tflite_graph"]
+    names = args.models or [n for n in list_models() if n not in ELSEWHERE]
     frames, notes = {}, []
     for kind in dict.fromkeys(args.frames):
         gray = kind == "gray"
@@ -211,7 +215,9 @@ def main(argv=None) -> int:
             except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others' numbers
                 failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
                 print(f"  {name}: FAILED {failures[name]}", flush=True)
-    table = markdown(rows)
+    elsewhere = {name: why for name, why in ELSEWHERE.items() if name in list_models() and not args.models}
+    table = markdown(rows) + "".join(f"\n| {name} | | | measured elsewhere: {why} | | | | |"
+                                     for name, why in elsewhere.items())
     print("\n" + table)
     report = {
         "benchmark": "backends", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -220,7 +226,7 @@ def main(argv=None) -> int:
         "config": {"sizes": args.sizes, "budget_s": args.budget, "warmup": args.warmup, "min_iters": args.min_iters,
                    "max_iters": args.max_iters, "frames": frame_note, "num_classes": 2, "in_channels": 1,
                    "command": " ".join([Path(sys.executable).name, *sys.argv])},
-        "results": rows, "failures": failures, "markdown": table,
+        "results": rows, "failures": failures, "measured_elsewhere": elsewhere, "markdown": table,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -118,6 +118,11 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
     if not isinstance(opset, int) or opset < 16:
         raise InputError(f"opset: got {opset!r}, expected an int >= 16 (19+ for DeformConv)")
     artifact = artifact or _artifact_from_model(model)
+    if artifact.model == "maskrcnn":  # instance outputs: detections with post-processing inside the graph
+        from ..models.maskrcnn.export import export_artifact
+
+        export_artifact(model, artifact, out_path, opset=opset)
+        return Artifact.load(out_path)
     channels = int(artifact.model_kwargs.get("in_channels", artifact.preprocess.channels))
     model = model.eval()
     size = example_size(model, artifact)
@@ -168,11 +173,6 @@ def onnx_from_checkpoint(checkpoint: str | Path, out_path: str | Path | None = N
     checkpoint = Path(checkpoint)
     model, artifact = load_checkpoint(checkpoint)
     out_path = Path(out_path) if out_path else checkpoint.with_suffix(".onnx")
-    if artifact.model == "maskrcnn":  # instance outputs: detections with post-processing inside the graph
-        from ..models.maskrcnn.export import export_artifact
-
-        export_artifact(model, artifact, out_path, opset=options.get("opset", DEFAULT_OPSET))
-        return Artifact.load(out_path)
     return onnx_from_torch(model, artifact, out_path, **options)
 
 

@@ -184,8 +184,8 @@ def test_instance_segmenter_runs_both_backends_at_frame_size(tmp_path):
     from edgeseg.artifact import Artifact, Preprocess
     from edgeseg.instances import Instances
     from edgeseg.instances.segmenter import InstanceSegmenter
+    from edgeseg.export import to_onnx
     from edgeseg.models import save_checkpoint
-    from edgeseg.models.maskrcnn.export import export_artifact
 
     model = _tiny_model().eval()
     model.box_head.cls_score.bias.data = torch.tensor([-3.0, 3.0, 0.0])  # confident "class 1" detections
@@ -194,7 +194,7 @@ def test_instance_segmenter_runs_both_backends_at_frame_size(tmp_path):
                         preprocess=Preprocess(size=(128, 128), color="gray", mean=[0.2], std=[0.2]),
                         classes=["background", "a", "b"])
     save_checkpoint(model, ckpt, artifact)
-    onnx_path = export_artifact(model, artifact.__class__.load(ckpt), tmp_path / "m.onnx")
+    onnx_path = to_onnx(model, artifact.__class__.load(ckpt), tmp_path / "m.onnx").path  # routed to the detection exporter
     frame = np.random.default_rng(0).integers(0, 255, (90, 150, 3), dtype=np.uint8)
     results = []
     for path in (ckpt, onnx_path):
