@@ -90,7 +90,7 @@ class Preprocessor:
         if image.ndim == 2:
             if color == "gray":
                 return image
-            return np.repeat(image[:, :, None], 3, axis=2)  # gray frame into a colour model: R = G = B
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)  # gray frame into a colour model: R = G = B
         if color == "gray":
             return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if color == "rgb":

@@ -82,6 +82,14 @@ def test_size_taken_from_first_frame_and_then_enforced(tmp_path):
     assert frame_number(cv2.imread(str(files[0]))) == 0
 
 
+def test_gray_frames_are_written_as_three_equal_channels(tmp_path):
+    gray = np.random.default_rng(6).integers(0, 256, (20, 30), dtype=np.uint8)
+    sink = open_sink(tmp_path / "frames", fps=10)
+    sink.write(gray)
+    sink.close()
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "frames" / "000000.png")), np.stack([gray] * 3, axis=2))
+
+
 def test_bad_frames_are_named(tmp_path):
     sink = NullSink("null")
     with pytest.raises(InputError, match="dtype float32 .* expected uint8"):

@@ -108,6 +108,14 @@ def test_dicom_echo_cine_from_pydicom_data():
         np.testing.assert_array_equal(frames[i], reference[i])
 
 
+def test_gray_frames_become_three_equal_channels():
+    gray = np.random.default_rng(5).integers(0, 256, (6, 9), dtype=np.uint8)
+    got = read_all(FrameSource([gray, gray[:, :, None]]))
+    for image in got:
+        assert image.shape == (6, 9, 3) and image.flags.c_contiguous
+        np.testing.assert_array_equal(image, np.stack([gray, gray, gray], axis=2))
+
+
 def test_dicom_monochrome_12_bit_scales_to_uint8(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileMetaDataset

@@ -42,7 +42,7 @@ def convert_color(image: np.ndarray, color: str) -> np.ndarray:
     if color == "gray":
         return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=2)
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)  # R = G = B, in either order
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color == "rgb" else image
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from .errors import SinkError
-from .sources import IMAGE_SUFFIXES, _cv2, log
+from .sources import IMAGE_SUFFIXES, _cv2, gray_to_bgr, log
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 CODECS = ("h264", "mp4v", "mjpg")
@@ -64,7 +64,7 @@ class Sink:
         if image.dtype != np.uint8:
             raise InputError(f"image: dtype {image.dtype} for sink {self.uri!r}, expected uint8")
         if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
+            image = gray_to_bgr(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"image: shape {image.shape} for sink {self.uri!r}, expected (H, W, 3) BGR")
         size = (image.shape[1], image.shape[0])
