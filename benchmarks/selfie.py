@@ -134,6 +134,7 @@ def run(variant: str, threads: int, iterations: int, warmup: int, blur: int, fra
         frame = frames[k]
         t0 = _clock()
         result = seg(frame)
+        result.foreground  # noqa: B018 - the frame-size plane, built on first read: LiteRT's person() resizes too
         segment = _since(t0)
         t1 = _clock()
         effect(frame, result)
