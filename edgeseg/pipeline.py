@@ -45,10 +45,12 @@ class Segmentation:
     A two-class model's result is kept at model resolution and each frame-size plane is built the first time
     it is read, by the cheapest route for what is read: ``foreground`` first resizes the probability in
     float32 (the selfie effects); ``labels`` first resizes a 16-bit fixed-point copy (probability steps of
-    1/65535; overlays, contours, measurements) and a later ``foreground`` read converts that same plane, so
-    ``labels == (foreground > 0.5)`` holds either way. ``probs`` stacks background and foreground. Whoever
-    reads first pays for the upsampling, so ``timings["post"]`` covers the model-resolution work only.
-    Construct with ``labels`` and ``probs``, or ``foreground`` alone (two-class).
+    1/32768; overlays, contours, measurements) and a later ``foreground`` read converts that same plane, so
+    ``labels == (foreground > 0.5)`` holds either way. The two routes can disagree only on pixels whose
+    probability is within 1/32768 of 0.5; an exact 0.5 is background on both. ``probs`` stacks background and
+    foreground. Whoever reads first pays for the upsampling, so for a two-class model without CRF
+    ``timings["post"]`` covers the model-resolution work only. Construct with ``labels`` and ``probs``, or
+    ``foreground`` alone (two-class).
     """
 
     def __init__(self, labels: np.ndarray | None = None, probs: np.ndarray | None = None,
@@ -82,6 +84,7 @@ class Segmentation:
                 if self._labels is None:
                     if self._foreground is None and self._pending is not None:
                         self._fixed = postprocess.fixed_point_foreground_to_frame_size(*self._pending)
+                        self._pending = None
                         self._labels = postprocess.labels_from_fixed_point(self._fixed)
                     else:
                         self._labels = (self.foreground > 0.5).view(np.uint8)
@@ -95,11 +98,12 @@ class Segmentation:
     def probs(self) -> np.ndarray:
         if self._probs is None:
             with self._lock:
-                fg = self.foreground
-                probs = np.empty((2, *fg.shape), np.float32)
-                probs[1] = fg
-                np.subtract(1.0, fg, out=probs[0])
-                self._probs = probs
+                if self._probs is None:
+                    fg = self.foreground
+                    probs = np.empty((2, *fg.shape), np.float32)
+                    probs[1] = fg
+                    np.subtract(1.0, fg, out=probs[0])
+                    self._probs = probs
         return self._probs
 
     @probs.setter
@@ -114,6 +118,7 @@ class Segmentation:
             with self._lock:
                 if self._foreground is None:
                     self._foreground = self._build_foreground()
+                    self._fixed = self._pending = None  # both frame-size planes exist or can come from this one
         return self._foreground
 
     def _build_foreground(self) -> np.ndarray:
@@ -124,15 +129,22 @@ class Segmentation:
         probs = self._probs
         return probs[1] if probs.shape[0] == 2 else np.subtract(1.0, probs[0], dtype=np.float32)
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     @property
     def total_s(self) -> float:
         return float(sum(self.timings.values()))
 
     def __repr__(self) -> str:
-        if self._pending is not None:
-            shape = self._pending[2]
-        else:
-            shape = (self._foreground if self._probs is None else self._probs[0]).shape
+        planes = (self._foreground, self._fixed, self._labels, None if self._probs is None else self._probs[0])
+        shape = self._pending[2] if self._pending is not None else next(p for p in planes if p is not None).shape
         return f"Segmentation({shape[0]}x{shape[1]}, timings={self.timings})"
 
 

@@ -26,7 +26,9 @@ def label_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.uint8 if num_classes <= 256 else np.uint16 if num_classes <= 65536 else np.int32)
 
 
-FIXED_ONE = 65535  # a 16-bit fixed-point probability p is stored as round(p * FIXED_ONE)
+# A 16-bit fixed-point probability p is stored as round(p * FIXED_ONE). A power of two keeps 0.5 exact (16384: a tie
+# stays background, as the argmax's "first class on ties" says) and makes the conversion back to float32 exact.
+FIXED_ONE = 32768
 
 
 def is_binary(output: np.ndarray) -> bool:
@@ -41,8 +43,8 @@ def foreground(output: np.ndarray, output_kind: str) -> np.ndarray:
     ``0.5 + 0.5 * tanh(z / 2)`` in place: one buffer and one transcendental pass, no overflow for large ``|z|``.
     """
     x = np.asarray(output, dtype=np.float32)
-    if output_kind == "probs":
-        return np.ascontiguousarray(x[-1])
+    if output_kind == "probs":  # a copy: the result may outlive a runner that reuses its output buffer
+        return np.array(x[-1], np.float32)
     z = np.multiply(x[0], 0.5) if x.shape[0] == 1 else np.subtract(x[1], x[0])
     if x.shape[0] == 2:
         z *= 0.5
@@ -99,7 +101,7 @@ def fixed_point_foreground_to_frame_size(foreground: np.ndarray, region: Region,
     """(h, w) foreground probability -> (H, W) uint16 ``round(p * FIXED_ONE)`` at frame size, padding removed.
 
     The labels-only path: OpenCV resizes 16-bit planes about 1.5x faster than float32 ones and the threshold
-    reads half the bytes, while 1/65535 steps are far finer than any decision made on the labels.
+    reads half the bytes, while 1/32768 steps are far finer than any decision made on the labels.
     """
     cv2 = require("cv2", "postprocessing")
     height, width = frame_hw
@@ -116,7 +118,7 @@ def labels_from_fixed_point(fixed: np.ndarray) -> np.ndarray:
 
 
 def foreground_from_fixed_point(fixed: np.ndarray) -> np.ndarray:
-    """(H, W) uint16 fixed-point foreground -> (H, W) float32 probability."""
+    """(H, W) uint16 fixed-point foreground -> (H, W) float32 probability (exact: FIXED_ONE is a power of two)."""
     return np.multiply(fixed, np.float32(1.0 / FIXED_ONE), dtype=np.float32)
 
 

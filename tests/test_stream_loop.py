@@ -196,6 +196,27 @@ def test_real_segmenter_from_an_onnx_file_with_smoothing(tmp_path, no_thread_lef
     assert count_frames(tmp_path / "out.avi") == 12
 
 
+def test_building_the_labels_is_timed_in_render_even_without_a_renderer(tmp_path, monkeypatch, no_thread_left):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from edgeseg import postprocess
+    from edgeseg.stream.testing import threshold_onnx
+
+    upsample = postprocess.fixed_point_foreground_to_frame_size
+
+    def slow_upsample(*args):
+        time.sleep(0.005)
+        return upsample(*args)
+
+    monkeypatch.setattr(postprocess, "fixed_point_foreground_to_frame_size", slow_upsample)
+    model = threshold_onnx(tmp_path / "threshold.onnx", size=(64, 96))
+    frames = FrameSource([numbered_frame(i, (96, 64)) for i in range(4)])
+    results = list(edgeseg.stream(frames, str(model), render=False, threads=1))
+    assert len(results) == 4 and all(r.labels.shape == (64, 96) for r in results)
+    assert min(r.timings["render"] for r in results) >= 0.005
+    assert min(r.timings["end_to_end"] for r in results) >= 0.005
+
+
 def test_segmenter_stages_run_in_capture_inference_and_render_threads(tmp_path, no_thread_left):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")

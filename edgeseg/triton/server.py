@@ -128,8 +128,9 @@ def bind_segmenter(triton, artifact: Artifact, options: ServeOptions, model_name
             for request in requests:
                 frame = np.asarray(request["frame"])
                 result = segmenter(frame[..., 0] if frame.ndim == 3 and frame.shape[2] == 1 else frame)
+                probs = result.probs  # first: the float32 route, then labels are a threshold of it
                 responses.append({"labels": result.labels.astype(labels_dtype, copy=False),
-                                  "probs": result.probs.astype(np.float32, copy=False)})
+                                  "probs": probs.astype(np.float32, copy=False)})
             return responses
 
         return infer
