@@ -45,9 +45,9 @@ class Segmentation:
     A two-class model's result is kept at model resolution and each frame-size plane is built the first time
     it is read, by the cheapest route for what is read: ``foreground`` first resizes the probability in
     float32 (the selfie effects); ``labels`` first resizes a 16-bit fixed-point copy (probability steps of
-    1/32768; overlays, contours, measurements) and a later ``foreground`` read converts that same plane, so
-    ``labels == (foreground > 0.5)`` holds either way. The two routes can disagree only on pixels whose
-    probability is within 1/32768 of 0.5; an exact 0.5 is background on both. ``probs`` stacks background and
+    1/65534; overlays, contours, measurements) and a later ``foreground`` read converts that same plane, so
+    ``labels == (foreground > 0.5)`` holds either way. The routes differ by at most one step (1.5e-5), so they can
+    disagree on labels only where the probability is that close to 0.5; an exact 0.5 is background on both. ``probs`` stacks background and
     foreground. Whoever reads first pays for the upsampling, so for a two-class model without CRF
     ``timings["post"]`` covers the model-resolution work only. Construct with ``labels`` and ``probs``, or
     ``foreground`` alone (two-class).

@@ -26,9 +26,10 @@ def label_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.uint8 if num_classes <= 256 else np.uint16 if num_classes <= 65536 else np.int32)
 
 
-# A 16-bit fixed-point probability p is stored as round(p * FIXED_ONE). A power of two keeps 0.5 exact (16384: a tie
-# stays background, as the argmax's "first class on ties" says) and makes the conversion back to float32 exact.
-FIXED_ONE = 32768
+# A 16-bit fixed-point probability p is stored as round(p * FIXED_ONE). Even, so 0.5 is exactly 32767 (a tie stays
+# background, as the argmax's "first class on ties" says), and dividing by it (correctly rounded) gives exactly 0.5
+# back, so labels (> 32767) and the converted foreground (> 0.5) agree on every value.
+FIXED_ONE = 65534
 
 
 def is_binary(output: np.ndarray) -> bool:
@@ -101,7 +102,7 @@ def fixed_point_foreground_to_frame_size(foreground: np.ndarray, region: Region,
     """(h, w) foreground probability -> (H, W) uint16 ``round(p * FIXED_ONE)`` at frame size, padding removed.
 
     The labels-only path: OpenCV resizes 16-bit planes about 1.5x faster than float32 ones and the threshold
-    reads half the bytes, while 1/32768 steps are far finer than any decision made on the labels.
+    reads half the bytes, while 1/65534 steps are far finer than any decision made on the labels.
     """
     cv2 = require("cv2", "postprocessing")
     height, width = frame_hw
@@ -118,8 +119,8 @@ def labels_from_fixed_point(fixed: np.ndarray) -> np.ndarray:
 
 
 def foreground_from_fixed_point(fixed: np.ndarray) -> np.ndarray:
-    """(H, W) uint16 fixed-point foreground -> (H, W) float32 probability (exact: FIXED_ONE is a power of two)."""
-    return np.multiply(fixed, np.float32(1.0 / FIXED_ONE), dtype=np.float32)
+    """(H, W) uint16 fixed-point foreground -> (H, W) float32 probability (a division: 32767 gives exactly 0.5)."""
+    return np.divide(fixed, np.float32(FIXED_ONE), dtype=np.float32)
 
 
 def _crop(plane: np.ndarray, region: Region) -> np.ndarray:
