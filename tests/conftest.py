@@ -112,3 +112,17 @@ def hc18_dir() -> Path:
     if not (HC18 / "images").is_dir():
         pytest.skip(f"HC18 data not found at {HC18}")
     return HC18
+
+
+@pytest.fixture(scope="session")
+def build_host_kernels():
+    """``build(source) -> ctypes library``: compile a kernel's host-side C++ build, or skip saying why not."""
+    from edgeseg.plugins.common.build import KernelBuildError, build_host_library
+
+    def build(source):
+        try:
+            return build_host_library(source)
+        except KernelBuildError as exc:
+            pytest.skip(f"cannot build the host kernel library: {exc}")
+
+    return build

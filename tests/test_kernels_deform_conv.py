@@ -51,13 +51,8 @@ def _ptr(a):
 
 
 @pytest.fixture(scope="module")
-def host_lib():
-    from edgeseg.plugins.common.build import KernelBuildError, build_host_library
-
-    try:
-        return build_host_library(dcn.HOST_SOURCE)
-    except KernelBuildError as exc:
-        pytest.skip(f"cannot build the host kernel library: {exc}")
+def host_lib(build_host_kernels):
+    return build_host_kernels(dcn.HOST_SOURCE)
 
 
 def _dims(a):

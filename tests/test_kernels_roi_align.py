@@ -38,13 +38,8 @@ CASES = [  # (N, C, H, W, output_size, spatial_scale, sampling_ratio, aligned)
 
 
 @pytest.fixture(scope="module")
-def host_lib():
-    from edgeseg.plugins.common.build import KernelBuildError, build_host_library
-
-    try:
-        return build_host_library(ra.HOST_SOURCE)
-    except KernelBuildError as exc:
-        pytest.skip(f"cannot build the host kernel library: {exc}")
+def host_lib(build_host_kernels):
+    return build_host_kernels(ra.HOST_SOURCE)
 
 
 def _host_roi_align(lib, x, rois, output_size, scale, sampling, aligned):
