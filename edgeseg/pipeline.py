@@ -46,11 +46,11 @@ class Segmentation:
     it is read, by the cheapest route for what is read: ``foreground`` first resizes the probability in
     float32 (the selfie effects); ``labels`` first resizes a 16-bit fixed-point copy (probability steps of
     1/65534; overlays, contours, measurements) and a later ``foreground`` read converts that same plane, so
-    ``labels == (foreground > 0.5)`` holds either way. The routes differ by at most one step (1.5e-5), so they can
-    disagree on labels only where the probability is that close to 0.5; an exact 0.5 is background on both. ``probs`` stacks background and
-    foreground. Whoever reads first pays for the upsampling, so for a two-class model without CRF
-    ``timings["post"]`` covers the model-resolution work only. Construct with ``labels`` and ``probs``, or
-    ``foreground`` alone (two-class).
+    ``labels == (foreground > 0.5)`` holds either way. The routes differ by at most one step (1.5e-5), so
+    their labels can differ only where the probability is that close to 0.5; an exact 0.5 is background on both.
+    ``probs`` stacks background and foreground. Whoever reads first pays for the upsampling, so for a two-class
+    model without CRF ``timings["post"]`` covers the model-resolution work only. Construct with ``labels`` and
+    ``probs``, or ``foreground`` alone (two-class).
     """
 
     def __init__(self, labels: np.ndarray | None = None, probs: np.ndarray | None = None,
