@@ -38,8 +38,6 @@ def add_arguments(parser) -> None:
 
 def add_stream_options(parser, default_sink: str) -> None:
     """Options shared by `edgeseg run` and `edgeseg demo`."""
-    from ..stream.sinks import X264_PRESETS
-
     parser.add_argument("--sink", default=default_sink,
                         help=f"out.mp4, out.avi, a folder, window or null (default {default_sink})")
     parser.add_argument("--backend", default="auto",
@@ -53,9 +51,7 @@ def add_stream_options(parser, default_sink: str) -> None:
     parser.add_argument("--effect", choices=EFFECTS, default=None,
                         help="overlay: class colours (default); blur: blur the background (class 0)")
     parser.add_argument("--blur", type=int, default=21, help="background blur kernel for --effect blur (odd)")
-    parser.add_argument("--preset", choices=X264_PRESETS, default=None,
-                        help="H.264 encoder speed for .mp4/.mkv/.mov sinks (default veryfast). On a small CPU the "
-                             "encoder can cost more than the model: ultrafast uses ~2.3x less CPU, files ~3x larger")
+    add_preset_option(parser)
     parser.add_argument("--loop", action="store_true", help="restart a file at its end (stop with Ctrl-C)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of a folder, or override the source's")
     parser.add_argument("--realtime", action="store_true",
@@ -72,6 +68,15 @@ def resolve_model(model: str):
 
         return selfie_model_path()
     return model
+
+
+def add_preset_option(parser) -> None:
+    """``--preset``: the libx264 speed preset for H.264 sinks (read back with :func:`sink_options_from`)."""
+    from ..stream.sinks import X264_PRESETS
+
+    parser.add_argument("--preset", choices=X264_PRESETS, default=None,
+                        help="H.264 encoder speed for .mp4/.mkv/.mov sinks (default veryfast). On a small CPU the "
+                             "encoder can cost more than the model: ultrafast uses ~2.3x less CPU, files ~3x larger")
 
 
 def sink_options_from(args) -> dict:

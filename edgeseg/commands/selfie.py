@@ -16,7 +16,7 @@ HELP = "selfie background blur / replacement on a video or camera"
 
 
 def add_arguments(parser) -> None:
-    from ..stream.sinks import X264_PRESETS
+    from .run import add_preset_option
 
     parser.add_argument("--source", required=True, help="camera index (0), /dev/videoN, a video file or a folder")
     effect = parser.add_mutually_exclusive_group()
@@ -32,9 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default="auto", help="runner backend (auto, onnxruntime, torch, ...)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    parser.add_argument("--preset", choices=X264_PRESETS, default=None,
-                        help="H.264 encoder speed for .mp4/.mkv/.mov sinks (default veryfast; ultrafast: ~2.3x "
-                             "less CPU, files ~3x larger)")
+    add_preset_option(parser)
 
 
 def run(args) -> int:
