@@ -62,6 +62,7 @@ class Preprocessor:
         std = np.asarray(pre.std, np.float32)
         self.scale = (1.0 / (255.0 * std)).astype(np.float32)
         self.offset = (-np.asarray(pre.mean, np.float32) / std).astype(np.float32)
+        self._add_offset = bool(self.offset.any())  # mean 0: skip the add pass
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, Region]:
         frame = check_frame(frame)
@@ -102,11 +103,10 @@ class Preprocessor:
 
         ``planes``: the blob channel each image channel goes to (``(2, 1, 0)`` turns BGR into RGB).
         """
-        offset_is_zero = not self.offset.any()
         if image.ndim == 2:
             x = image.astype(np.float32)
             x *= self.scale[0]
-            if not offset_is_zero:
+            if self._add_offset:
                 x += self.offset[0]
             blob = x[None, None]
         else:
@@ -116,6 +116,6 @@ class Preprocessor:
             for src, plane in enumerate(self.cv2.split(image)):
                 c = src if planes is None else planes[src]
                 np.multiply(plane, self.scale[c], out=blob[0, c], dtype=np.float32)
-                if not offset_is_zero:
+                if self._add_offset:
                     blob[0, c] += self.offset[c]
         return blob if blob.dtype == self.dtype else blob.astype(self.dtype)
