@@ -46,9 +46,8 @@ def foreground(output: np.ndarray, output_kind: str) -> np.ndarray:
     x = np.asarray(output, dtype=np.float32)
     if output_kind == "probs":  # a copy: the result may outlive a runner that reuses its output buffer
         return np.array(x[-1], np.float32)
-    z = np.multiply(x[0], 0.5) if x.shape[0] == 1 else np.subtract(x[1], x[0])
-    if x.shape[0] == 2:
-        z *= 0.5
+    z = np.array(x[0]) if x.shape[0] == 1 else np.subtract(x[1], x[0])
+    z *= 0.5
     np.tanh(z, out=z)
     z *= 0.5
     z += 0.5
