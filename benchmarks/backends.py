@@ -6,8 +6,9 @@ depend on them) at 256x256 and 512x512:
     model exported once with dynamic shapes; both get the same (1, 1, S, S) input, calls alternate
     (eager, ORT, eager, ...) so background load hits both alike; median / p99 after warm-up; ratio =
     ORT median / eager median (< 1: ONNX Runtime faster).
-  * Segmenter (ONNX Runtime) on a real 800x540 HC18 frame, given as stored ((H, W) gray, as image folders
-    and monochrome DICOM deliver it) and as BGR (as decoded video delivers it): median pre / infer / post
+  * Segmenter (ONNX Runtime) on a real 800x540 HC18 frame, given as the PNG stores it ((H, W) gray, as
+    ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)`` reads it) and as BGR (what decoded video and edgeseg's stream
+    sources deliver): median pre / infer / post
     and the share of pre+post in the frame time. Post includes reading ``result.labels`` (a two-class
     Segmentation builds its frame-size planes on first read), so it is the cost of a frame's labels;
     ``post_foreground_ms`` is the same with the float foreground read instead (the selfie effects' read).
@@ -181,8 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument("--min-iters", type=int, default=10)
     parser.add_argument("--max-iters", type=int, default=200)
     parser.add_argument("--frames", nargs="+", choices=("gray", "bgr"), default=["gray", "bgr"],
-                        help="how the Segmenter gets the HC18 frame: gray (as stored; image folders and monochrome "
-                             "DICOM deliver it so) and/or BGR (what decoded video delivers); default both")
+                        help="how the Segmenter gets the HC18 frame: gray (as the PNG stores it) and/or BGR (what "
+                             "decoded video and edgeseg's stream sources deliver); default both")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
