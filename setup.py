@@ -46,8 +46,9 @@ EXTRAS = {
     ],
     # GPU through CuPy (pick the wheel for your CUDA: cupy-cuda12x, cupy-cuda13x).
     "gpu": ["cupy-cuda12x>=13"],
-    # TensorRT comes with JetPack or NVIDIA's own packages; see docs/jetson.md.
-    "tensorrt": [],
+    # Standard TensorRT comes with JetPack or NVIDIA's own packages (see docs/jetson.md): no PyPI route.
+    # TensorRT for RTX (RTX GPUs; its builder also runs with no GPU, which CI uses) is on PyPI.
+    "rtx": ["tensorrt-rtx-cu13>=1.7"],
     "dev": [
         "pytest>=8",
         "hypothesis>=6",
@@ -56,6 +57,9 @@ EXTRAS = {
         "ai-edge-litert>=1.0",
         "pydicom-data>=1.0",
         "pydensecrf2>=1.1",
+        # The real CUDA-side libraries that run without a GPU: CuPy's API and NVRTC compile our kernels.
+        "cupy-cuda13x>=14",
+        "nvidia-cuda-nvrtc>=13",
     ],
 }
 

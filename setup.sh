@@ -15,10 +15,14 @@ if [ ! -d /usr/share/doc/opencv-doc/examples/data ] && command -v apt-get >/dev/
 fi
 
 PY=${PYTHON:-python3}
+# Every pip install below resolves inside constraints.txt (the versions the tests pass with);
+# scripts/refresh_constraints.sh moves them forward deliberately.
+export PIP_CONSTRAINT="$PWD/constraints.txt"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to the CPU build; a bare `torch` requirement would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[cpu,dev]"
+# TensorRT for RTX (extra "rtx") gives every machine a real TensorRT builder, GPU or not.
+.venv/bin/python -m pip install -q "torch==2.13.0" -e ".[cpu,dev,rtx]"
 # Triton client (TritonRunner, config checks). Installed without its pins: tritonclient[grpc] asks for
 # protobuf<7 and ml-dtypes<=0.5.4, which would downgrade the ONNX stack; it works with protobuf 7 (tested).
 .venv/bin/python -m pip install -q --no-deps "tritonclient==2.73.0"
