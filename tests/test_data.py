@@ -48,7 +48,9 @@ def test_patient_split_never_puts_one_patient_on_both_sides(hc18_dir):
     samples = pair_folder(hc18_dir / "images", hc18_dir / "masks")
     train, val = split_by_group(samples, HC18_GROUP, val_fraction=0.2, seed=0)
     patients = lambda ss: {re.match(HC18_GROUP, s.name).group(1) for s in ss}
-    assert len(train) + len(val) == len(samples) == 790
+    images = sorted(p.name for p in (hc18_dir / "images").glob("*.png"))
+    assert sorted(s.name for s in samples) == images  # every image paired with its mask, none dropped
+    assert sorted(s.name for s in train + val) == images
     assert not patients(train) & patients(val)
     assert len(patients(val)) == round(0.2 * len(patients(samples)))
     # multi-scan patients exist, so a file-level split would have leaked
