@@ -100,6 +100,38 @@ def test_bad_options_name_the_field(tmp_path, options, match):
         triton_config_from_artifact(_artifact(tmp_path), **options)
 
 
+@pytest.mark.parametrize("name", ["..", ".", "../x", "a/b", "a\\b"])
+def test_repo_name_cannot_leave_the_repository(tmp_path, capsys, name):
+    from edgeseg.cli import main
+
+    art = _artifact(tmp_path)
+    repo = tmp_path / "sub" / "repo"
+    assert main(["triton-repo", str(art.path), str(repo), "--name", name]) == 2
+    assert f"name: got {name!r}" in capsys.readouterr().err
+    with pytest.raises(InputError, match="name"):
+        triton_config_from_artifact(art, name=name)
+    assert not (tmp_path / "sub" / "config.pbtxt").exists() and not (tmp_path / "sub" / "1").exists()
+    assert not repo.exists()
+
+
+@pytest.mark.parametrize("bad", ['in"put', 'a" }] output [{ name: "x', "in\nput", "in put", ""])
+def test_unsafe_sidecar_tensor_names_are_refused(tmp_path, bad):
+    art = _artifact(tmp_path)
+    art.inputs[0].name = bad
+    with pytest.raises(ArtifactError, match="tensor name"):
+        triton_config_from_artifact(art)
+    with pytest.raises(ArtifactError, match="tensor name"):
+        write_repository(art, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_onnx_style_tensor_names_are_kept(tmp_path):
+    art = _artifact(tmp_path)
+    art.inputs[0].name, art.outputs[0].name = "input:0", "model/logits_1"
+    config = parse_config(write_repository(art, tmp_path / "repo").read_text())
+    assert [t.name for t in config.input] == ["input:0"] and [t.name for t in config.output] == ["model/logits_1"]
+
+
 def test_engine_on_cpu_and_unknown_dtype_are_refused(tmp_path):
     with pytest.raises(InputError, match="KIND_GPU"):
         triton_config_from_artifact(_artifact(tmp_path, name="m.engine"), instance_kind="KIND_CPU")

@@ -35,6 +35,9 @@ TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE
                 "int32": "TYPE_INT32", "int16": "TYPE_INT16", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8",
                 "uint16": "TYPE_UINT16", "bool": "TYPE_BOOL"}
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# Tensor names go into config.pbtxt between quotes: refuse anything that could end the string (ONNX-style
+# names such as "input:0" or "model/conv_1" pass).
+_TENSOR_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/\-]*$")
 
 
 @dataclass
@@ -101,8 +104,9 @@ def triton_config_from_artifact(artifact: Artifact, name: str | None = None, max
         raise InputError(f"artifact: {artifact.path.name} is a {fmt!r} file, expected an .onnx or .engine/.plan "
                          "(export it first: `edgeseg export`)")
     name = name or artifact.path.stem
-    if not _NAME.match(name):
-        raise InputError(f"name: got {name!r}, expected letters, digits, '_', '-' or '.' (a folder name)")
+    if not _NAME.match(name) or set(name) == {"."}:
+        raise InputError(f"name: got {name!r}, expected letters, digits, '_', '-' or '.' (a folder name, "
+                         "not '.' or '..')")
     if not isinstance(max_batch_size, int) or max_batch_size < 1:
         raise InputError(f"max_batch_size: got {max_batch_size!r}, expected an int >= 1")
     if not isinstance(instance_count, int) or instance_count < 1:
@@ -214,6 +218,9 @@ def _tensor(artifact: Artifact, spec: TensorSpec, batched: bool) -> tuple[str, s
     if spec.dtype not in TRITON_TYPES:
         raise ArtifactError(f"{artifact.sidecar_path}: tensor {spec.name!r} has dtype {spec.dtype!r}, expected "
                             f"one of {sorted(TRITON_TYPES)} for Triton")
+    if not isinstance(spec.name, str) or not _TENSOR_NAME.match(spec.name):
+        raise ArtifactError(f"{artifact.sidecar_path}: tensor name {spec.name!r}, expected letters, digits and "
+                            "'_', '.', ':', '/', '-' (no quotes, spaces or newlines) for Triton's config.pbtxt")
     shape = spec.shape[1:] if batched else spec.shape
     dims = [d if isinstance(d, int) and d > 0 else -1 for d in shape]
     return spec.name, TRITON_TYPES[spec.dtype], dims
