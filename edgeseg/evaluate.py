@@ -190,5 +190,6 @@ def write_grid(path: str | Path, examples: list[tuple[np.ndarray, np.ndarray, np
         raise InputError("examples: got none, expected at least one (image, truth, prediction) to draw")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.vstack(rows))
-    return path
+    from .outputs import write_image
+
+    return write_image(path, np.vstack(rows))

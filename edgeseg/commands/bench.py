@@ -67,7 +67,10 @@ def _bench(args, artifact: Path) -> int:
     from ..bench.measure import run_benchmark, source_frames
     from ..bench.plots import plot_distribution
 
+    from ..outputs import ensure_writable
+
     sizes = [_size(s) for s in args.size] if args.size else [None]
+    out = ensure_writable(args.out or f"runs/bench-{artifact.stem}", "--out", folder=True)
     frames = source_frames(args.source) if args.source else None
     results = [
         run_benchmark(artifact, backend=args.backend, size=size, batch=args.batch, iterations=args.iterations,
@@ -75,7 +78,6 @@ def _bench(args, artifact: Path) -> int:
                       frames=frames, progress=not args.no_progress)
         for size in sizes
     ]
-    out = Path(args.out or f"runs/bench-{artifact.stem}")
     for result in results:
         folder = out if len(results) == 1 else out / f"{result.input_size[0]}x{result.input_size[1]}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -106,7 +108,10 @@ def _sweep(args) -> int:
 
     if len(args.target) != 2:
         raise InputError("sweep: expected one spec file: edgeseg bench sweep sweep.yaml")
+    from ..outputs import ensure_writable
+
     spec = SweepSpec.load(args.target[1])
+    ensure_writable(args.out or "runs/sweep", "--out", folder=True)
 
     def progress(i, n, artifact, backend, size):
         where = f"{size[0]}x{size[1]}" if size else "sidecar size"

@@ -34,12 +34,15 @@ def run(args) -> int:
     from ..data import load_image
     from ..errors import InputError
     from ..evaluate import open_predictor
+    from ..outputs import IMAGE_WRITE_SUFFIXES, ensure_writable, write_image
 
     reference = read_hc_csv(args.hc_csv) if args.hc_csv else {}
     if args.pixel_size is None and not reference:
         raise InputError("--pixel-size: not given, expected the pixel size in mm (or --hc-csv with it)")
     if args.overlay and len(args.images) != 1:
         raise InputError(f"--overlay: got {len(args.images)} images, expected exactly one")
+    if args.overlay:
+        ensure_writable(args.overlay, "--overlay", suffixes=IMAGE_WRITE_SUFFIXES)
     predict, _ = open_predictor(args.model)
     for name in args.images:
         path = Path(name)
@@ -64,7 +67,6 @@ def run(args) -> int:
             box = (ellipse.center, ellipse.axes, ellipse.angle)
             cv2.ellipse(bgr, box, (0, 255, 255), 2, cv2.LINE_AA)
             cv2.putText(bgr, f"HC {hc:.1f} mm", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 255, 255), 2, cv2.LINE_AA)
-            Path(args.overlay).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(args.overlay, bgr)
+            write_image(args.overlay, bgr, "--overlay")
             print(f"overlay: {args.overlay}")
     return 0

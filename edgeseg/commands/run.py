@@ -24,6 +24,8 @@ The latency table lists per stage p50/p99 in ms: capture (read + decode), pre, i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import InputError
 
 HELP = "segment a camera, stream or video in real time (overlay or background blur)"
@@ -107,6 +109,10 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
 
     from ..stream import format_table, stream
 
+    if args.summary:
+        from ..outputs import ensure_writable
+
+        ensure_writable(args.summary, "--summary")
     render = make_render(effect, args.blur)
     backend, threads, crf, smooth = args.backend, args.threads, args.crf or None, args.smooth
     model_label = str(model)
@@ -135,6 +141,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         summary["model"] = model_label
         summary["backend"] = getattr(getattr(run.segmenter, "runner", None), "backend", None)
         if args.summary:
+            Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
             with open(args.summary, "w", encoding="utf-8") as f:
                 json.dump(summary, f, indent=2)
                 f.write("\n")
