@@ -17,7 +17,10 @@
 //  * dcn_direct_one: one output element, loops over its receptive field (no scratch memory).
 #pragma once
 #include "edgeseg_cuda.cuh"
-#include <math.h>
+
+#if !defined(__CUDACC__)  // NVRTC (CuPy) has no C headers; its device math is built in
+#include <cmath>
+#endif
 
 namespace edgeseg_dcn {
 

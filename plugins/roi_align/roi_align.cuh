@@ -13,7 +13,10 @@
 // storage type; output (R, C, PH, PW). Arithmetic in FP32 for float and __half storage.
 #pragma once
 #include "edgeseg_cuda.cuh"
-#include <math.h>
+
+#if !defined(__CUDACC__)  // NVRTC (CuPy) has no C headers; its device math is built in
+#include <cmath>
+#endif
 
 namespace edgeseg_roi {
 
