@@ -4,11 +4,31 @@ us, and PTX for ahead-of-time kernels compiled from the op's own ``.cu`` file.""
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from pathlib import Path
 
 REQUIRES_TENSORRT = (10, 6)
 BLOCK = 256
+
+
+def json_attribute(name: str, value: str | bytes) -> dict:
+    """A JSON-object string attribute as a dict. NVIDIA's ONNX parser appends a NUL to string
+    attributes, so trailing NULs are stripped; an empty value means no options."""
+    from edgeseg.errors import EdgesegError
+
+    text = (value.decode() if isinstance(value, bytes) else value).rstrip("\0").strip()
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EdgesegError(f"plugin attribute {name}={text!r} is not valid JSON ({exc}); "
+                           "expected a JSON object such as '{\"iterations\": 5}'") from exc
+    if not isinstance(options, dict):
+        raise EdgesegError(f"plugin attribute {name}={text!r} is a JSON {type(options).__name__}; "
+                           "expected a JSON object")
+    return options
 
 
 def cupy_view(tensor):

@@ -10,7 +10,6 @@ Runs ``edgeseg.ops.dense_crf`` on CuPy arrays on TensorRT's stream (several kern
 # No `from __future__ import annotations` here: tensorrt.plugin reads these annotations at run time
 # (issubclass(annotation, TensorDesc), typing.get_origin(...) is tuple); strings would break it.
 
-import json
 from typing import List, Tuple  # noqa: UP035 - see above
 
 import tensorrt.plugin as trtp
@@ -39,7 +38,7 @@ def dense_crf_impl(probs: trtp.Tensor, image: trtp.Tensor, params: str, outputs:
 
     from edgeseg.ops import dense_crf
 
-    options = json.loads(params) if params else {}
+    options = _common.json_attribute("params", params)
     view = _common.cupy_view
     p, img, out = view(probs), view(image), view(outputs[0])
     with _common.external_stream(stream):
