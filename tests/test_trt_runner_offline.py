@@ -128,8 +128,7 @@ def make_fake_cupy():
         Device=lambda i=0: types.SimpleNamespace(use=lambda: None),
         alloc_pinned_memory=lambda n: bytearray(n),
         capturing=lambda: state["capturing"], record_captured=lambda fn: state["recorded"].append(fn),
-        runtime=types.SimpleNamespace(CUDARuntimeError=RuntimeError, getLastError=lambda: 0,
-                                      getDeviceCount=lambda: 1),
+        runtime=types.SimpleNamespace(CUDARuntimeError=RuntimeError, getDeviceCount=lambda: 1),
     )
     cp.cuda = cuda
     return cp

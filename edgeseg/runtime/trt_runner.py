@@ -247,13 +247,16 @@ class TrtRunner(Runner):
         graph = None
         try:
             stream.begin_capture()
-            ok = ctx.execute_async_v3(stream.ptr)
-            graph = stream.end_capture()
+            try:
+                ok = ctx.execute_async_v3(stream.ptr)
+            finally:
+                graph = stream.end_capture()  # always leave capture mode, even if enqueue raised
         except cp.cuda.runtime.CUDARuntimeError:
             ok = False
+        # CuPy has no cudaGetLastError binding: an invalidated capture is reported (and raised) by
+        # end_capture itself, and CuPy checks each call's own status, so there is nothing to clear here.
         if not ok or graph is None:
             self._graph_failed = True
-            cp.cuda.runtime.getLastError()  # clear the capture error so later work is not poisoned
             return None
         return graph
 
