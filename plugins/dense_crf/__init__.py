@@ -50,6 +50,13 @@ def _check(energy_shape, image_shape, window) -> None:
         raise InputError(f"window: got {window!r}, expected an odd int >= 1")
 
 
+def image_bytes(xp, image):
+    """The kernels' image layout from NumPy or CuPy (``xp``): (H, W, K) contiguous uint8 (a (H, W) image
+    gets K=1). The kernels read bytes, so any other dtype is cast here, on both paths alike."""
+    image = xp.asarray(image)
+    return xp.ascontiguousarray(image if image.ndim == 3 else image[:, :, None], dtype=xp.uint8)
+
+
 @functools.cache
 def host_library():
     """The host build of the kernel bodies (ctypes), compiled on first use with g++."""
@@ -71,7 +78,7 @@ def _ptr(array, kind):
 def windowed_crf_host(energy, image, window, iterations, sxy_gaussian, sxy_bilateral, srgb, g_gauss, g_bilat):
     """Windowed mean field on the CPU through the host library: energy (C, H, W) -> Q (C, H, W) float32."""
     energy = np.ascontiguousarray(energy, dtype=np.float32)
-    image = np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None], dtype=np.uint8)
+    image = image_bytes(np, image)
     _check(energy.shape, image.shape, window)
     c, h, w = energy.shape
     widths = widths_vector(sxy_gaussian, sxy_bilateral, srgb)
@@ -110,8 +117,7 @@ def windowed_crf_cupy(energy, image, window, iterations, sxy_gaussian, sxy_bilat
     import cupy as cp
 
     energy = cp.ascontiguousarray(cp.asarray(energy, dtype=cp.float32))
-    image = cp.asarray(image)
-    image = cp.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])
+    image = image_bytes(cp, image)
     _check(energy.shape, image.shape, window)
     c, h, w = energy.shape
     k = image.shape[2]
