@@ -188,8 +188,6 @@ def write_grid(path: str | Path, examples: list[tuple[np.ndarray, np.ndarray, np
         rows.append(np.hstack(tiles))
     if not rows:
         raise InputError("examples: got none, expected at least one (image, truth, prediction) to draw")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     from .outputs import write_image
 
-    return write_image(path, np.vstack(rows))
+    return write_image(Path(path), np.vstack(rows))
