@@ -25,8 +25,10 @@ export PIP_CONSTRAINT="$PWD/constraints.txt"
 .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[cpu,dev,rtx]"
 # Triton client (TritonRunner, config checks). Installed without its pins: tritonclient[grpc] asks for
 # protobuf<7 and ml-dtypes<=0.5.4, which would downgrade the ONNX stack; it works with protobuf 7 (tested).
-.venv/bin/python -m pip install -q --no-deps "tritonclient==2.73.0"
+# Its dependencies go first, so pip's resolver never sees tritonclient's pins (it would print an "ERROR:"
+# conflict line on every fresh install although nothing is broken).
 .venv/bin/python -m pip install -q "grpcio>=1.60" python-rapidjson "geventhttpclient>=2.3.3" "greenlet<3.4" "urllib3>=2.0.7"
+.venv/bin/python -m pip install -q --no-deps "tritonclient==2.73.0"
 # A local Triton server (PyTriton) lives in its own venv: it needs numpy<2 and Debian's Python 3.11.
 if [ -x /usr/bin/python3.11 ] && [ ! -x .venv-triton/bin/python ]; then
   bash scripts/setup_triton.sh || echo "setup: Triton server venv skipped; the Triton server tests will say so" >&2

@@ -19,9 +19,12 @@ if [ -z "$PYTHON" ] || ! "$PYTHON" -c 'import sys, venv; assert sys.version_info
   exit 1
 fi
 echo "setup_triton: creating $VENV from $PYTHON ($("$PYTHON" --version))"
-"$PYTHON" -m venv "$VENV"
+# The main venv's constraints pin numpy 2, which this venv must not have: use only our own constraint.
+unset PIP_CONSTRAINT
 CONSTRAINTS="$(mktemp)"
-trap 'rm -f "$CONSTRAINTS"' EXIT
+# A venv left half-made would look usable (its python exists) and fail later: remove it unless all succeeds.
+trap 'rc=$?; rm -f "$CONSTRAINTS"; if [ $rc -ne 0 ]; then rm -rf "$VENV"; echo "setup_triton: failed; removed $VENV" >&2; fi' EXIT
+"$PYTHON" -m venv "$VENV"
 echo "numpy<2" > "$CONSTRAINTS"
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q -c "$CONSTRAINTS" "nvidia-pytriton==0.7.0" -e "$ROOT[runtime]"

@@ -7,6 +7,7 @@ Each server start takes ~5-15 s; every wait below is bounded.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -29,11 +30,21 @@ from edgeseg.runtime.triton_runner import TritonUnavailableError
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "edgeseg" / "assets" / "hc18_fastseg.onnx"
 PYTHON = triton_python()
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(PYTHON is None, reason="no Triton venv (.venv-triton/ or $EDGESEG_TRITON_PYTHON): "
-                                              "create it with `bash scripts/setup_triton.sh`"),
-]
+
+
+def triton_venv_problem() -> str | None:
+    """Why the Triton venv cannot serve (missing, or made but without PyTriton), or None."""
+    if PYTHON is None:
+        return "no Triton venv (.venv-triton/ or $EDGESEG_TRITON_PYTHON): create it with `bash scripts/setup_triton.sh`"
+    probe = subprocess.run([str(PYTHON), "-c", "import numpy, pytriton"], capture_output=True, text=True, timeout=60)
+    if probe.returncode:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return f"the Triton venv at {PYTHON} is incomplete ({last}): rerun `bash scripts/setup_triton.sh`"
+    return None
+
+
+PROBLEM = triton_venv_problem()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")]
 
 
 def tiny_onnx(path: Path) -> Path:

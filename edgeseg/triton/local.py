@@ -85,9 +85,11 @@ class LocalServer:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.25)
+        code = self.proc.poll()
         self.stop()
-        raise EdgesegError(f"the Triton server did not become ready within {self.start_timeout_s:.0f} s "
-                           f"(log {self.log}):\n{self._log_since(offset)[-3000:]}")
+        why = (f"exited with code {code} before it was ready" if code is not None
+               else f"did not become ready within {self.start_timeout_s:.0f} s")
+        raise EdgesegError(f"the Triton server {why} (log {self.log}):\n{self._log_since(offset)[-3000:]}")
 
     def stop(self) -> None:
         """SIGTERM, wait up to ``stop_timeout_s``, then kill. Idempotent."""
