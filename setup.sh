@@ -30,7 +30,8 @@ export PIP_CONSTRAINT="$PWD/constraints.txt"
 .venv/bin/python -m pip install -q "grpcio>=1.60" python-rapidjson "geventhttpclient>=2.3.3" "greenlet<3.4" "urllib3>=2.0.7"
 .venv/bin/python -m pip install -q --no-deps "tritonclient==2.73.0"
 # A local Triton server (PyTriton) lives in its own venv: it needs numpy<2 and Debian's Python 3.11.
-if [ -x /usr/bin/python3.11 ] && [ ! -x .venv-triton/bin/python ]; then
+if [ -x /usr/bin/python3.11 ] && ! .venv-triton/bin/python -c "import pytriton" 2>/dev/null; then
+  rm -rf .venv-triton   # absent, or left incomplete by an interrupted setup
   bash scripts/setup_triton.sh || echo "setup: Triton server venv skipped; the Triton server tests will say so" >&2
 fi
 
