@@ -56,11 +56,32 @@ def _load_source(onnx: str | Path | Artifact) -> Artifact:
     return source
 
 
-def quantize_fp16(onnx: str | Path | Artifact, out_path: str | Path | None = None,
-                  keep_fp32: Sequence[str] = FP32_OPS) -> Artifact:
-    """FP32 ONNX -> FP16 ONNX (float32 inputs/outputs, ``keep_fp32`` ops in FP32) with its sidecar.
+def name_nodes(model) -> None:
+    """Give every unnamed node a unique name (``conv_3``): layers are chosen and reported by name."""
+    taken = {n.name for n in model.graph.node}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type.lower()}_{index}"
+            while node.name in taken:
+                node.name += "_"
+            taken.add(node.name)
 
-    Returns the new :class:`Artifact` (``precision="fp16"``).
+
+def fp16_block_ops(keep_fp32: Sequence[str] = FP32_OPS) -> list[str]:
+    """Op types an FP16 file keeps in FP32: ``keep_fp32`` and the converter's own block list."""
+    from onnxconverter_common import float16
+
+    return sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32))
+
+
+def quantize_fp16(onnx: str | Path | Artifact, out_path: str | Path | None = None,
+                  keep_fp32: Sequence[str] = FP32_OPS, keep_nodes: Sequence[str] = (),
+                  info: dict[str, Any] | None = None) -> Artifact:
+    """FP32 ONNX -> FP16 ONNX (float32 inputs/outputs, ``keep_fp32`` ops and ``keep_nodes`` (node names)
+    in FP32) with its sidecar; ``info`` adds to the sidecar's ``extra.quantization``.
+
+    Returns the new :class:`Artifact` (``precision="fp16"``); ``extra.quantization.layer_precisions``
+    names every node that runs in FP32.
     """
     onnx_lib = require("onnx", "FP16 conversion")
     try:
@@ -74,15 +95,15 @@ def quantize_fp16(onnx: str | Path | Artifact, out_path: str | Path | None = Non
     out = Path(out_path) if out_path is not None else default_output(source, "fp16")
     model = onnx_lib.load(str(source.path))
     model_outputs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
-    taken = {n.name for n in model.graph.node}
-    for index, node in enumerate(model.graph.node):  # the converter names its Casts after the node
-        if not node.name:
-            node.name = f"{node.op_type.lower()}_{index}"
-            while node.name in taken:
-                node.name += "_"
-            taken.add(node.name)
-    block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32))
-    converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    name_nodes(model)  # the converter names its Casts after the node
+    block = fp16_block_ops(keep_fp32)
+    names = {n.name for n in model.graph.node}
+    unknown = sorted(set(keep_nodes) - names)
+    if unknown:
+        raise InputError(f"keep_nodes: {unknown[:5]} are not nodes of {source.path.name}")
+    fp32_layers = {n.name: "fp32" for n in model.graph.node if n.op_type in block or n.name in set(keep_nodes)}
+    converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
+                                                 node_block_list=list(keep_nodes))
     # The converter retypes value_info of tensors that its inserted Casts keep in FP32 (a known
     # onnxconverter-common bug: ORT then refuses the model); intermediate value_info is optional.
     del converted.graph.value_info[:]
@@ -91,7 +112,8 @@ def quantize_fp16(onnx: str | Path | Artifact, out_path: str | Path | None = Non
     onnx_lib.save(converted, str(out))
     kept = sorted({n.op_type for n in converted.graph.node if n.op_type in set(keep_fp32)})
     return _save_sidecar(source, out, "fp16", {"method": "onnxconverter_common.float16", "fp32_ops": kept,
-                                               "io_dtype": "float32"})
+                                               "io_dtype": "float32", **(info or {}),
+                                               "layer_precisions": fp32_layers})
 
 
 def _restore_float32_outputs(onnx_lib, original: dict[str, int], model) -> None:
@@ -130,27 +152,39 @@ def image_batches(source: Artifact, images: Iterable[str | Path], batch: int = 1
 
 
 def _calibration_reader(input_name: str, batches: Iterable[np.ndarray]):
+    """A reader over single images that ORT's strided calibration reads chunk by chunk (``set_range``)."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    images = [image for batch in batches for image in np.asarray(batch, np.float32)]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = iter(batches)
-            self.count = 0
+            self.count = len(images)
+            self.set_range(0, len(images))
+
+        def __len__(self) -> int:
+            return len(images)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._items = iter(images[start_index:end_index])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self._batches, None)
-            if batch is None:
-                return None
-            self.count += int(batch.shape[0])
-            return {input_name: batch}
+            image = next(self._items, None)
+            return None if image is None else {input_name: image[None]}
 
     return Reader()
 
 
+def _chunk(count: int, most: int = 16) -> int:
+    """The largest divisor of ``count`` up to ``most``: images whose activations are held at once."""
+    return max(d for d in range(1, min(count, most) + 1) if count % d == 0)
+
+
 def quantize_int8(onnx: str | Path | Artifact, out_path: str | Path | None = None, *,
-                  calibration: Sequence[str | Path] | Iterable[np.ndarray],
+                  calibration: Sequence[str | Path] | Iterable[np.ndarray] | None = None,
                   method: str = "percentile", per_channel: bool = True,
-                  op_types: Sequence[str] = INT8_OPS) -> Artifact:
+                  op_types: Sequence[str] = INT8_OPS, exclude: Sequence[str] = (),
+                  calibration_cache: str | Path | None = None, info: dict[str, Any] | None = None) -> Artifact:
     """FP32 ONNX -> INT8 Q/DQ ONNX (symmetric, per-channel weights) calibrated on real data.
 
     Args:
@@ -159,42 +193,95 @@ def quantize_int8(onnx: str | Path | Artifact, out_path: str | Path | None = Non
         method: activation range estimate: ``"minmax"``, ``"entropy"`` or ``"percentile"`` (99.999%).
         op_types: ops whose inputs get Q/DQ (default: convolutions and matrix products, what TensorRT
             fuses; the rest stays FP32 between them).
+        exclude: node names (of :func:`int8_layers`) kept in FP32.
+        calibration_cache: a JSON file of activation ranges: read when it exists (then ``calibration``
+            may be None), written otherwise, so several files share one calibration.
+        info: added to the sidecar's ``extra.quantization``.
 
-    Returns the new :class:`Artifact` (``precision="int8"``).
+    Returns the new :class:`Artifact` (``precision="int8"``); ``extra.quantization.layer_precisions``
+    names every ``op_types`` node left in FP32.
     """
-    q = require("onnxruntime.quantization", "INT8 quantization")
     if method not in CALIBRATION_METHODS:
         raise InputError(f"method: got {method!r}, expected one of {CALIBRATION_METHODS}")
     source = _load_source(onnx)
     out = Path(out_path) if out_path is not None else default_output(source, "int8")
-    items = list(calibration)
-    if not items:
+    cache = Path(calibration_cache) if calibration_cache is not None else None
+    items = list(calibration) if calibration is not None else []
+    if not items and not (cache and cache.is_file()):
         raise InputError("calibration: got no images, expected real images of the deployment domain (32+)")
-    batches = image_batches(source, items) if isinstance(items[0], (str, Path)) else items
-    input_name = source.inputs[0].name if source.inputs else "input"
-    reader = _calibration_reader(input_name, batches)
     pre = out.with_name(out.stem + ".pre.onnx")
-    q.quant_pre_process(str(source.path), str(pre), skip_symbolic_shape=True)
+    preprocess_for_int8(source.path, pre)
     try:
-        q.quantize_static(
-            str(pre), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=list(op_types),
-            per_channel=per_channel, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-            calibrate_method={"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
-                              "percentile": q.CalibrationMethod.Percentile}[method],
-            # symmetric INT8 with zero point 0 and FP32 bias: the Q/DQ form TensorRT's explicit
-            # quantization takes (an INT32 bias DequantizeLinear is not part of it)
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-        )
+        count = qdq_from_preprocessed(pre, out, source, items, method=method, per_channel=per_channel,
+                                      op_types=op_types, exclude=exclude, calibration_cache=cache)
     finally:
         pre.unlink(missing_ok=True)
-    if reader.count == 0:
+    details: dict[str, Any] = {"method": f"onnxruntime.quantization.quantize_static QDQ ({method})",
+                               "calibration_method": method, "per_channel": per_channel, "symmetric": True,
+                               "op_types": list(op_types)}
+    if count:
+        details["calibration_samples"] = count
+    if items and isinstance(items[0], (str, Path)):
+        details["calibration_source"] = str(Path(items[0]).parent)
+    details.update(info or {})
+    details["layer_precisions"] = int8_layer_precisions(out, op_types)
+    return _save_sidecar(source, out, "int8", details)
+
+
+def preprocess_for_int8(fp32_path: str | Path, out: str | Path) -> Path:
+    """ORT's quantization pre-processing (shape inference, graph cleanup) with every node named."""
+    onnx_lib = require("onnx", "INT8 quantization")
+    q = require("onnxruntime.quantization", "INT8 quantization")
+    q.quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=True)
+    model = onnx_lib.load(str(out))
+    name_nodes(model)
+    onnx_lib.save(model, str(out))
+    return Path(out)
+
+
+def int8_layers(pre_path: str | Path, op_types: Sequence[str] = INT8_OPS) -> list[str]:
+    """Names of the nodes INT8 quantizes (in graph order) in a :func:`preprocess_for_int8` model."""
+    onnx_lib = require("onnx", "INT8 quantization")
+    return [n.name for n in onnx_lib.load(str(pre_path)).graph.node if n.op_type in set(op_types)]
+
+
+def qdq_from_preprocessed(pre: Path, out: Path, source: Artifact, calibration: Sequence[Any], *,
+                          method: str, per_channel: bool, op_types: Sequence[str], exclude: Sequence[str] = (),
+                          calibration_cache: Path | None = None) -> int:
+    """Write the Q/DQ file ``out`` from a pre-processed model; returns the number of calibration images
+    read (0 when the ranges came from ``calibration_cache``)."""
+    q = require("onnxruntime.quantization", "INT8 quantization")
+    reader = None
+    if calibration and not (calibration_cache and calibration_cache.is_file()):
+        items = list(calibration)
+        batches = image_batches(source, items) if isinstance(items[0], (str, Path)) else items
+        reader = _calibration_reader(source.inputs[0].name if source.inputs else "input", batches)
+    q.quantize_static(
+        str(pre), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=list(op_types),
+        per_channel=per_channel, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+        nodes_to_exclude=list(exclude),
+        calibrate_method={"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+                          "percentile": q.CalibrationMethod.Percentile}[method],
+        calibration_cache_path=str(calibration_cache) if calibration_cache else None,
+        # symmetric INT8 with zero point 0 and FP32 bias: the Q/DQ form TensorRT's explicit
+        # quantization takes (an INT32 bias DequantizeLinear is not part of it). Calibration reads the
+        # images in chunks (ORT's "strided" collection, for every method): the histogram methods
+        # otherwise hold every intermediate tensor of every image at once.
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                       **({"CalibStridedMinMax": _chunk(len(reader))} if reader is not None else {})},
+    )
+    if reader is not None and reader.count == 0:
         raise InputError("calibration: produced no input batches")
-    info: dict[str, Any] = {"method": f"onnxruntime.quantization.quantize_static QDQ ({method})",
-                            "calibration_samples": reader.count, "per_channel": per_channel,
-                            "symmetric": True, "op_types": list(op_types)}
-    if isinstance(items[0], (str, Path)):
-        info["calibration_source"] = str(Path(items[0]).parent)
-    return _save_sidecar(source, out, "int8", info)
+    return reader.count if reader is not None else 0
+
+
+def int8_layer_precisions(path: str | Path, op_types: Sequence[str] = INT8_OPS) -> dict[str, str]:
+    """``{node name: "fp32"}`` for every ``op_types`` node of a Q/DQ file whose data input is not dequantized."""
+    onnx_lib = require("onnx", "INT8 quantization")
+    model = onnx_lib.load(str(path))
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    return {n.name: "fp32" for n in model.graph.node
+            if n.op_type in set(op_types) and producers.get(n.input[0]) != "DequantizeLinear"}
 
 
 def quantize(onnx: str | Path | Artifact, precision: str, out_path: str | Path | None = None,
