@@ -11,6 +11,7 @@ Preprocessing, class names and output kind are read from here, never hard-coded 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ FORMATS = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "pt",
 OUTPUT_KINDS = ("logits", "probs")
 RESIZE_MODES = ("stretch", "letterbox")
 COLOR_ORDERS = ("bgr", "rgb", "gray")
+# Sane bounds, checked at load so a corrupt or hostile sidecar fails with a message instead of exhausting memory.
+MAX_CLASSES = 4096  # ADE20K has 150, LVIS 1203
+MAX_SIDE = 8192  # preprocess.size and every fixed tensor dim (8K video is 7680 wide)
+MAX_MODEL_KWARG = 4096  # any number in model_kwargs (widths, kernel sizes, strides)
+MIN_STD, MAX_STD, MAX_ABS_MEAN = 1e-6, 1e6, 1e3  # x = (pixel / 255 - mean) / std stays finite and meaningful
 
 # A distinct, readable colour per class (BGR). Class 0 is background and drawn black.
 DEFAULT_PALETTE = [
@@ -118,17 +124,24 @@ class Artifact:
     @classmethod
     def from_dict(cls, path: str | Path, data: dict[str, Any]) -> "Artifact":
         data = dict(data)
+        side = sidecar_path(path)
         version = data.pop("schema_version", SCHEMA_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ArtifactError(f"{side}: schema_version is {version!r}, expected a positive integer "
+                                f"(this edgeseg writes {SCHEMA_VERSION})")
         if version > SCHEMA_VERSION:
             raise ArtifactError(
-                f"{sidecar_path(path)}: schema_version {version} is newer than this edgeseg understands "
+                f"{side}: schema_version {version} is newer than this edgeseg understands "
                 f"({SCHEMA_VERSION}); upgrade edgeseg"
             )
         data.pop("file", None)
         known = set(cls.__dataclass_fields__) - {"path"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ArtifactError(f"{sidecar_path(path)}: unknown sidecar fields {unknown}; expected only {sorted(known)}")
+            raise ArtifactError(f"{side}: unknown sidecar fields {unknown}; expected only {sorted(known)}")
+        problems = _type_problems(data)
+        if problems:
+            raise ArtifactError(f"{side}: " + "; ".join(problems))
         try:
             pre = data.get("preprocess", {})
             data["preprocess"] = Preprocess(**{**pre, "size": tuple(pre.get("size", (256, 256)))})
@@ -136,7 +149,7 @@ class Artifact:
             data["outputs"] = [TensorSpec(**t) for t in data.get("outputs", [])]
             data["colors"] = [tuple(c) for c in data.get("colors", [])]
         except TypeError as exc:
-            raise ArtifactError(f"{sidecar_path(path)}: malformed sidecar ({exc})") from exc
+            raise ArtifactError(f"{side}: malformed sidecar ({exc})") from exc
         artifact = cls(path=Path(path), **data)
         artifact.validate()
         return artifact
@@ -162,7 +175,8 @@ class Artifact:
         return cls.from_dict(path, data)
 
     def validate(self) -> None:
-        """Check the sidecar's values against each other; raise :class:`ArtifactError` on the first problem."""
+        """Check the sidecar's values against each other and sane bounds; raise :class:`ArtifactError` listing
+        every problem found."""
         pre = self.preprocess
         problems = []
         if self.output_kind not in OUTPUT_KINDS:
@@ -171,21 +185,42 @@ class Artifact:
             problems.append(f"preprocess.resize is {pre.resize!r}, expected one of {RESIZE_MODES}")
         if pre.color not in COLOR_ORDERS:
             problems.append(f"preprocess.color is {pre.color!r}, expected one of {COLOR_ORDERS}")
-        if len(pre.size) != 2 or any(not isinstance(s, int) or s <= 0 for s in pre.size):
-            problems.append(f"preprocess.size is {list(pre.size)!r}, expected [height, width] of positive ints")
+        if len(pre.size) != 2 or any(not _is_int(s) or not 0 < s <= MAX_SIDE for s in pre.size):
+            problems.append(f"preprocess.size is {list(pre.size)!r}, expected [height, width] of ints in "
+                            f"1..{MAX_SIDE}")
         if len(pre.mean) != pre.channels or len(pre.std) != pre.channels:
             problems.append(
                 f"preprocess.mean/std have {len(pre.mean)}/{len(pre.std)} values, expected {pre.channels} "
                 f"for color {pre.color!r}"
             )
-        if any(s == 0 for s in pre.std):
-            problems.append(f"preprocess.std is {pre.std!r}, expected non-zero values")
+        problems += _normalisation_problems(pre)
         if not self.classes:
             problems.append("classes is empty, expected at least one class name")
+        if len(self.classes) > MAX_CLASSES:
+            problems.append(f"classes has {len(self.classes)} names, expected at most {MAX_CLASSES}")
         if len(self.colors) != len(self.classes):
             problems.append(f"colors has {len(self.colors)} entries, expected one per class ({len(self.classes)})")
+        problems += _model_kwargs_problems(self.model_kwargs)
+        for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for i, spec in enumerate(specs):
+                bad = [d for d in spec.shape if not isinstance(d, str) and not (_is_int(d) and 0 < d <= MAX_SIDE)]
+                if bad:
+                    problems.append(f"{kind}[{i}].shape is {spec.shape!r}, expected fixed dims in 1..{MAX_SIDE} "
+                                    "and names (strings) for dynamic dims")
+        if not problems and self.extra.get("task") != "instances":
+            problems += self._class_count_problems()
         if problems:
             raise ArtifactError(f"{self.sidecar_path}: " + "; ".join(problems))
+
+    def _class_count_problems(self) -> list[str]:
+        """Class names against ``model_kwargs.num_classes`` and a fixed output channel count (semantic models)."""
+        n, problems = len(self.classes), []
+        declared = self.model_kwargs.get("num_classes")
+        if declared is not None and declared != n:
+            problems.append(f"classes has {n} names but model_kwargs.num_classes is {declared}")
+        if self.outputs and len(self.outputs[0].shape) == 4:
+            problems += class_count_problems(self.outputs[0].shape[1], n, f"outputs[0] {self.outputs[0].name!r}")
+        return problems
 
     def with_path(self, path: str | Path, **changes: Any) -> "Artifact":
         """A copy describing another model file (an export, a quantized or compiled version)."""
@@ -200,3 +235,86 @@ def sidecar_path(model_path: str | Path) -> Path:
     """``model.onnx`` -> ``model.onnx.json``."""
     model_path = Path(model_path)
     return model_path.with_name(model_path.name + ".json")
+
+
+def class_count_problems(channels: Any, num_classes: int, where: str) -> list[str]:
+    """A model output with ``channels`` (int, or a name when dynamic) against ``num_classes`` class names:
+    equal, or one sigmoid channel for two classes. Returns the problem as a one-item list, or []."""
+    if not _is_int(channels) or channels == num_classes or (channels == 1 and num_classes == 2):
+        return []
+    expected = "2 (background and foreground)" if channels == 1 else str(channels)
+    return [f"classes has {num_classes} names but {where} has {channels} channel(s); expected {expected} names"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _normalisation_problems(pre: Preprocess) -> list[str]:
+    problems = []
+    if any(not _is_number(s) or not MIN_STD <= s <= MAX_STD for s in pre.std):  # NaN fails both comparisons
+        problems.append(f"preprocess.std is {pre.std!r}, expected finite numbers in [{MIN_STD:g}, {MAX_STD:g}] "
+                        "(x = (pixel / 255 - mean) / std; a tiny std turns every input into inf or NaN)")
+    if any(not _is_number(m) or not abs(m) <= MAX_ABS_MEAN for m in pre.mean):
+        problems.append(f"preprocess.mean is {pre.mean!r}, expected finite numbers in "
+                        f"[-{MAX_ABS_MEAN:g}, {MAX_ABS_MEAN:g}] (in units of pixel / 255)")
+    return problems
+
+
+def _model_kwargs_problems(kwargs: dict[str, Any]) -> list[str]:
+    """Bounds on what rebuilds a checkpoint's network, checked before torch allocates anything."""
+    problems = []
+    for key, low, high in (("num_classes", 1, MAX_CLASSES), ("in_channels", 1, MAX_MODEL_KWARG)):
+        if key in kwargs and not (_is_int(kwargs[key]) and low <= kwargs[key] <= high):
+            problems.append(f"model_kwargs.{key} is {kwargs[key]!r}, expected an int in {low}..{high}")
+    for key, value in kwargs.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        numbers = [v for v in values if _is_number(v)]
+        if key not in ("num_classes", "in_channels") and any(
+                not math.isfinite(v) or abs(v) > MAX_MODEL_KWARG for v in numbers):
+            problems.append(f"model_kwargs.{key} is {value!r}, expected finite numbers within "
+                            f"+-{MAX_MODEL_KWARG}")
+    return problems
+
+
+# field -> (accepted types, what to say); None allowed where the dataclass default is None
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((str,), "a string"), "model_kwargs": ((dict,), "an object"), "inputs": ((list,), "a list"),
+    "outputs": ((list,), "a list"), "preprocess": ((dict,), "an object"), "classes": ((list,), "a list"),
+    "colors": ((list,), "a list"), "output_kind": ((str,), "a string"), "precision": ((str,), "a string"),
+    "opset": ((int, type(None)), "an integer or null"), "versions": ((dict,), "an object"),
+    "engine": ((dict, type(None)), "an object or null"), "extra": ((dict,), "an object"),
+}
+
+
+def _type_problems(data: dict[str, Any]) -> list[str]:
+    """JSON types of the sidecar's fields, so a wrong type is named instead of failing later as a TypeError."""
+    problems = []
+    for key, (types, what) in _FIELD_TYPES.items():
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+            problems.append(f"{key} is {data[key]!r}, expected {what}")
+    if problems:
+        return problems
+    for kind in ("inputs", "outputs"):
+        for i, spec in enumerate(data.get(kind, [])):
+            if not (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("shape"), list)
+                    and isinstance(spec.get("dtype", ""), str)):
+                problems.append(f"{kind}[{i}] is {spec!r}, expected {{\"name\": str, \"shape\": [int | str, ...], "
+                                "\"dtype\": str}")
+    if not all(isinstance(c, str) for c in data.get("classes", [])):
+        problems.append(f"classes is {data['classes']!r}, expected a list of class names (strings)")
+    if not all(isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
+               for c in data.get("colors", [])):
+        problems.append("colors: expected a list of [b, g, r] integers 0-255")
+    pre = data.get("preprocess", {})
+    for key in ("size", "mean", "std"):
+        if key in pre and not (isinstance(pre[key], list) and all(_is_number(v) for v in pre[key])):
+            problems.append(f"preprocess.{key} is {pre[key]!r}, expected a list of numbers")
+    for key in ("resize", "color"):
+        if key in pre and not isinstance(pre[key], str):
+            problems.append(f"preprocess.{key} is {pre[key]!r}, expected a string")
+    return problems

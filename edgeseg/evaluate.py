@@ -53,6 +53,7 @@ def open_predictor(path: str | Path, threads: int | None = None) -> tuple[Callab
     the artifact's ``output_kind`` says (the argmax is the same). ``threads``: the runner's CPU threads.
     """
     cv2 = require("cv2", "evaluation")
+    from .pipeline import check_output_finite
     from .runtime import create_runner
 
     runner = create_runner(path, **({"threads": threads} if threads else {}))
@@ -63,6 +64,7 @@ def open_predictor(path: str | Path, threads: int | None = None) -> tuple[Callab
     def predict(image: np.ndarray) -> np.ndarray:
         blob = preprocess_image(image, artifact.preprocess)[None]
         scores = np.asarray(runner.infer({in_name: blob})[out_name])[0].astype(np.float32)
+        check_output_finite(scores, artifact)  # NaN scores would read as "nothing found"
         h, w = image.shape[:2]
         resized = cv2.resize(scores.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR)
         return resized.reshape(h, w, -1).transpose(2, 0, 1)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,28 @@ from .preprocess import Preprocessor, Region, check_frame
 from .runtime import Runner, create_runner
 
 STAGES = ("pre", "infer", "post", "crf")
+
+
+class NonFiniteOutputError(ArtifactError):
+    """The model returned NaN or infinity: its weights or its sidecar's normalisation are broken."""
+
+
+def check_output_finite(output: Any, artifact: Artifact, frame: int | None = None) -> None:
+    """Raise :class:`NonFiniteOutputError` when ``output`` (NumPy or CuPy) holds NaN or infinity.
+
+    Two reductions, no temporary array: ``min``/``max`` propagate NaN and are infinite if any value is.
+    A NaN output would otherwise read as "all background" (a sigmoid of NaN is never above 0.5).
+    """
+    low, high = float(output.min()), float(output.max())
+    if math.isfinite(low) and math.isfinite(high):
+        return
+    bad = "NaN" if math.isnan(low) or math.isnan(high) else "infinite"
+    where = f" on frame {frame}" if frame is not None else ""
+    raise NonFiniteOutputError(
+        f"{artifact.path.name}: model output {artifact.outputs[0].name!r} holds {bad} values{where}, so its "
+        "segmentation cannot be trusted (it would read as all background). The weights or the sidecar's "
+        f"preprocess.mean/std ({artifact.sidecar_path.name}) are broken; re-export or retrain the model"
+    )
 
 
 class Segmentation:
@@ -172,6 +195,9 @@ class Segmenter:
         smooth: ``None`` or ``a`` in [0, 1): exponential moving average of probabilities across calls,
             ``p = a * p_previous + (1 - a) * p_frame`` (``reset()`` clears it; a size change resets it).
         threads: CPU threads for the backend (ONNX Runtime intra-op / torch).
+        check_output: check the model output for NaN/infinity every Nth frame (1: every frame, the default,
+            about 15 us at 2x256x256; 0: never) and raise :class:`NonFiniteOutputError` instead of returning a
+            meaningless all-background result.
         **runner_options: passed to :func:`~edgeseg.runtime.create_runner`.
 
     Example::
@@ -195,7 +221,13 @@ class Segmenter:
         return super().__new__(cls)
 
     def __init__(self, model: str | Path | Artifact | Runner, backend: str = "auto", crf: Any = None,
-                 smooth: float | None = None, threads: int | None = None, **runner_options: Any) -> None:
+                 smooth: float | None = None, threads: int | None = None, check_output: int = 1,
+                 **runner_options: Any) -> None:
+        if isinstance(check_output, bool) or not isinstance(check_output, int) or check_output < 0:
+            raise InputError(f"check_output: got {check_output!r}, expected an int >= 0 (check every Nth frame, "
+                             "0 = never)")
+        self.check_output = check_output
+        self._frames_out = 0  # frames postprocessed, for check_output
         if smooth is not None and not (isinstance(smooth, (int, float)) and 0.0 <= smooth < 1.0):
             raise InputError(f"smooth: got {smooth!r}, expected None or a number in [0, 1)")
         if crf not in (None, False, True) and not isinstance(crf, dict):
@@ -255,6 +287,9 @@ class Segmenter:
         """Model output -> :class:`Segmentation` at frame size (smoothing and CRF included)."""
         t0 = time.perf_counter()
         output, region, frame_hw = item.output, item.region, item.frame.shape[:2]
+        index, self._frames_out = self._frames_out, self._frames_out + 1
+        if self.check_output and index % self.check_output == 0:
+            check_output_finite(output, self.artifact, index)
         binary = postprocess.is_binary(output[0])
         if binary:  # one plane at model resolution; frame-size planes are built when read (Segmentation)
             fg = self._smoothed(postprocess.foreground(output[0], self.artifact.output_kind), frame_hw)

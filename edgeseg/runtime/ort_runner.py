@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._deps import require
-from ..artifact import Artifact, TensorSpec
+from ..artifact import Artifact, TensorSpec, class_count_problems
 from ..errors import ArtifactError, InputError
 from .base import Runner, array_module, check_specs_match
 
@@ -100,6 +100,12 @@ class OrtRunner(Runner):
                 f"{self.artifact.sidecar_path}: outputs {unknown} are not outputs of {self.artifact.path.name} "
                 f"(it has {[o.name for o in graph_outputs]}); re-export the model or fix the sidecar"
             )
+        first = next(o for o in graph_outputs if o.name == declared[0].name)
+        if self.artifact.extra.get("task") != "instances" and len(first.shape) == 4:
+            where = f"{self.artifact.path.name} output {first.name!r}"
+            problems = class_count_problems(first.shape[1], self.artifact.num_classes, where)
+            if problems:
+                raise ArtifactError(f"{self.artifact.sidecar_path}: {problems[0]}; fix the sidecar's classes")
 
     @property
     def active_providers(self) -> list[str]:
