@@ -29,6 +29,9 @@ MAX_SIDE = 8192  # preprocess.size and every fixed tensor dim (8K video is 7680 
 MAX_MODEL_KWARG = 4096  # any number in model_kwargs (widths, kernel sizes, strides)
 MIN_STD, MAX_STD, MAX_ABS_MEAN = 1e-6, 1e6, 1e3  # x = (pixel / 255 - mean) / std stays finite and meaningful
 
+# Model names that resolve_model turns into files: name -> selfie variant (`edgeseg fetch-selfie` caches them).
+MODEL_NAMES = {"selfie": "general", "selfie-landscape": "landscape"}
+
 # A distinct, readable colour per class (BGR). Class 0 is background and drawn black.
 DEFAULT_PALETTE = [
     (0, 0, 0), (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
@@ -156,10 +159,12 @@ class Artifact:
 
     @classmethod
     def load(cls, path: str | Path) -> "Artifact":
-        """Read the sidecar of the model at ``path``; raise :class:`ArtifactError` saying what is wrong."""
-        path = Path(path)
+        """Read the sidecar of the model at ``path`` (or a name in :data:`MODEL_NAMES`, see :func:`resolve_model`);
+        raise :class:`ArtifactError` saying what is wrong."""
+        path = resolve_model(path)
         if not path.exists():
-            raise ArtifactError(f"model file not found: {path}")
+            raise ArtifactError(f"model file not found: {path} (expected a model file with its sidecar, or one of "
+                                f"the model names {sorted(MODEL_NAMES)})")
         side = sidecar_path(path)
         if not side.exists():
             raise ArtifactError(
@@ -229,6 +234,20 @@ class Artifact:
             data.pop(key)
         data.update(changes)
         return Artifact.from_dict(path, data)
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model reference -> its file: a name in :data:`MODEL_NAMES` (``"selfie"``: the cached MediaPipe selfie
+    model, its SHA-256 checked against the one ``edgeseg fetch-selfie`` recorded) or a path, returned as a Path.
+
+    The one resolver behind :meth:`Artifact.load`, so the CLI's ``--model selfie``, ``Segmenter("selfie")`` and
+    ``edgeseg.stream(src, "selfie")`` all mean the same file.
+    """
+    if isinstance(model, str) and model in MODEL_NAMES:
+        from .apps.selfie import selfie_model_path
+
+        return selfie_model_path(MODEL_NAMES[model])
+    return Path(model)
 
 
 def sidecar_path(model_path: str | Path) -> Path:

@@ -64,12 +64,11 @@ def add_stream_options(parser, default_sink: str) -> None:
 
 
 def resolve_model(model: str):
-    """``"selfie"`` -> the cached selfie model path; anything else unchanged."""
-    if model == "selfie":
-        from ..apps.selfie import selfie_model_path
+    """``"selfie"`` -> the cached, hash-checked selfie model path; a path as a Path (edgeseg.artifact.resolve_model,
+    the resolver Python's ``edgeseg.stream(src, "selfie")`` uses too)."""
+    from ..artifact import resolve_model as resolve
 
-        return selfie_model_path()
-    return model
+    return resolve(model)
 
 
 def add_preset_option(parser) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..artifact import sidecar_path
 from ..errors import ArtifactError, InputError
 from .importer import sha256_of
 
@@ -194,6 +195,8 @@ def fetch_selfie(home: Path | None = None, wheel: Path | None = None, force: boo
                  "checkpoint": paths["checkpoint"].name}
         for key in ("tflite", "onnx", "checkpoint"):
             entry[f"{key}_sha256"] = sha256_of(home / entry[key])
+        for key in ("onnx", "checkpoint"):  # selfie_model_path checks these on every use
+            entry[f"{key}_sidecar_sha256"] = sha256_of(sidecar_path(home / entry[key]))
         models[variant] = entry
     manifest = {
         "source": f"pip download --no-deps mediapipe=={MEDIAPIPE_VERSION}", "wheel": wheel_name,
