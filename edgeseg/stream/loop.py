@@ -21,6 +21,7 @@ captured finish, closes the sink (a valid, playable partial video) and raises th
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import weakref
@@ -35,6 +36,7 @@ from ..errors import EdgesegError, InputError
 from .channel import END, Channel
 from .errors import StreamError
 from .render import default_render
+from .shield import SignalShield
 from .sinks import NullSink, Sink, open_sink
 from .sources import Source, open_source
 from .stats import StatusLine, StreamStats
@@ -42,6 +44,7 @@ from .stats import StatusLine, StreamStats
 log = logging.getLogger("edgeseg.stream")
 
 JOIN_TIMEOUT_S = 5.0
+SINK_CLOSE_TIMEOUT_S = 120.0  # an encoder flush of a long H.264 lookahead on a slow CPU, with margin
 _RUNNING: weakref.WeakSet[Stream] = weakref.WeakSet()
 
 
@@ -137,6 +140,7 @@ class Stream:
         self._failures: list[_Failure] = []
         self._started = False
         self._shut = False
+        self._closing_sink = False  # the render thread is finishing the sink (shutdown waits for it)
         self.stopped_by: str | None = None
         self.threads_left: list[str] = []
 
@@ -295,6 +299,7 @@ class Stream:
         finally:
             self.results.close()
             if self._owns_sink:
+                self._closing_sink = True
                 try:
                     self.sink.close()
                 except Exception as exc:  # noqa: BLE001
@@ -328,6 +333,14 @@ class Stream:
         if self._shut:
             return
         self._shut = True
+        shield = SignalShield()  # a Ctrl-C inside Thread.join would abandon the sink's flush (see shield.py)
+        with shield:
+            self._stop()
+        if self.stopped_by == "interrupt":  # already stopping for Ctrl-C: more of them add nothing
+            shield.received = [s for s in shield.received if s != signal.SIGINT]
+        shield.redeliver()
+
+    def _stop(self) -> None:
         _RUNNING.discard(self)
         self._abort.set()
         self.source.interrupt()
@@ -336,6 +349,10 @@ class Stream:
         deadline = time.perf_counter() + JOIN_TIMEOUT_S
         for thread in self._threads:
             thread.join(max(deadline - time.perf_counter(), 0.1))
+        render = next((t for t in self._threads if t.name == "edgeseg-render"), None)
+        if render is not None and render.is_alive() and self._closing_sink:
+            log.info("finishing %s", self.sink.uri)  # bounded work (an encoder flush): the file must be complete
+            render.join(SINK_CLOSE_TIMEOUT_S)
         self.threads_left = [t.name for t in self._threads if t.is_alive()]
         if self.threads_left:
             log.error("stream threads still running after %.0f s: %s (a source read is blocking)",
