@@ -266,8 +266,11 @@ def qdq_from_preprocessed(pre: Path, out: Path, source: Artifact, calibration: S
         # symmetric INT8 with zero point 0 and FP32 bias: the Q/DQ form TensorRT's explicit
         # quantization takes (an INT32 bias DequantizeLinear is not part of it). Calibration reads the
         # images in chunks (ORT's "strided" collection, for every method): the histogram methods
-        # otherwise hold every intermediate tensor of every image at once.
+        # otherwise hold every intermediate tensor of every image at once. Q/DQ sit on the inputs of
+        # quantized ops only (TensorRT's placement): a quantized op's output is not re-quantized, so a
+        # node kept in FP32 really reads FP32 and the model's outputs stay FP32.
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                       "OpTypesToExcludeOutputQuantization": list(op_types),
                        **({"CalibStridedMinMax": _chunk(len(reader))} if reader is not None else {})},
     )
     if reader is not None and reader.count == 0:

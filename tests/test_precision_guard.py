@@ -1,0 +1,171 @@
+"""The precision guard: a planted precision-sensitive layer (a per-channel scale that gives one channel a range
+of 1e4) makes plain INT8 fail the task metric; the guard finds that layer, keeps it in FP32, writes a file
+that passes and records the layer's precision in the sidecar. Also --accept parsing and the metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeseg.artifact import Artifact, Preprocess, TensorSpec
+from edgeseg.errors import InputError
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+cv2 = pytest.importorskip("cv2")
+
+SENSITIVE = "conv_mix"  # reads the scaled tensor: per-tensor INT8 of its input wipes out the small channels
+
+
+def planted_segmenter(path):
+    """Gray input -> conv_in (1x1, 4 channels) -> Mul by [1, 1, 1, 1e4] (a planted normalisation scale with
+    a huge activation range) -> conv_mix (1x1; the big channel weighted 1e-6) -> Relu -> conv_out (1x1) ->
+    logits whose head score is ``x - 0.5``. In FP32 it segments bright blobs exactly."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w_in = np.array([1.0, 0.5, 0.25, 1.0], np.float32).reshape(4, 1, 1, 1)
+    scale = np.array([1, 1, 1, 1e4], np.float32).reshape(1, 4, 1, 1)
+    w_mix = np.diag([1.0, 1.0, 1.0, 1e-6]).astype(np.float32).reshape(4, 4, 1, 1)
+    w_out = np.zeros((2, 4, 1, 1), np.float32)
+    w_out[1, 0] = 1.0
+    b_out = np.array([0.0, -0.5], np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             ((w_in, "w_in"), (scale, "scale"), (w_mix, "w_mix"), (w_out, "w_out"), (b_out, "b_out"))]
+    nodes = [
+        helper.make_node("Conv", ["input", "w_in"], ["c_in"], name="conv_in"),
+        helper.make_node("Mul", ["c_in", "scale"], ["scaled"], name="norm_scale"),
+        helper.make_node("Conv", ["scaled", "w_mix"], ["c_mix"], name=SENSITIVE),
+        helper.make_node("Relu", ["c_mix"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "w_out", "b_out"], ["logits"], name="conv_out"),
+    ]
+    graph = helper.make_graph(
+        nodes, "planted", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 48, 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2, 48, 64])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    art = Artifact(path, model="planted", inputs=[TensorSpec("input", ["batch", 1, 48, 64])],
+                   outputs=[TensorSpec("logits", ["batch", 2, 48, 64])],
+                   preprocess=Preprocess(size=(48, 64), color="gray", mean=[0.0], std=[1.0]),
+                   classes=["background", "head"], opset=18)
+    art.save()
+    return art
+
+
+def blob_images(root, count, seed):
+    """``count`` gray 96x128 images of one bright ellipse on a dark speckled background, with masks."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        mask = np.zeros((96, 128), np.uint8)
+        center = (int(rng.integers(40, 88)), int(rng.integers(30, 66)))
+        cv2.ellipse(mask, center, (int(rng.integers(15, 35)), int(rng.integers(12, 28))), float(rng.integers(0, 180)),
+                    0, 360, 255, -1)
+        image = np.where(mask > 0, 200, 40).astype(np.float32) + rng.normal(0, 12, mask.shape)
+        cv2.imwrite(str(root / "images" / f"{i:03d}.png"), np.clip(image, 0, 255).astype(np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{i:03d}.png"), mask)
+    return root
+
+
+@pytest.fixture
+def planted(tmp_path):
+    return planted_segmenter(tmp_path / "planted.onnx")
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    return blob_images(tmp_path / "blobs", 20, seed=0)
+
+
+def test_guard_keeps_the_planted_layer_and_plain_int8_fails(planted, blobs, tmp_path):
+    from edgeseg.export.precision_guard import guard_quantize
+
+    calibration = sorted((blobs / "images").glob("*.png"))[:8]
+    result = guard_quantize(planted, "int8", blobs, "miou_drop<=0.005", tmp_path / "out.int8.onnx",
+                            calibration=calibration, method="minmax", progress=False)
+    report = result.report
+    assert report["images"] == 12  # the 8 calibration images are not judged on
+    assert report["fp32"]["miou"] > 0.95  # the planted model really segments the blobs
+    assert not report["unguarded"]["passed"] and report["unguarded"]["miou_drop"] > 0.2  # plain INT8 collapses
+    assert result.passed and [k["layer"] for k in result.kept] == [SENSITIVE]
+    assert report["guarded"]["miou_drop"] <= 0.005
+    assert "miou_drop" in result.kept[0]["why"] and result.kept[0]["input_abs_range"] > 1e3
+    written = Artifact.load(tmp_path / "out.int8.onnx")
+    info = written.extra["quantization"]
+    assert written.precision == "int8" and info["layer_precisions"] == {SENSITIVE: "fp32"}
+    assert info["guard"]["kept"][0]["layer"] == SENSITIVE
+    model = onnx.load(str(written.path))  # the other two convolutions really are INT8
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    quantized = {n.name for n in model.graph.node if n.op_type == "Conv" and producers.get(n.input[0]) == "DequantizeLinear"}
+    assert quantized == {"conv_in", "conv_out"}
+
+
+def test_guard_that_cannot_pass_writes_nothing(planted, blobs, tmp_path):
+    from edgeseg.export.precision_guard import guard_quantize
+
+    calibration = sorted((blobs / "images").glob("*.png"))[:8]
+    result = guard_quantize(planted, "int8", blobs, "miou_drop<=0.005", tmp_path / "out.int8.onnx",
+                            calibration=calibration, method="minmax", max_kept=0.0, progress=False)
+    assert not result.passed and "nothing written" in result.message
+    assert not (tmp_path / "out.int8.onnx").exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("miou_drop<=0.005", [("miou_drop", 0.005, False)]),
+    ("dice_drop<0.5%, hc_mm<=0.5", [("dice_drop", 0.005, True), ("hc_mm", 0.5, False)]),
+    (" boundary_f_drop <= 1e-3 and miou_drop<=0.01", [("boundary_f_drop", 0.001, False), ("miou_drop", 0.01, False)]),
+])
+def test_accept_parses(text, expected):
+    from edgeseg.export.task_metrics import parse_accept
+
+    assert [(c.metric, pytest.approx(c.bound), c.strict) for c in parse_accept(text)] == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("miou<=0.005", "unknown metric 'miou'"),
+    ("miou_drop>=0.005", "cannot read"),
+    ("miou_drop<=", "cannot read"),
+    ("miou_drop<=0.1, miou_drop<=0.2", "twice"),
+    ("hc_mm<=5%", "millimetres"),
+    ("", "expected METRIC<=VALUE"),
+])
+def test_accept_rejects_with_the_metrics_listed(text, message):
+    from edgeseg.export.task_metrics import parse_accept
+
+    with pytest.raises(InputError, match=message) as err:
+        parse_accept(text)
+    assert "miou_drop, dice_drop, boundary_f_drop, hc_mm" in str(err.value)
+
+
+def test_boundary_f_counts_boundary_pixels_within_tolerance():
+    from edgeseg.export.task_metrics import boundary_f
+
+    truth = np.zeros((100, 100), np.uint8)
+    truth[20:80, 20:80] = 1
+    assert boundary_f(truth, truth, 2) == 1.0
+    shifted = np.roll(truth, 1, axis=1)  # 1 px off: within 0.75% of the diagonal (1.06 px)
+    assert boundary_f(shifted, truth, 2) == 1.0
+    far = np.roll(truth, 10, axis=1)  # only the horizontal edges' overlapping parts still match
+    assert 0.3 < boundary_f(far, truth, 2) < 0.9
+    assert boundary_f(np.zeros_like(truth), truth, 2) == 0.0
+    assert np.isnan(boundary_f(np.zeros_like(truth), np.zeros_like(truth), 2))
+
+
+def test_cli_guard_reports_kept_layers_and_fails_without_writing(planted, blobs, tmp_path, capsys):
+    from edgeseg import cli
+
+    out = tmp_path / "cli.int8.onnx"
+    args = ["quantize", str(planted.path), "--precision", "int8", "--data", str(blobs), "--limit", "8",
+            "--method", "minmax", "-o", str(out), "--no-progress"]
+    assert cli.main(args + ["--accept", "miou_drop<=0.005"]) == 0
+    text = capsys.readouterr().out
+    assert SENSITIVE in text and "kept in FP32: 1 of 3 layers" in text and "head" in text
+    assert json.loads(out.with_name(out.name + ".json").read_text())["extra"]["quantization"]["layer_precisions"]
+    out.unlink()
+    assert cli.main(args + ["--accept", "miou_drop<=0.005", "--max-kept", "0"]) == 1
+    assert "nothing written" in capsys.readouterr().err and not out.exists()
+    assert cli.main(args + ["--accept", "miou<=0.005"]) == 2
+    assert "miou_drop, dice_drop" in capsys.readouterr().err
