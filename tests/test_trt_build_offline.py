@@ -290,7 +290,9 @@ def _add_runtime(trt, classes) -> None:
                     cupy.lookup(self._addresses[name])[...] = value
 
     class _Engine(Strict):
-        _members = tuple(classes["ICudaEngine"])
+        # get_tensor_profile_shape is bound in every release (a lambda in pyCore.cpp, which the recorder
+        # missed; tensorrt_rtx has it too)
+        _members = (*classes["ICudaEngine"], "get_tensor_profile_shape")
 
         def __init__(self, body, options):
             import onnxruntime as ort
@@ -314,6 +316,9 @@ def _add_runtime(trt, classes) -> None:
 
         def get_tensor_dtype(self, name):
             return trt.DataType.FLOAT
+
+        def get_tensor_profile_shape(self, name, profile_index):
+            return [list(s) for s in self._profiles[name]]
 
         def create_execution_context(self):
             return _Context(self)

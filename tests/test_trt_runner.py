@@ -51,6 +51,8 @@ def test_numpy_in_numpy_out_matches_onnxruntime(engine, cuda_graph):
         first = runner.infer({"input": x})["logits"]
         again = runner.infer({"input": x})["logits"]  # graph replay when cuda_graph
         single = runner.infer({"input": x[:1]})["logits"]  # another shape in the profile
+    # A graph was really replayed (the second call), or graphs were off by request.
+    assert (runner.graph_launches, runner.graph_disabled) == ((1, None) if cuda_graph else (0, "cuda_graph=False"))
     assert isinstance(first, np.ndarray) and first.shape == (2, 2, 32, 48)
     want = _ort(onnx_art, x)
     np.testing.assert_allclose(first, want, rtol=1e-3, atol=1e-3)

@@ -6,6 +6,7 @@ replay and fallback, profile errors and backend registration."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
 
@@ -23,13 +24,15 @@ pytestmark = pytest.mark.skipif(not API_DIR.is_dir(), reason=f"TensorRT API surf
 
 def make_fake_cupy():
     cp = types.ModuleType("cupy")
-    state = {"capturing": False, "recorded": [], "by_ptr": {}}
+    state = {"capturing": False, "recorded": [], "by_ptr": {}, "allocator": lambda size: None,
+             "streams": [None]}
 
     class ndarray:
         """Device memory stand-in: NumPy storage, but not a numpy.ndarray (as with real CuPy)."""
 
         def __init__(self, host):
             self._a = host
+            self.allocated_on = state["streams"][-1]  # CuPy's pool ties a block to the current stream
             state["by_ptr"][host.__array_interface__["data"][0]] = self
 
         shape = property(lambda self: self._a.shape)
@@ -75,7 +78,13 @@ def make_fake_cupy():
     ndarray.__module__ = "cupy"
 
     cp.ndarray = ndarray
-    cp.empty = lambda shape, dtype=np.float32: ndarray(np.empty(shape, dtype))
+
+    def empty(shape, dtype=np.float32):
+        host = np.empty(shape, dtype)
+        state["allocator"](host.nbytes)  # the allocator in force sees every allocation, as in CuPy
+        return ndarray(host)
+
+    cp.empty = empty
     cp.asarray = lambda a, dtype=None: ndarray(np.array(a, dtype=dtype))
     cp.lookup = lambda ptr: state["by_ptr"][ptr]._a
     cp.isfinite = lambda a: np.isfinite(np.asarray(a))
@@ -110,10 +119,11 @@ def make_fake_cupy():
             assert isinstance(event, Event)
 
         def __enter__(self):
+            state["streams"].append(self)
             return self
 
         def __exit__(self, *exc):
-            return None
+            state["streams"].pop()
 
         def begin_capture(self, mode=None):
             state["capturing"], state["recorded"] = True, []
@@ -122,10 +132,31 @@ def make_fake_cupy():
             state["capturing"] = False
             return Graph(list(state["recorded"]))
 
-    default = Stream()
+    @contextlib.contextmanager
+    def using_allocator(allocator):
+        previous, state["allocator"] = state["allocator"], allocator
+        try:
+            yield
+        finally:
+            state["allocator"] = previous
+
+    class Device:
+        def __init__(self, index=0):
+            pass
+
+        def use(self):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    default = state["streams"][0] = Stream()
     cuda = types.SimpleNamespace(
-        Stream=Stream, Event=Event, get_current_stream=lambda: default,
-        Device=lambda i=0: types.SimpleNamespace(use=lambda: None),
+        Stream=Stream, Event=Event, get_current_stream=lambda: state["streams"][-1],
+        Device=Device, using_allocator=using_allocator, get_allocator=lambda: state["allocator"],
         alloc_pinned_memory=lambda n: bytearray(n),
         capturing=lambda: state["capturing"], record_captured=lambda fn: state["recorded"].append(fn),
         runtime=types.SimpleNamespace(CUDARuntimeError=RuntimeError, getDeviceCount=lambda: 1),
@@ -190,6 +221,7 @@ def test_cuda_graph_captures_once_per_shape_and_replays(offline):
         assert _executions(trt) == [False, True]  # one real run, one capture; then graph launches
         other = runner.infer({"input": _x(9, 2)})["logits"]  # new shape: new buffers, new capture
         assert _executions(trt) == [False, True, False, True]
+        assert runner.graph_launches == 3 and runner.graph_disabled is None  # seeds 1..3 replayed
     for seed, out in enumerate(outs):
         np.testing.assert_allclose(out, _ort(art, _x(seed)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(other, _ort(art, _x(9, 2)), rtol=1e-5, atol=1e-5)
@@ -203,6 +235,7 @@ def test_failed_capture_falls_back_to_plain_enqueue(offline):
     with TrtRunner(engine, cuda_graph=True) as runner:
         outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(3)]
     assert _executions(trt) == [False, True, False, False]  # tried once, then never again
+    assert runner.graph_launches == 0 and "capture" in runner.graph_disabled
     for seed, out in enumerate(outs):
         np.testing.assert_allclose(out, _ort(art, _x(seed)), rtol=1e-5, atol=1e-5)
 
@@ -213,15 +246,22 @@ def test_cupy_in_cupy_out(offline):
     _, cp, art, engine = offline
     with TrtRunner(engine) as runner:
         out = runner.infer({"input": cp.asarray(_x(3))})["logits"]
+        again = runner.infer({"input": cp.asarray(_x(4))})["logits"]
+        buffer = runner._bindings["logits"].device
     assert type(out).__module__ == "cupy"
-    np.testing.assert_allclose(np.asarray(out), _ort(art, _x(3)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out), _ort(art, _x(3)), rtol=1e-5, atol=1e-5)  # not overwritten
+    np.testing.assert_allclose(np.asarray(again), _ort(art, _x(4)), rtol=1e-5, atol=1e-5)
+    # The caller's arrays: allocated on the caller's stream (CuPy's pool then reuses them only in that
+    # stream's order), never one of the runner's buffers.
+    assert out.allocated_on is again.allocated_on is cp.cuda.get_current_stream()
+    assert out.data.ptr != buffer.data.ptr and again.data.ptr != buffer.data.ptr
 
 
 def test_shape_outside_profile_names_input_and_range(offline):
     from edgeseg.runtime.trt_runner import TrtRunner
 
     _, _, _, engine = offline
-    with TrtRunner(engine) as runner, pytest.raises(InputError, match=r"input 'input'.*\[4, 3, 32, 48\]"):
+    with TrtRunner(engine) as runner, pytest.raises(InputError, match=r"input 'input'.*max \(4, 3, 32, 48\)"):
         runner.infer({"input": _x(0, 5)})
 
 
@@ -248,3 +288,39 @@ def test_data_dependent_output_goes_through_the_output_allocator(offline):
     np.testing.assert_allclose(host, _ort(art, _x(6, 2)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(device), _ort(art, _x(7)), rtol=1e-5, atol=1e-5)
     assert not any(_executions(trt))  # no graph capture with data-dependent shapes
+
+
+def test_engine_with_python_plugins_never_captures(offline, monkeypatch):
+    import edgeseg.export.trt_build as trt_build
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    trt, _, art, engine = offline
+    registered = []
+    monkeypatch.setattr(trt_build, "register_plugins", lambda *args: registered.append(args[-1]))
+    engine.engine["plugins"] = "edgeseg"
+    engine.extra["export"] = {"custom_domains": ["edgeseg"]}
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(3)]
+    assert registered == ["edgeseg"] and _executions(trt) == [False, False, False]
+    assert runner.graph_launches == 0 and "Python plugins" in runner.graph_disabled
+    for seed, out in enumerate(outs):
+        np.testing.assert_allclose(out, _ort(art, _x(seed)), rtol=1e-5, atol=1e-5)
+
+
+def test_capture_that_allocates_cupy_memory_is_thrown_away(offline):
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    trt, cp, art, engine = offline
+    with TrtRunner(engine, cuda_graph=True) as runner:
+        enqueue = runner._context.execute_async_v3
+
+        def plugin_like_enqueue(stream):  # what a JIT Python plugin does inside enqueue: take pool memory
+            cp.empty((16,), np.float32)
+            return enqueue(stream)
+
+        runner._context.execute_async_v3 = plugin_like_enqueue
+        outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(3)]
+    assert _executions(trt) == [False, True, False, False]  # captured once, graph dropped, plain after
+    assert runner.graph_launches == 0 and "allocated CuPy memory" in runner.graph_disabled
+    for seed, out in enumerate(outs):
+        np.testing.assert_allclose(out, _ort(art, _x(seed)), rtol=1e-5, atol=1e-5)

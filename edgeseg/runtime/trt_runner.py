@@ -2,21 +2,43 @@
 
 I/O goes by tensor name (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) on one
 non-default CUDA stream, with CuPy device buffers. NumPy callers go through pinned host buffers
-(async copies, one synchronize); CuPy callers stay on the device (the caller's stream waits on ours
-through an event, no host sync). ``cuda_graph=True`` captures ``execute_async_v3`` once per input
-shape and replays it, falling back to plain enqueue when the engine cannot be captured. Outputs
-whose shape depends on the data (NMS, NonZero) get an output allocator.
+(async copies, one synchronize); CuPy callers stay on the device (no host sync). ``cuda_graph=True``
+captures ``execute_async_v3`` once per input shape and replays it, falling back to plain enqueue
+when the engine cannot be captured. Outputs whose shape depends on the data (NMS, NonZero) get an
+output allocator.
 
 Before loading, the plan header's TensorRT version and the sidecar's GPU are compared with this
 machine's, and a mismatch is refused with the command to rebuild.
 
+GPU memory ownership (all on the runner's ``device``):
+
+- The runner owns one CuPy buffer per engine tensor, taken from CuPy's current allocator (its pool),
+  reused while the tensor's shape stays and replaced when it changes; pinned host staging buffers
+  for NumPy callers; the output allocator's buffers (data-dependent outputs, grow-only); its stream;
+  its CUDA graphs. TensorRT only receives addresses into those buffers (its own scratch memory
+  stays TensorRT's). ``close()`` synchronizes the stream, then drops graphs, buffers, context,
+  engine and runtime, in that order.
+- All copies and enqueues run on the runner's stream. With CuPy inputs it first waits for the
+  caller's current stream (the producers), and before ``infer`` returns the caller's current stream
+  waits for it, so the caller may free or overwrite its inputs with later work on that stream.
+- Results belong to the caller and alias nothing of the runner's: NumPy results are copies taken
+  after a synchronize; CuPy results are new arrays allocated and written on the caller's current
+  stream, so CuPy's pool ties them to that stream like any array the caller made.
+- A CUDA graph freezes the addresses of the runner's buffers, so it is dropped whenever a buffer
+  moves. Graphs stay off for engines that run edgeseg's Python plugins (their CuPy allocations would
+  be frozen into the graph, and replays would write into memory the pool has since handed to other
+  arrays), and a capture during which anything allocated CuPy memory is thrown away for that reason.
+
 >>> from edgeseg.runtime import create_runner
 >>> with create_runner("hc18_fastseg.engine", cuda_graph=True) as runner:   # doctest: +SKIP
 ...     out = runner.infer({"input": x})      # x: (1, 1, 256, 256) float32 NumPy or CuPy
+...     runner.graph_launches, runner.graph_disabled   # replays so far; why graphs are off, or None
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -50,7 +72,41 @@ def register() -> None:
     from .registry import register_backend
 
     register_backend("tensorrt", "edgeseg.runtime.trt_runner:TrtRunner", formats=["engine"], priority=20,
-                     requires=["tensorrt", "cupy"], probe=tensorrt_problem)
+                     requires=["cupy"], probe=tensorrt_problem)
+
+
+def graph_blocker(artifact: Artifact) -> str | None:
+    """Why CUDA graphs must stay off for this engine, read from its sidecar; None when they may be used.
+
+    edgeseg's ``tensorrt.plugin`` layers (``plugins="edgeseg"``) run Python with CuPy on every
+    enqueue. Captured, the CuPy pool blocks they take are baked into the graph but go back to the pool
+    when the capture ends; replays would then write into memory handed to other arrays. TensorRT's
+    own layers and NVIDIA's C++ plugins (``plugins="native"``) allocate nothing at enqueue."""
+    engine = artifact.engine or {}
+    if engine.get("plugins", "native") != "edgeseg":
+        return None
+    export = artifact.extra.get("export")
+    domains = (export or {}).get("custom_domains") or []
+    if isinstance(export, dict) and not domains:
+        return None  # exported by edgeseg with no plugin nodes: nothing of ours in the engine
+    nodes = f"custom-domain nodes {domains}" if domains else 'plugins="edgeseg"'
+    return (f"{artifact.path.name} runs edgeseg's Python plugins ({nodes}), whose CuPy allocations a "
+            "CUDA graph would freeze")
+
+
+@contextmanager
+def counting_allocations(cp) -> Iterator[list[int]]:
+    """Count CuPy allocations made in this thread inside the block (``[count]``), passing each on to
+    the allocator in force (TensorRT runs Python plugins in the enqueuing thread)."""
+    count = [0]
+    inner = cp.cuda.get_allocator()
+
+    def malloc(size):
+        count[0] += 1
+        return inner(size)
+
+    with cp.cuda.using_allocator(malloc):
+        yield count
 
 
 class _Binding:
@@ -83,7 +139,8 @@ class TrtRunner(Runner):
         artifact: the engine's Artifact or path (sidecar next to it, written by ``edgeseg build``).
         device: CUDA device index.
         cuda_graph: capture the enqueue in a CUDA graph per input shape and replay it (falls back to
-            plain enqueue, once, when capture fails).
+            plain enqueue, for good, when capture fails or the engine runs Python plugins; the
+            reason is then in ``graph_disabled``, and ``graph_launches`` counts the replays).
         profile: optimization profile index to use.
         check_compatibility: refuse engines from another TensorRT version or GPU before loading.
 
@@ -111,7 +168,8 @@ class TrtRunner(Runner):
         self._allocator = None
         self._dynamic_outputs: set[str] = set()
         self._graphs: dict[tuple, Any] = {}
-        self._graph_failed = False
+        self.graph_launches = 0  # CUDA graph replays so far
+        self.graph_disabled: str | None = graph_blocker(artifact) if cuda_graph else "cuda_graph=False"
         super().__init__(artifact, check_finite=check_finite)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -173,6 +231,10 @@ class TrtRunner(Runner):
 
     # --- inference -------------------------------------------------------------------------------
     def _infer(self, feed: dict[str, Any]) -> dict[str, Any]:
+        with self._cp.cuda.Device(self.device_index):  # buffers on the runner's device, whatever is current
+            return self._infer_on_device(feed)
+
+    def _infer_on_device(self, feed: dict[str, Any]) -> dict[str, Any]:
         cp, ctx, stream = self._cp, self._context, self._stream
         xp = array_module(next(iter(feed.values())))
         on_host = xp is np
@@ -203,11 +265,8 @@ class TrtRunner(Runner):
         return self._collect(on_host)
 
     def _profile_text(self, name: str) -> str:
-        engine = self._engine
-        if hasattr(engine, "get_tensor_profile_shape"):  # absent from the recorded 10.3..11.1 API surface
-            lo, opt, hi = engine.get_tensor_profile_shape(name, self.profile)
-            return f"(min {tuple(lo)}, opt {tuple(opt)}, max {tuple(hi)})"
-        return f"{(self.artifact.engine or {}).get('profiles', {}).get(name, '(see the engine sidecar)')}"
+        lo, opt, hi = self._engine.get_tensor_profile_shape(name, self.profile)
+        return f"(min {tuple(lo)}, opt {tuple(opt)}, max {tuple(hi)})"
 
     def _prepare_outputs(self, on_host: bool) -> None:
         ctx = self._context
@@ -227,65 +286,73 @@ class TrtRunner(Runner):
 
     def _enqueue(self, shape_key: tuple) -> None:
         ctx, stream = self._context, self._stream
-        graph_ok = self.use_cuda_graph and not self._graph_failed and not self._dynamic_outputs
+        graph_ok = self.graph_disabled is None and not self._dynamic_outputs
         graph = self._graphs.get(shape_key) if graph_ok else None
         if graph is not None:
             graph.launch(stream)
+            self.graph_launches += 1
             return
         if not ctx.execute_async_v3(stream.ptr):
             raise EdgesegError(f"TensorRT enqueue failed for {self.artifact.path}:\n"
                                + _log(self._logger))
         if graph_ok:  # first run of this shape done: capture the next one (initialisation stays out)
-            self._graphs[shape_key] = self._capture()
+            graph = self._capture()
+            if graph is not None:
+                self._graphs[shape_key] = graph
 
     def _capture(self):
-        """Capture one enqueue into a CUDA graph (the run itself already happened); on failure disable
-        graphs for this runner and return None. trtexec's recipe: a normal run first, then capture on a
+        """Capture one enqueue into a CUDA graph (the run itself already happened); on failure set
+        ``graph_disabled`` and return None. trtexec's recipe: a normal run first, then capture on a
         non-default stream, and trust enqueue's return value."""
         cp, ctx, stream = self._cp, self._context, self._stream
         stream.synchronize()
         graph = None
         try:
-            stream.begin_capture()
-            try:
-                ok = ctx.execute_async_v3(stream.ptr)
-            finally:
-                graph = stream.end_capture()  # always leave capture mode, even if enqueue raised
-        except cp.cuda.runtime.CUDARuntimeError:
-            ok = False
+            with counting_allocations(cp) as allocations:
+                stream.begin_capture()
+                try:
+                    ok = ctx.execute_async_v3(stream.ptr)
+                finally:
+                    graph = stream.end_capture()  # always leave capture mode, even if enqueue raised
+        except cp.cuda.runtime.CUDARuntimeError as exc:
+            self.graph_disabled = f"CUDA could not capture the enqueue ({exc})"
+            return None
         # CuPy has no cudaGetLastError binding: an invalidated capture is reported (and raised) by
         # end_capture itself, and CuPy checks each call's own status, so there is nothing to clear here.
-        if not ok or graph is None:
-            self._graph_failed = True
-            return None
-        return graph
+        if allocations[0]:
+            self.graph_disabled = (f"the captured enqueue allocated CuPy memory {allocations[0]} time(s) (a Python "
+                                   "plugin); a graph would replay into blocks the pool hands to other arrays")
+        elif not ok or graph is None:
+            self.graph_disabled = "TensorRT's enqueue failed under stream capture"
+        return None if self.graph_disabled else graph
 
     def _collect(self, on_host: bool) -> dict[str, Any]:
         cp, stream = self._cp, self._stream
-        outputs: dict[str, Any] = {}
+        devices: dict[str, Any] = {}
         for name in self.output_names:
             if name not in self._bindings:
                 raise ArtifactError(f"{self.artifact.sidecar_path}: output {name!r} is not an engine output "
                                     f"({[n for n, b in self._bindings.items() if not b.is_input]})")
-            binding = self._bindings[name]
             if name in self._dynamic_outputs:
                 stream.synchronize()  # the final shape is known only after execution
-                device = self._allocator.array(name, binding.dtype)
+                devices[name] = self._allocator.array(name, self._bindings[name].dtype)
             else:
-                device = binding.device
-            if on_host and name not in self._dynamic_outputs:
-                device.get(stream=stream, out=binding.host, blocking=False)  # pinned: truly async
-                outputs[name] = binding.host
-            elif on_host:
+                devices[name] = self._bindings[name].device
+        if not on_host:
+            # The caller's stream waits for ours (inputs read, outputs written), then copies the outputs:
+            # allocated on the caller's stream, they are the caller's, and our buffers are free for the next call.
+            cp.cuda.get_current_stream().wait_event(stream.record())
+            return {name: device.copy() for name, device in devices.items()}
+        outputs: dict[str, Any] = {}
+        for name, device in devices.items():
+            if name in self._dynamic_outputs:
                 outputs[name] = device.get(stream=stream)
             else:
-                with stream:
-                    outputs[name] = device.copy()  # the caller owns it; our buffer is reused next call
-        if on_host:
-            stream.synchronize()
-            return {name: array.copy() for name, array in outputs.items()}  # pinned buffers are reused
-        cp.cuda.get_current_stream().wait_event(stream.record())
-        return outputs
+                binding = self._bindings[name]
+                device.get(stream=stream, out=binding.host, blocking=False)  # pinned: truly async
+                outputs[name] = binding.host
+        stream.synchronize()
+        return {name: array.copy() for name, array in outputs.items()}  # pinned buffers are reused
 
 
 def _log(logger) -> str:
