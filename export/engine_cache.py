@@ -1,10 +1,11 @@
 """Which engine fits this machine: plan-header version, GPU identity, and a cache of built engines.
 
-A TensorRT engine runs only on the TensorRT version (major.minor.patch.build) and the GPU compute
-capability it was built with. This module reads the building version straight from the plan header
-(no deserialization, no TensorRT needed), compares it and the sidecar's GPU with the running ones,
-and keeps built engines in a cache keyed by ONNX hash, GPU, TensorRT version, precision and build
-options, so a device builds each engine once.
+A TensorRT engine runs only in the library that built it (standard TensorRT or TensorRT-RTX), on
+its exact version (major.minor.patch.build; both write the same plan header) and on the GPU compute
+capability it was built for (TensorRT-RTX: the targets it was built for). This module reads the
+building version straight from the plan header (no deserialization, no TensorRT needed), compares it and the sidecar's GPU with the running ones,
+and keeps built engines in a cache keyed by ONNX hash, library flavour and version, GPU or targets,
+precision and build options, so a device builds each engine once.
 
 >>> read_plan_version(Path("model.engine").read_bytes())      # doctest: +SKIP
 (10, 3, 0, 30)
@@ -17,13 +18,16 @@ import json
 import os
 import struct
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgeseg.artifact import Artifact
 from edgeseg.errors import ArtifactError, MissingDependencyError
 
-PLAN_TAG = 0x74727466  # first little-endian uint32 of every TensorRT plan ("ftrt")
+PLAN_TAG = 0x74727466  # first little-endian uint32 of every standard TensorRT plan ("ftrt")
+RTX_PLAN_TAG = 0x74727476  # ... and of every TensorRT-RTX plan ("vtrt"), same layout otherwise
+PLAN_TAGS = {PLAN_TAG: "tensorrt", RTX_PLAN_TAG: "rtx"}
 _PLAN_HEADER_BYTES = 28
 
 
@@ -45,21 +49,28 @@ def parse_version(text: str) -> tuple[int, ...]:
 def read_plan_version(data: bytes) -> tuple[int, int, int, int] | None:
     """The TensorRT version that built a serialized engine, read from its header.
 
-    Layout (trtexec's ``--getPlanVersionOnly``): uint32 tag ``0x74727466``, then a uint32 that is 0 for
-    the layout whose bytes 24..27 hold (major, minor, patch, build). Returns None for another layout
+    Layout (trtexec's ``--getPlanVersionOnly``): uint32 tag (``0x74727466``; TensorRT-RTX ``0x74727476``),
+    then a uint32 that is 0 for the layout whose bytes 24..27 hold (major, minor, patch, build). Returns None for another layout
     (e.g. a version-compatible plan); raises :class:`ArtifactError` when the bytes are not a plan.
     """
-    if len(data) < _PLAN_HEADER_BYTES:
-        raise ArtifactError(f"engine file is {len(data)} bytes, too short to be a TensorRT plan")
-    tag, layout = struct.unpack_from("<II", data, 0)
-    if tag != PLAN_TAG:
-        raise ArtifactError(
-            f"engine file does not start with the TensorRT plan tag (got 0x{tag:08x}, expected 0x{PLAN_TAG:08x}); "
-            "it is not a serialized TensorRT engine"
-        )
+    plan_library(data)
+    layout = struct.unpack_from("<I", data, 4)[0]
     if layout != 0:
         return None
     return tuple(data[24:28])  # type: ignore[return-value]
+
+
+def plan_library(data: bytes) -> str:
+    """``"tensorrt"`` or ``"rtx"``: which TensorRT library wrote this plan, from its tag."""
+    if len(data) < _PLAN_HEADER_BYTES:
+        raise ArtifactError(f"engine file is {len(data)} bytes, too short to be a TensorRT plan")
+    tag = struct.unpack_from("<I", data, 0)[0]
+    if tag not in PLAN_TAGS:
+        raise ArtifactError(
+            f"engine file does not start with a TensorRT plan tag (got 0x{tag:08x}, expected 0x{PLAN_TAG:08x} or "
+            f"0x{RTX_PLAN_TAG:08x} for TensorRT-RTX); it is not a serialized TensorRT engine"
+        )
+    return PLAN_TAGS[tag]
 
 
 @dataclass(frozen=True)
@@ -97,13 +108,24 @@ def gpu_info(device: int = 0) -> GpuInfo:
     )
 
 
-def check_engine_compatible(artifact: Artifact, plan_header: bytes, trt_version: str, gpu: GpuInfo) -> None:
-    """Refuse an engine built for another TensorRT version or GPU, with the command to rebuild it.
+def check_engine_compatible(artifact: Artifact, plan_header: bytes, trt_version: str, gpu: GpuInfo,
+                            flavour: str = "tensorrt") -> None:
+    """Refuse an engine built by another TensorRT library or version, or for another GPU, with the command
+    to rebuild it.
 
-    ``plan_header``: at least the first 28 bytes of the engine file. ``trt_version``: the running
-    ``tensorrt.__version__``. ``gpu``: the running device (:func:`gpu_info`).
+    ``plan_header``: at least the first 28 bytes of the engine file. ``trt_version``: the running library's
+    ``__version__``; ``flavour``: which library runs (``"tensorrt"`` or ``"rtx"``). ``gpu``: the running
+    device (:func:`gpu_info`). TensorRT-RTX engines run on every compute capability they were built for
+    (the sidecar's ``target_compute_capabilities``).
     """
     rebuild = _rebuild_hint(artifact)
+    info = artifact.engine or {}
+    built_by = plan_library(plan_header)
+    if built_by != flavour:
+        raise ArtifactError(
+            f"{artifact.path} was built with the {built_by!r} TensorRT library but this runner uses {flavour!r}; "
+            f"an engine loads only in the library that built it. {rebuild} (or run it with flavour={built_by!r})"
+        )
     built = read_plan_version(plan_header)
     running = parse_version(trt_version)
     if built is not None and tuple(built[: len(running)]) != running[:4]:
@@ -111,13 +133,21 @@ def check_engine_compatible(artifact: Artifact, plan_header: bytes, trt_version:
             f"{artifact.path} was built with TensorRT {'.'.join(map(str, built))} but this machine runs "
             f"TensorRT {trt_version}; engines only load on the exact version that built them. {rebuild}"
         )
-    info = artifact.engine or {}
     recorded = info.get("tensorrt")
     if built is None and recorded and parse_version(recorded)[:3] != running[:3]:
         raise ArtifactError(
             f"{artifact.path} was built with TensorRT {recorded} (sidecar) but this machine runs TensorRT "
             f"{trt_version}. {rebuild}"
         )
+    targets = info.get("target_compute_capabilities")
+    if flavour == "rtx" and targets:
+        if gpu.compute_capability not in targets:
+            raise ArtifactError(
+                f"{artifact.path} was built by TensorRT-RTX for compute capabilities {targets} but this device is "
+                f"{gpu.name} (compute capability {gpu.compute_capability}). Rebuild it for this GPU: `edgeseg build "
+                f"{_onnx_name(artifact)} --flavour rtx --compute-capability current`."
+            )
+        return
     cc = info.get("compute_capability")
     if cc and cc != gpu.compute_capability and not info.get("hardware_compatibility"):
         raise ArtifactError(
@@ -127,9 +157,12 @@ def check_engine_compatible(artifact: Artifact, plan_header: bytes, trt_version:
         )
 
 
+def _onnx_name(artifact: Artifact) -> str:
+    return (artifact.engine or {}).get("onnx") or artifact.path.with_suffix(".onnx").name
+
+
 def _rebuild_hint(artifact: Artifact) -> str:
-    onnx = (artifact.engine or {}).get("onnx") or artifact.path.with_suffix(".onnx").name
-    return f"Rebuild it on this device: `edgeseg build {onnx}`."
+    return f"Rebuild it on this device: `edgeseg build {_onnx_name(artifact)}`."
 
 
 # --- the cache ------------------------------------------------------------------------------------
@@ -146,16 +179,21 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(onnx_sha256: str, gpu: GpuInfo, trt_version: str, precision: str, options: dict[str, Any]) -> str:
-    """A file-name-safe key: what makes two engines interchangeable."""
+def cache_key(onnx_sha256: str, gpu: GpuInfo | None, trt_version: str, precision: str, options: dict[str, Any],
+              flavour: str = "tensorrt", targets: Sequence[str] = ()) -> str:
+    """A file-name-safe key: what makes two engines interchangeable (the ONNX, the library's flavour and
+    version, the GPU or the compute-capability targets, precision and build options)."""
     blob = json.dumps(
-        {"onnx": onnx_sha256, "gpu": gpu.name, "cc": gpu.compute_capability, "trt": trt_version,
-         "precision": precision, "options": options},
+        {"onnx": onnx_sha256, "gpu": gpu.name if gpu else None, "cc": gpu.compute_capability if gpu else None,
+         "flavour": flavour, "targets": list(targets), "trt": trt_version, "precision": precision,
+         "options": options},
         sort_keys=True, default=str,
     )
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    cc = gpu.compute_capability.replace(".", "")
-    return f"{precision}-sm{cc}-trt{trt_version}-{digest}"
+    ccs = list(targets) or ([gpu.compute_capability] if gpu else [])
+    sm = "sm" + "_".join(cc.replace(".", "") for cc in ccs)
+    library = "trt" if flavour == "tensorrt" else flavour
+    return f"{precision}-{sm}-{library}{trt_version}-{digest}"
 
 
 def engines_dir() -> Path:

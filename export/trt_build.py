@@ -1,4 +1,5 @@
-"""ONNX -> TensorRT engine: one strongly typed build path for TensorRT 10.3 (JetPack 6.1/6.2) through 11.x.
+"""ONNX -> TensorRT engine: one strongly typed build path for TensorRT 10.3 (JetPack 6.1/6.2) through 11.x
+and for TensorRT-RTX 1.x (``flavour="rtx"``: RTX PCs; builds ahead of time with no GPU).
 
 Precision lives in the ONNX artifact (``edgeseg quantize``: FP32, FP16 ONNX, INT8 Q/DQ ONNX), so the
 network is built strongly typed and no precision flag is needed; TensorRT 11 removed those flags.
@@ -8,25 +9,26 @@ Legacy flags are used only where the running TensorRT still has them and only wh
 Before parsing, NVIDIA's plugin library (``ModulatedDeformConv2d``, ``ROIAlign_TRT``) and, with
 ``plugins="edgeseg"``, our ``tensorrt.plugin`` definitions are registered. The parser's and builder's
 messages are captured and raised as :class:`EngineBuildError` (both return None/False on failure
-and say why only in the log). The engine gets a sidecar naming the GPU, compute capability,
-TensorRT version and precision it was built for.
+and say why only in the log). The engine gets a sidecar naming the library (flavour, version), the
+GPU and compute capabilities and the precision it was built for. Library differences live in
+:mod:`trt_flavour`.
 
->>> from edgeseg.export import to_trt                                   # doctest: +SKIP
->>> engine = to_trt("edgeseg/assets/hc18_fastseg.onnx", max_batch=4)    # doctest: +SKIP
->>> engine.path, engine.engine["tensorrt"]                             # doctest: +SKIP
+>>> from edgeseg.export import to_trt                                                # doctest: +SKIP
+>>> engine = to_trt("edgeseg/assets/hc18_fastseg.onnx", flavour="rtx", max_batch=4)  # doctest: +SKIP
+>>> engine.engine["flavour"], engine.engine["tensorrt"]                             # doctest: +SKIP
+('rtx', '1.7.1.116')
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg._deps import require
 from edgeseg.artifact import Artifact
-from edgeseg.errors import EdgesegError, InputError
+from edgeseg.errors import EdgesegError, InputError, MissingDependencyError
 
 from .engine_cache import (
     EngineCache,
@@ -34,11 +36,11 @@ from .engine_cache import (
     cache_key,
     file_digest,
     gpu_info,
-    parse_version,
     timing_cache_path,
 )
+from .trt_flavour import RTX_PIN, Flavour, load_flavour, process_logger
+from .trt_flavour import log_text as _log_text
 
-MIN_TENSORRT = (10, 3)
 PLUGIN_CHOICES = ("native", "edgeseg")
 Shape = Sequence[int]
 
@@ -47,60 +49,39 @@ class EngineBuildError(EdgesegError):
     """TensorRT could not parse or build the network; the message carries TensorRT's own log."""
 
 
+def log_text(logger, worst: int = 2, last: int = 40, since: int = 0) -> str:
+    """The process logger's messages at ``worst`` or worse since mark ``since`` (see trt_flavour.log_text)."""
+    return _log_text(logger, worst, last, since)
+
+
 # --- TensorRT module, logger, plugins ---------------------------------------------------------------
-def import_tensorrt():
-    """``import tensorrt`` with one clear error, and refuse versions edgeseg does not support."""
-    trt = require("tensorrt", "building and running TensorRT engines")
-    if parse_version(trt.__version__)[:2] < MIN_TENSORRT:
-        raise EdgesegError(
-            f"TensorRT {trt.__version__} is too old: edgeseg's engine path needs TensorRT >= "
-            f"{'.'.join(map(str, MIN_TENSORRT))} (JetPack 6.1+). On JetPack 5.x/6.0 run the ONNX model with "
-            "ONNX Runtime or trtexec instead; see docs/jetson.md."
-        )
-    return trt
+def import_tensorrt(flavour: str = "tensorrt"):
+    """The TensorRT module of ``flavour`` (see :func:`load_flavour`) with one clear error when missing or too old."""
+    return load_flavour(flavour).trt
 
 
 def capturing_logger(trt, echo_severity: int = 2):
-    """A TensorRT logger that keeps every message (``.messages``: list of (severity int, text)) so a
-    failure can be raised with the log; messages at ``echo_severity`` or worse (0 internal error,
-    1 error, 2 warning, 3 info, 4 verbose) are also printed to stderr."""
-    base = getattr(trt, "ILogger", None)
-    if base is None:  # no Python-subclassable logger: TensorRT prints its own log, we cannot keep it
-        return trt.Logger()
-
-    class CapturingLogger(base):
-        def __init__(self) -> None:
-            base.__init__(self)
-            self.messages: list[tuple[int, str]] = []
-
-        def log(self, severity, msg) -> None:
-            level = int(severity)
-            self.messages.append((level, str(msg)))
-            if level <= echo_severity:
-                print(f"[TensorRT] {msg}", file=sys.stderr)
-
-    return CapturingLogger()
+    """The process-wide logger of library ``trt`` (TensorRT keeps one per process; see trt_flavour)."""
+    logger = process_logger(trt)
+    if hasattr(logger, "echo"):
+        logger.echo = echo_severity
+    return logger
 
 
-def log_text(logger, worst: int = 2, last: int = 40) -> str:
-    """The captured messages at ``worst`` severity or worse (the last ``last`` of them)."""
-    messages = [m for level, m in getattr(logger, "messages", []) if level <= worst]
-    if not messages:
-        return "(TensorRT logged no errors or warnings; rerun with verbose=True for the full log)"
-    return "\n".join(messages[-last:])
-
-
-def register_plugins(trt, logger, plugins: str = "native") -> None:
+def register_plugins(flavour: Flavour, plugins: str = "native") -> None:
     """Register NVIDIA's plugin library (always) and edgeseg's plugins (``plugins="edgeseg"``).
 
     Must run before parsing, building or deserializing a network that uses them.
     """
     if plugins not in PLUGIN_CHOICES:
         raise InputError(f"plugins: got {plugins!r}, expected one of {PLUGIN_CHOICES}")
-    if not trt.init_libnvinfer_plugins(logger, ""):
-        raise EngineBuildError("TensorRT could not initialise its plugin library (libnvinfer_plugin):\n"
-                               + log_text(logger))
+    flavour.init_plugins()
     if plugins == "edgeseg":
+        if flavour.name != "tensorrt":
+            raise InputError(
+                f"plugins: got 'edgeseg', but {flavour.label} cannot run Python-defined plugins (tensorrt.plugin is "
+                "standard TensorRT only); export with standard-op routes or use --flavour tensorrt"
+            )
         from edgeseg.plugins.tensorrt import register_all
 
         register_all()
@@ -225,18 +206,30 @@ def _aot_registered(plugins: str) -> bool:
     return aot_available()
 
 
-def _parse(trt, network, logger, onnx_path: Path):
+def _parse(trt, network, logger, onnx_path: Path, mark: int = 0):
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        errors = [_parser_error_line(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(
             f"TensorRT's ONNX parser rejected {onnx_path}:\n  " + "\n  ".join(errors or ["(no parser errors)"])
-            + "\nTensorRT log:\n" + log_text(logger)
+            + "\nTensorRT log:\n" + log_text(logger, since=mark)
         )
     return parser  # keep alive with the network
 
 
-def _configure_dla(trt, builder, config, dla_core: int, gpu_fallback: bool, legacy_precision: str | None) -> None:
+def _parser_error_line(error) -> str:
+    """``node 'name' (OpType): reason`` from a ParserError (plain ``str`` for a stand-in)."""
+    try:
+        return f"node {error.node_name()!r} ({error.node_operator()}): {error.desc()}"
+    except AttributeError:
+        return str(error)
+
+
+def _configure_dla(trt, flavour: Flavour, builder, config, dla_core: int, gpu_fallback: bool,
+                   legacy_precision: str | None) -> None:
+    if not flavour.has_dla:
+        raise InputError(f"dla_core: got {dla_core}, but {flavour.label} has no DLA support; DLA is a Jetson "
+                         "feature of standard TensorRT (--flavour tensorrt on the Jetson)")
     cores = builder.num_DLA_cores
     if cores <= 0:
         raise InputError(f"dla_core: got {dla_core}, but this device has no DLA cores (num_DLA_cores = 0)")
@@ -247,21 +240,10 @@ def _configure_dla(trt, builder, config, dla_core: int, gpu_fallback: bool, lega
     if gpu_fallback:
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     if legacy_precision:  # TensorRT 10.x DLA builds need FP16/INT8 flags (weakly typed network)
-        config.set_flag(_legacy_flag(trt, legacy_precision))
+        config.set_flag(flavour.precision_flag(legacy_precision, "dla_core"))
 
 
-def _legacy_flag(trt, precision: str):
-    """``BuilderFlag.FP16``/``INT8`` where the running TensorRT still has them (removed in 11.0)."""
-    flag = getattr(trt.BuilderFlag, precision.upper(), None)
-    if flag is None:
-        raise InputError(
-            f"precision: TensorRT {trt.__version__} has no {precision.upper()} builder flag; precision lives in "
-            f"the ONNX: run `edgeseg quantize MODEL.onnx --precision {precision}` and build that file"
-        )
-    return flag
-
-
-def _set_timing_cache(trt, config, path: Path | None):
+def _set_timing_cache(config, path: Path | None):
     if path is None:
         return None
     blob = path.read_bytes() if path.exists() else b""
@@ -272,10 +254,40 @@ def _set_timing_cache(trt, config, path: Path | None):
     return cache
 
 
+def _build_gpu(flavour: Flavour) -> GpuInfo | None:
+    """The GPU the build is for: required by standard TensorRT, optional for TensorRT-RTX (AOT)."""
+    if flavour.builds_without_gpu:
+        try:
+            return gpu_info()
+        except MissingDependencyError:
+            return None
+        except Exception:  # noqa: BLE001 - CuPy without a driver raises its own runtime error
+            return None
+    try:
+        return gpu_info()
+    except MissingDependencyError as exc:
+        raise MissingDependencyError(
+            f"{exc}. Standard TensorRT builds only on the GPU the engine is for; with no GPU here build with "
+            f"TensorRT-RTX (`edgeseg build MODEL.onnx --flavour rtx`, {RTX_PIN}) for RTX cards"
+        ) from exc
+
+
+def _legacy_precision(flavour: Flavour, source: Artifact, legacy_fp16: bool, dla_core: int | None) -> str | None:
+    """The precision set by builder flag (weakly typed build), or None for a strongly typed one."""
+    if legacy_fp16:
+        flavour.precision_flag("fp16", "legacy_fp16")  # raises with the quantize route where absent
+        return "fp16"
+    if dla_core is not None and flavour.needs_weak_typing_for_dla():
+        return "int8" if source.precision == "int8" else "fp16"
+    return None
+
+
 def engine_from_onnx(
     onnx: str | Path | Artifact,
     engine_path: str | Path | None = None,
     *,
+    flavour: str = "auto",
+    compute_capabilities: Sequence[str] | None = None,
     shapes: dict[str, Any] | None = None,
     max_batch: int = 1,
     opt_batch: int = 1,
@@ -295,52 +307,48 @@ def engine_from_onnx(
         onnx: ``model.onnx`` (sidecar next to it) or its Artifact. Its ``precision`` (fp32/fp16/int8,
             from ``edgeseg quantize``) is what the strongly typed engine runs.
         engine_path: output file; default ``model.engine`` next to the ONNX file.
+        flavour: ``"tensorrt"`` (JetPack/desktop/data centre, builds on the target GPU), ``"rtx"``
+            (TensorRT-RTX: RTX PCs, builds with no GPU) or ``"auto"`` (standard when it imports).
+        compute_capabilities: TensorRT-RTX targets, e.g. ``["8.6", "8.9"]`` or ``["current"]``
+            (default: the library's portable set); standard TensorRT builds for the GPU present.
         shapes, max_batch, opt_batch: optimization profile (see :func:`profile_shapes`).
         workspace_mb: cap on TensorRT's workspace pool (default: TensorRT's, all device memory).
         timing_cache: path of the timing cache; True = the per-GPU cache under ``$EDGESEG_CACHE``;
-            None/False = none.
+            None/False = none. Standard TensorRT only (TensorRT-RTX has no use for one).
         dla_core: run on this DLA core (Jetson AGX Orin / Orin NX); ``gpu_fallback`` lets
             unsupported layers run on the GPU.
         plugins: ``"native"`` (NVIDIA's DeformConv/RoiAlign) or ``"edgeseg"`` (our tensorrt.plugin
-            ops, TensorRT 10.6+); default from the sidecar (``extra["plugins"]``) or ``"native"``.
+            ops, standard TensorRT 10.6+); default from the sidecar (``extra["plugins"]``) or ``"native"``.
         optimization_level: builder optimization level 0..5 (TensorRT default 3).
-        legacy_fp16: FP16 by builder flag on an FP32 ONNX (TensorRT 10.x only, weakly typed).
+        legacy_fp16: FP16 by builder flag on an FP32 ONNX (standard TensorRT 10.x only, weakly typed).
         detailed_profile: keep layer details for ``polygraphy inspect``/engine inspector.
 
     Returns:
-        The engine's :class:`Artifact` (``.engine`` dict: gpu, compute_capability, tensorrt,
-        precision, onnx hash, profiles, plugins, dla_core).
+        The engine's :class:`Artifact` (``.engine`` dict: flavour, tensorrt version, gpu,
+        compute_capability, target_compute_capabilities, precision, onnx hash, profiles, plugins, dla_core).
 
     Example::
 
-        art = engine_from_onnx("hc18_fastseg.onnx", max_batch=4, workspace_mb=1024)
+        art = engine_from_onnx("hc18_fastseg.onnx", flavour="rtx", max_batch=4)
     """
     source = onnx if isinstance(onnx, Artifact) else Artifact.load(onnx)
     if source.format != "onnx":
         raise InputError(f"onnx: got {source.path.name} ({source.format}), expected an .onnx artifact")
     engine_path = Path(engine_path) if engine_path is not None else source.path.with_suffix(".engine")
     plugins = plugins or source.extra.get("plugins", "native")
-    trt = import_tensorrt()
-    version = parse_version(trt.__version__)
-    if legacy_fp16 and getattr(trt.BuilderFlag, "FP16", None) is None:
-        raise InputError(
-            f"legacy_fp16: TensorRT {trt.__version__} has no FP16 builder flag; precision lives in the ONNX: "
-            f"run `edgeseg quantize {source.path} --precision fp16` and build that file"
-        )
-    gpu = gpu_info()
-    logger = capturing_logger(trt, echo_severity=4 if verbose else 1)
-    register_plugins(trt, logger, plugins)
-
-    legacy_precision = None
-    if legacy_fp16:
-        legacy_precision = "fp16"
-    elif dla_core is not None and version[0] < 11:
-        legacy_precision = "int8" if source.precision == "int8" else "fp16"
+    lib = load_flavour(flavour)
+    trt = lib.trt
+    legacy_precision = _legacy_precision(lib, source, legacy_fp16, dla_core)
     strongly_typed = legacy_precision is None
+    gpu = _build_gpu(lib)
+    targets = lib.resolve_targets(compute_capabilities, gpu)
+    logger = capturing_logger(trt, echo_severity=4 if verbose else 1)
+    mark = getattr(logger, "mark", lambda: 0)()
+    register_plugins(lib, plugins)
 
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, strongly_typed, prefer_aot=_aot_registered(plugins)))
-    parser = _parse(trt, network, logger, source.path)
+    parser = _parse(trt, network, logger, source.path, mark)
     config = builder.create_builder_config()
     inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
     profiles = profile_shapes(source, inputs, shapes, max_batch, opt_batch)
@@ -349,6 +357,7 @@ def engine_from_onnx(
         for name, (lo, opt, hi) in profiles.items():
             profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
+    lib.apply_targets(config, targets)
     if workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if optimization_level is not None:
@@ -356,16 +365,19 @@ def engine_from_onnx(
     if detailed_profile:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if legacy_precision == "fp16" and dla_core is None:
-        config.set_flag(_legacy_flag(trt, "fp16"))
+        config.set_flag(lib.precision_flag("fp16", "legacy_fp16"))
     if dla_core is not None:
-        _configure_dla(trt, builder, config, dla_core, gpu_fallback, legacy_precision)
-    cache_file = timing_cache_path(gpu, trt.__version__) if timing_cache is True else (Path(timing_cache) if timing_cache else None)
-    cache = _set_timing_cache(trt, config, cache_file)
+        _configure_dla(trt, lib, builder, config, dla_core, gpu_fallback, legacy_precision)
+    cache_file = None
+    if lib.timing_cache and timing_cache:
+        cache_file = timing_cache_path(gpu, lib.version) if timing_cache is True else Path(timing_cache)
+    cache = _set_timing_cache(config, cache_file)
 
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineBuildError(f"TensorRT could not build an engine from {source.path}:\n" + log_text(logger, worst=1))
+        raise EngineBuildError(f"{lib.label} could not build an engine from {source.path}:\n"
+                               + log_text(logger, worst=1, since=mark))
     build_s = time.perf_counter() - start
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     engine_path.write_bytes(memoryview(serialized))
@@ -373,14 +385,16 @@ def engine_from_onnx(
         cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
     del parser
 
-    precision = "fp16" if legacy_fp16 else source.precision
+    precision = legacy_precision or source.precision  # a DLA build of an FP32 ONNX on 10.x runs FP16
     artifact = source.with_path(
         engine_path,
         precision=precision,
-        versions={**source.versions, "tensorrt": trt.__version__},
+        versions={**source.versions, lib.spec.module: lib.version},
         engine={
-            **gpu.to_dict(),
-            "tensorrt": trt.__version__,
+            **lib.describe(),
+            "gpu": gpu.name if gpu else None,
+            "compute_capability": gpu.compute_capability if gpu else None,
+            "target_compute_capabilities": targets,
             "precision": precision,
             "onnx": source.path.name,
             "onnx_sha256": file_digest(source.path),
@@ -417,31 +431,36 @@ def to_trt(
     model: str | Path | Artifact,
     engine_path: str | Path | None = None,
     *,
+    flavour: str = "auto",
     cache: EngineCache | bool = True,
     rebuild: bool = False,
     **build_options: Any,
 ) -> Artifact:
-    """ONNX artifact -> engine artifact, reusing a cached engine built for this GPU, TensorRT version,
-    precision and options (``cache=True``: :class:`EngineCache` under ``$EDGESEG_CACHE``).
+    """ONNX artifact -> engine artifact, reusing a cached engine built with the same library (flavour and
+    version), for the same GPU or compute-capability targets, precision and options (``cache=True``:
+    :class:`EngineCache` under ``$EDGESEG_CACHE``).
 
-    ``engine_path`` given: build (or copy from the cache) to that file. Options as :func:`engine_from_onnx`.
+    ``flavour``: ``"auto"``, ``"tensorrt"`` or ``"rtx"`` (see :func:`engine_from_onnx`). ``engine_path``
+    given: build (or copy from the cache) to that file. Other options as :func:`engine_from_onnx`.
 
     Example::
 
-        engine = to_trt("edgeseg/assets/hc18_fastseg.onnx", max_batch=4)
-        with create_runner(engine) as runner: ...
+        engine = to_trt("edgeseg/assets/hc18_fastseg.onnx", flavour="rtx", max_batch=4)  # no GPU needed
     """
     source = model if isinstance(model, Artifact) else Artifact.load(model)
     if cache is False:
-        return engine_from_onnx(source, engine_path, **build_options)
+        return engine_from_onnx(source, engine_path, flavour=flavour, **build_options)
     store = cache if isinstance(cache, EngineCache) else EngineCache()
-    trt = import_tensorrt()
-    gpu: GpuInfo = gpu_info()
-    options = _effective_options(source, build_options)
-    key = cache_key(file_digest(source.path), gpu, trt.__version__, source.precision, options)
+    lib = load_flavour(flavour)
+    gpu = _build_gpu(lib)
+    targets = lib.resolve_targets(build_options.get("compute_capabilities"), gpu)
+    options = _effective_options(source, {**build_options, "flavour": lib.name, "compute_capabilities": targets})
+    key = cache_key(file_digest(source.path), gpu if lib.name == "tensorrt" else None, lib.version,
+                    source.precision, options, flavour=lib.name, targets=targets)
     cached = None if rebuild else store.lookup(source.path.stem, key)
     if cached is None:
-        cached = engine_from_onnx(source, store.path_for(source.path.stem, key), **build_options).path
+        cached = engine_from_onnx(source, store.path_for(source.path.stem, key), flavour=lib.name,
+                                  **build_options).path
     if engine_path is None:
         return Artifact.load(cached)
     engine_path = Path(engine_path)
@@ -450,3 +469,60 @@ def to_trt(
     art.save()
     return art
 
+
+# --- check: what would not build -------------------------------------------------------------------
+@dataclass
+class NodeProblem:
+    """One node TensorRT cannot take: its name, op type and the parser's (or builder's) reason."""
+
+    node: str
+    op_type: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.node or '(graph)'}  [{self.op_type or '-'}]  {self.reason}"
+
+
+def check_onnx(onnx: str | Path | Artifact, *, flavour: str = "auto", plugins: str | None = None,
+               build: bool = True, **build_options: Any) -> tuple[Flavour, list[NodeProblem]]:
+    """Parse (and, when that passes, build) ``onnx`` on this machine and list what fails, per node.
+
+    With TensorRT-RTX no GPU is needed. Returns (the flavour used, problems); no problems = it builds.
+    ``build_options`` as :func:`engine_from_onnx` (shapes, max_batch, compute_capabilities, ...).
+    """
+    import tempfile
+
+    path = Path(onnx.path if isinstance(onnx, Artifact) else onnx)
+    if not path.exists():
+        raise InputError(f"onnx: {path} does not exist")
+    lib = load_flavour(flavour)
+    trt = lib.trt
+    logger = capturing_logger(trt, echo_severity=0)
+    mark = logger.mark() if hasattr(logger, "mark") else 0
+    register_plugins(lib, plugins or "native")
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt, True, False))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(path)):
+        problems = []
+        for i in range(parser.num_errors):
+            error = parser.get_error(i)
+            try:
+                problems.append(NodeProblem(error.node_name(), error.node_operator(), error.desc()))
+            except AttributeError:
+                problems.append(NodeProblem("", "", str(error)))
+        return lib, problems or [NodeProblem("", "", log_text(logger, worst=1, since=mark))]
+    del parser, network, builder
+    if not build:
+        return lib, []
+    try:
+        source = Artifact.load(path)
+    except Exception:  # noqa: BLE001 - a bare ONNX without a sidecar: static shapes only
+        source = Artifact(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            engine_from_onnx(source, Path(tmp) / "check.engine", flavour=lib.name, plugins=plugins,
+                             timing_cache=False, **build_options)
+        except EngineBuildError as exc:
+            return lib, [NodeProblem("", "", str(exc))]
+    return lib, []

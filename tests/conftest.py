@@ -1,7 +1,9 @@
 """Shared fixtures and hardware markers.
 
-Markers: ``gpu`` (a CUDA device through torch or CuPy), ``cupy`` (CuPy with a device), ``trt`` (TensorRT
-with a device), ``nvcc`` (the CUDA compiler). Tests carrying them skip with the reason when the
+Markers: ``gpu`` (a CUDA device through torch or CuPy), ``cupy`` (CuPy with a device), ``trt`` (TensorRT,
+either flavour, with a device), ``nvcc`` (the CUDA compiler). Building engines needs no marker: the
+``rtx`` fixture hands out the real TensorRT-RTX module, whose builder runs on the CPU (those tests
+run in CI and skip, with the reason, only where ``tensorrt_rtx`` does not import). Tests carrying them skip with the reason when the
 hardware or library is missing. On a GPU machine set ``EDGESEG_REQUIRE_GPU=1`` to turn those skips into
 failures, so a missing library cannot pass silently.
 """
@@ -23,7 +25,7 @@ HC18 = SHARED / "data" / "hc18"
 MARKERS = {
     "gpu": "needs a CUDA GPU (torch or CuPy)",
     "cupy": "needs CuPy with a CUDA device",
-    "trt": "needs TensorRT with a CUDA device",
+    "trt": "needs TensorRT (tensorrt or tensorrt_rtx) with a CUDA device",
     "nvcc": "needs the CUDA compiler nvcc",
     "slow": "takes more than a few seconds",
 }
@@ -74,7 +76,21 @@ def _gpu_problem() -> str | None:
 
 @functools.cache
 def _trt_problem() -> str | None:
-    return _import_problem("tensorrt") or _gpu_problem()
+    standard, rtx = _import_problem("tensorrt"), _import_problem("tensorrt_rtx")
+    if standard and rtx:
+        return f"no TensorRT library: {standard}; {rtx}"
+    return _gpu_problem()
+
+
+@pytest.fixture(scope="session")
+def rtx():
+    """The real ``tensorrt_rtx`` module (its builder, parser, config and registry need no GPU)."""
+    problem = _import_problem("tensorrt_rtx")
+    if problem:
+        pytest.skip(f"{problem} (pip install tensorrt-rtx-cu13; setup.sh installs it)")
+    import tensorrt_rtx
+
+    return tensorrt_rtx
 
 
 def _nvcc_problem() -> str | None:

@@ -1,29 +1,45 @@
-"""Compile an ONNX artifact into a TensorRT engine for THIS GPU (TensorRT 10.3 .. 11.x).
+"""Compile an ONNX artifact into a TensorRT engine (standard TensorRT 10.3 .. 11.x, or TensorRT-RTX).
+
+Two TensorRT libraries ("flavours"): `tensorrt` (JetPack on Jetson, NVIDIA's wheel on desktop and
+data-centre GPUs; builds on the GPU the engine is for) and `rtx` (TensorRT-RTX for RTX PCs,
+`pip install tensorrt-rtx-cu13`; builds ahead of time with no GPU, runs on RTX GPUs). `--flavour auto`
+uses the standard library when it imports, else TensorRT-RTX.
 
 The engine runs the precision of the ONNX file (make FP16 / INT8 files with `edgeseg quantize`); the
-network is strongly typed, so the same command works on JetPack 6 (TensorRT 10.3) and TensorRT 11.
-Dynamic axes come from the sidecar: "batch" spans 1..--max-batch, "height"/"width" are fixed at the
-sidecar's preprocess size unless --shapes says otherwise. Engines are cached per ONNX hash, GPU,
-TensorRT version, precision and options (under $EDGESEG_CACHE/engines), so a device builds once.
-An engine only loads on the TensorRT version and GPU that built it: build on the target device.
+network is strongly typed. Dynamic axes come from the sidecar: "batch" spans 1..--max-batch,
+"height"/"width" are fixed at the sidecar's preprocess size unless --shapes says otherwise. Engines are
+cached per ONNX hash, library and version, GPU or targets, precision and options (under
+$EDGESEG_CACHE/engines). An engine only loads in the library and version that built it.
+
+`--check` parses and builds on this machine (no GPU needed with TensorRT-RTX) and prints each node
+TensorRT cannot take (name, op type, reason); the exit status is 1 when anything fails.
 
 Examples:
   edgeseg build edgeseg/assets/hc18_fastseg.onnx                    # -> hc18_fastseg.engine (+ .json)
+  edgeseg build model.onnx --flavour rtx --compute-capability 8.6,8.9   # RTX engine, built on any CPU
+  edgeseg build --check model.onnx --flavour rtx                    # what would not build, per node
   edgeseg quantize model.onnx --precision fp16 && edgeseg build model.fp16.onnx
   edgeseg build model.onnx --max-batch 8 --workspace-mb 1024 -o model-b8.engine
   edgeseg build model.onnx --shapes input:1x3x256x256,1x3x512x512,1x3x1024x1024
   edgeseg build model.onnx --dla-core 0                             # Jetson AGX Orin / Orin NX DLA
-  edgeseg build model.onnx --plugins edgeseg                        # our TensorRT plugins (10.6+)
+  edgeseg build model.onnx --plugins edgeseg                        # our TensorRT plugins (standard 10.6+)
 """
 
 from __future__ import annotations
 
-HELP = "compile an ONNX artifact into a TensorRT engine for this GPU"
+HELP = "compile an ONNX artifact into a TensorRT engine (or --check what would not build)"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("onnx", help="the .onnx artifact (its .json sidecar next to it)")
     parser.add_argument("-o", "--output", default=None, help="engine path (default: MODEL.engine next to the ONNX)")
+    parser.add_argument("--flavour", choices=("auto", "tensorrt", "rtx"), default="auto",
+                        help="TensorRT library: tensorrt (JetPack/desktop/data centre), rtx (TensorRT-RTX, builds "
+                             "without a GPU), auto (tensorrt when it imports, else rtx; default)")
+    parser.add_argument("--compute-capability", default=None, metavar="CC[,CC...]",
+                        help="TensorRT-RTX targets, e.g. 8.6,8.9 or 'current' (default: the library's portable set)")
+    parser.add_argument("--check", action="store_true",
+                        help="only parse and build here; print each node that fails (name, op type, reason)")
     parser.add_argument("--max-batch", type=int, default=1, help="largest batch of a dynamic 'batch' axis (default 1)")
     parser.add_argument("--opt-batch", type=int, default=1, help="batch size TensorRT tunes for (default 1)")
     parser.add_argument("--shapes", nargs="+", default=[], metavar="NAME:MIN,OPT,MAX",
@@ -46,26 +62,39 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from edgeseg.export.trt_build import engine_from_onnx, parse_shapes_arg, to_trt
+    from pathlib import Path
 
+    from edgeseg.export.trt_build import check_onnx, engine_from_onnx, parse_shapes_arg, to_trt
+
+    targets = [t.strip() for t in args.compute_capability.split(",") if t.strip()] if args.compute_capability else None
+    profile = dict(shapes=parse_shapes_arg(args.shapes) if args.shapes else None,
+                   max_batch=args.max_batch, opt_batch=args.opt_batch, compute_capabilities=targets)
+    if args.check:
+        flavour, problems = check_onnx(args.onnx, flavour=args.flavour, plugins=args.plugins, **profile)
+        where = f"{flavour.label} {flavour.version}"
+        if not problems:
+            print(f"{args.onnx}: parses and builds with {where}")
+            return 0
+        print(f"{args.onnx}: {len(problems)} problem(s) with {where}:")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
     timing = False if args.no_timing_cache else (args.timing_cache or True)
     options = dict(
-        shapes=parse_shapes_arg(args.shapes) if args.shapes else None,
-        max_batch=args.max_batch, opt_batch=args.opt_batch, workspace_mb=args.workspace_mb,
-        timing_cache=timing, dla_core=args.dla_core, gpu_fallback=not args.no_gpu_fallback,
-        plugins=args.plugins, optimization_level=args.optimization_level, legacy_fp16=args.legacy_fp16,
-        verbose=args.verbose,
+        profile, workspace_mb=args.workspace_mb, timing_cache=timing, dla_core=args.dla_core,
+        gpu_fallback=not args.no_gpu_fallback, plugins=args.plugins, optimization_level=args.optimization_level,
+        legacy_fp16=args.legacy_fp16, verbose=args.verbose,
     )
     if args.no_cache:
-        artifact = engine_from_onnx(args.onnx, args.output, **options)
+        artifact = engine_from_onnx(args.onnx, args.output, flavour=args.flavour, **options)
     else:
-        from pathlib import Path
-
         output = args.output or str(Path(args.onnx).with_suffix(".engine"))
-        artifact = to_trt(args.onnx, output, rebuild=args.rebuild, **options)
+        artifact = to_trt(args.onnx, output, flavour=args.flavour, rebuild=args.rebuild, **options)
     info = artifact.engine or {}
+    library = "TensorRT-RTX" if info.get("flavour") == "rtx" else "TensorRT"
+    where = (f"on {info['gpu']} (sm {info.get('compute_capability')})" if info.get("gpu") else "ahead of time (no GPU)")
     print(f"wrote {artifact.path} ({artifact.path.stat().st_size / 1e6:.1f} MB) and {artifact.sidecar_path.name}")
-    print(f"  TensorRT {info.get('tensorrt')} on {info.get('gpu')} (sm {info.get('compute_capability')}), "
+    print(f"  {library} {info.get('tensorrt')} {where}, targets {', '.join(info.get('target_compute_capabilities') or [])}, "
           f"precision {info.get('precision')}, plugins {info.get('plugins')}"
           + (f", DLA core {info['dla_core']}" if info.get("dla_core") is not None else ""))
     return 0

@@ -53,8 +53,8 @@ def tensorrt_problem() -> str | None:
     """None when the tensorrt backend can run here, else why not (for the backend registry)."""
     from .._deps import available
 
-    if not available("tensorrt"):
-        return "tensorrt does not import"
+    if not (available("tensorrt") or available("tensorrt_rtx")):
+        return "neither tensorrt nor tensorrt_rtx imports"
     if not available("cupy"):
         return "cupy does not import (TensorRT buffers are CuPy arrays)"
     import cupy
@@ -175,21 +175,19 @@ class TrtRunner(Runner):
     # --- lifecycle -------------------------------------------------------------------------------
     def _activate(self) -> None:
         from edgeseg.export.engine_cache import check_engine_compatible, gpu_info
-        from edgeseg.export.trt_build import (
-            capturing_logger,
-            import_tensorrt,
-            log_text,
-            register_plugins,
-        )
+        from edgeseg.export.trt_build import capturing_logger, log_text, register_plugins
+        from edgeseg.export.trt_flavour import load_flavour
 
-        trt = import_tensorrt()
+        flavour = load_flavour((self.artifact.engine or {}).get("flavour", "tensorrt"))  # the library that built it
+        trt = flavour.trt
         cp = require("cupy", "the tensorrt backend's device buffers")
         cp.cuda.Device(self.device_index).use()
         data = self.artifact.path.read_bytes()
         if self.check_compatibility:
-            check_engine_compatible(self.artifact, data[:64], trt.__version__, gpu_info(self.device_index))
+            check_engine_compatible(self.artifact, data[:64], trt.__version__, gpu_info(self.device_index),
+                                    flavour.name)
         logger = capturing_logger(trt, echo_severity=1)
-        register_plugins(trt, logger, (self.artifact.engine or {}).get("plugins", "native"))
+        register_plugins(flavour, (self.artifact.engine or {}).get("plugins", "native"))
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
