@@ -167,8 +167,10 @@ class Artifact:
                                 f"the model names {sorted(MODEL_NAMES)})")
         side = sidecar_path(path)
         if not side.exists():
+            if path.suffix.lower() == ".onnx":  # a third-party model: read what the graph says, announce the rest
+                return cls.from_onnx(path)
             raise ArtifactError(
-                f"sidecar not found: {side}. Every model needs its JSON sidecar next to it "
+                f"sidecar not found: {side}. Every model but a bare .onnx needs its JSON sidecar next to it "
                 "(written by `edgeseg export`, `edgeseg train` or `edgeseg import-tflite`)."
             )
         try:
@@ -178,6 +180,15 @@ class Artifact:
         if not isinstance(data, dict):
             raise ArtifactError(f"{side}: expected a JSON object, got {type(data).__name__}")
         return cls.from_dict(path, data)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, **assume: Any) -> "Artifact":
+        """The artifact of an ``.onnx`` without a sidecar, read from its graph; ``assume`` sets what a graph cannot
+        say: ``classes``, ``mean``, ``std``, ``color``, ``size`` (H, W), ``output_kind``. Logs one line naming what
+        was assumed (see :mod:`edgeseg.bare_onnx`)."""
+        from .bare_onnx import infer_artifact
+
+        return infer_artifact(path, **assume)
 
     def validate(self) -> None:
         """Check the sidecar's values against each other and sane bounds; raise :class:`ArtifactError` listing

@@ -116,7 +116,7 @@ def parity_report(onnx_path: str | Path, checkpoint: str | Path | None = None, i
     from ..preprocess import Preprocessor
     from ..runtime import OrtRunner, TorchRunner
 
-    artifact = Artifact.load(onnx_path)
+    artifact = onnx_path if isinstance(onnx_path, Artifact) else Artifact.load(onnx_path)
     if model is None:
         model, source = torch_model_for(artifact, checkpoint)
     else:

@@ -72,9 +72,9 @@ def test_missing_model_file(tmp_path):
 
 
 def test_missing_sidecar(model_path):
-    model_path.with_name("m.onnx.json").unlink()
-    with pytest.raises(ArtifactError, match="sidecar not found: .*m.onnx.json"):
-        create_runner(model_path)
+    engine = model_path.rename(model_path.with_name("m.engine"))  # only a bare .onnx is read from its graph
+    with pytest.raises(ArtifactError, match="sidecar not found: .*m.engine.json"):
+        create_runner(engine)
 
 
 def test_sidecar_input_name_not_in_graph(model_path):

@@ -107,6 +107,9 @@ def test_bad_sidecar_names_the_field(tmp_path, field, value, message):
 
 def test_missing_sidecar_says_how_to_make_one(tmp_path):
     model = tmp_path / "m.onnx"
-    model.write_bytes(b"")
-    with pytest.raises(ArtifactError, match="sidecar not found"):
+    model.write_bytes(b"")  # an empty file parses as an ONNX model without a graph
+    with pytest.raises(ArtifactError, match=r"no sidecar m.onnx.json next to it.*`edgeseg export`"):
         Artifact.load(model)
+    model.rename(tmp_path / "m.safetensors")
+    with pytest.raises(ArtifactError, match="sidecar not found.*`edgeseg export`"):
+        Artifact.load(tmp_path / "m.safetensors")

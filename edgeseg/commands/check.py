@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ._bare_onnx import add_bare_onnx_options, model_with_assumptions
+
 HELP = "check ONNX vs PyTorch parity on real images"
 
 
@@ -28,6 +30,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-agreement", type=float, default=0.999,
                         help="minimum argmax agreement as a fraction (default 0.999)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_bare_onnx_options(parser)
 
 
 def run(args) -> int:
@@ -38,7 +41,8 @@ def run(args) -> int:
         raise InputError(f"--limit: got {args.limit}, expected a positive number of images")
     if not 0.0 <= args.min_agreement <= 1.0:
         raise InputError(f"--min-agreement: got {args.min_agreement}, expected a fraction in [0, 1]")
-    report = parity_report(args.artifact, checkpoint=args.checkpoint, images=args.images, limit=args.limit,
+    model = model_with_assumptions(args, args.artifact)  # an Artifact for a bare ONNX given --mean/--std/...
+    report = parity_report(model, checkpoint=args.checkpoint, images=args.images, limit=args.limit,
                            atol=args.atol, min_agreement=args.min_agreement)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
     return 0 if report.passed else 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ._bare_onnx import add_bare_onnx_options, model_with_assumptions
 
 HELP = "segment a camera, stream or video in real time (overlay or background blur)"
 EFFECTS = ("overlay", "blur")
@@ -36,6 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help='model file with its sidecar, or "selfie"')
     parser.add_argument("--source", required=True, help="camera index, /dev/videoN, csi://N, URL, file, folder, .dcm")
     add_stream_options(parser, default_sink="window")
+    add_bare_onnx_options(parser)
 
 
 def add_stream_options(parser, default_sink: str) -> None:
@@ -114,7 +116,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         ensure_writable(args.summary, "--summary")
     render = make_render(effect, args.blur)
     backend, threads, crf, smooth = args.backend, args.threads, args.crf or None, args.smooth
-    model_label = str(model)
+    model_label = str(getattr(model, "path", model))  # a path, or an Artifact built from --mean/--std/...
     if getattr(args, "url", None):  # a remote runner: build the Segmenter here with the server's address
         from ..pipeline import Segmenter
 
@@ -170,4 +172,4 @@ def _sigterm_as_interrupt(signal):
 
 
 def run(args) -> int:
-    return execute(args, args.source, resolve_model(args.model), args.effect)
+    return execute(args, args.source, model_with_assumptions(args, resolve_model(args.model)), args.effect)

@@ -102,6 +102,10 @@ def is_complete(home: Path | None = None) -> bool:
             path = home / entry[key]
             if not path.is_file() or sha256_of(path) != entry[f"{key}_sha256"]:
                 return False
+            side = sidecar_path(path)
+            if f"{key}_sidecar_sha256" in entry and (
+                    not side.is_file() or sha256_of(side) != entry[f"{key}_sidecar_sha256"]):
+                return False
     return True
 
 
