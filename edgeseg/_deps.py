@@ -27,8 +27,10 @@ _PROVIDERS = {
     "pycocotools": ("pycocotools", "extras"),
     "tflite": ("tflite", "extras"),
     "cupy": ("cupy-cuda12x", "gpu"),
-    "tensorrt": ("tensorrt (JetPack or NVIDIA's packages, see docs/jetson.md)", "tensorrt"),
+    "tensorrt_rtx": ("tensorrt-rtx-cu13", "rtx"),
 }
+# TensorRT has no extra: its route depends on the machine (JetPack, NVIDIA's wheel or TensorRT-RTX).
+_ROUTES = {"tensorrt": "tensorrt", "tensorrt_rtx": "rtx"}
 
 
 def require(name: str, purpose: str = "") -> ModuleType:
@@ -39,8 +41,14 @@ def require(name: str, purpose: str = "") -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as exc:  # ImportError too: tensorrt bindings without libraries raise it
-        package, extra = _PROVIDERS.get(name.split(".")[0], (name, None))
+        root = name.split(".")[0]
+        package, extra = _PROVIDERS.get(root, (name, None))
         why = f" for {purpose}" if purpose else ""
+        if root in _ROUTES:
+            from edgeseg.export.trt_flavour import install_route
+
+            raise MissingDependencyError(f"{name} is needed{why} but cannot be imported ({exc}). "
+                                         f"Install it: {install_route(_ROUTES[root])}") from exc
         hint = f"pip install 'edgeseg[{extra}]'" if extra else f"pip install {package}"
         raise MissingDependencyError(
             f"{name} is needed{why} but cannot be imported ({exc}). Install it with: {hint}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 OPTIONAL_LIBRARIES = [
     ("numpy", "numpy"), ("torch", "torch"), ("onnx", "onnx"), ("onnxscript", "onnxscript"),
     ("onnxslim", "onnxslim"), ("onnxruntime", "onnxruntime"), ("cv2", "opencv-python-headless"),
-    ("cupy", "cupy"), ("tensorrt", "tensorrt"), ("scipy", "scipy"), ("safetensors", "safetensors"),
+    ("cupy", "cupy"), ("tensorrt", "tensorrt"), ("tensorrt_rtx", "tensorrt-rtx-cu13"), ("scipy", "scipy"), ("safetensors", "safetensors"),
     ("pydicom", "pydicom"), ("av", "av"), ("pycocotools", "pycocotools"), ("tflite", "tflite"),
     ("pydensecrf", "pydensecrf2"), ("tritonclient", "tritonclient"),
 ]
@@ -94,10 +94,33 @@ def backend_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
         probes.append(Probe("onnxruntime", True, f"providers: {providers}"))
     else:
         probes.append(Probe("onnxruntime", False, why_not("onnxruntime")))
-    trt_reason = why_not("tensorrt") or ("" if cuda.ok else f"cuda: {cuda.detail}")
-    probes.append(Probe("tensorrt", not trt_reason, trt_reason or libs["tensorrt"].detail))
+    probes.extend(tensorrt_probes(libs, cuda))
     cupy_reason = why_not("cupy") or ("" if cuda.ok else f"cuda: {cuda.detail}")
     probes.append(Probe("cupy (GPU CRF, kernels)", not cupy_reason, cupy_reason or libs["cupy"].detail))
+    return probes
+
+
+def tensorrt_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
+    """Both TensorRT flavours: what each can do here and why not, e.g.
+    ``tensorrt_rtx 1.7.1.116: builds here (AOT), runs only on a GPU``."""
+    from edgeseg.export.trt_flavour import install_route
+
+    probes = []
+    for module in ("tensorrt", "tensorrt_rtx"):
+        label = module
+        lib = libs[module]
+        flavour = "tensorrt" if module == "tensorrt" else "rtx"
+        if not lib.ok:
+            probes.append(Probe(label, False, f"{lib.detail}; {install_route(flavour, cuda.ok)}"))
+        elif flavour == "rtx":
+            runs = ("runs on RTX GPUs (this one if it is one: (compute capability 7.5, 8.x or 12.x))" if cuda.ok
+                    else f"runs only on a GPU ({cuda.detail})")
+            probes.append(Probe(label, True, f"{module} {lib.detail}: builds here (AOT, no GPU needed), {runs}"))
+        elif cuda.ok:
+            probes.append(Probe(label, True, f"{module} {lib.detail}: builds and runs on this GPU (JetPack, desktop, data centre)"))
+        else:
+            probes.append(Probe(label, False, f"{module} {lib.detail} imports, but builds and runs only on a GPU "
+                                              f"({cuda.detail})"))
     return probes
 
 

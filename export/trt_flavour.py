@@ -292,27 +292,3 @@ def _gpu_found() -> bool | None:
     if os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvhost-ctrl"):
         return True
     return False if sys.platform.startswith("linux") else None
-
-
-def flavour_status(gpu_ok: bool | None = None) -> list[tuple[str, bool, str]]:
-    """For ``edgeseg info``: (module, usable, why) per flavour, e.g.
-    ``("tensorrt_rtx", True, "1.7.1.116: builds here (AOT), runs only on a GPU")``."""
-    gpu_ok = _gpu_found() if gpu_ok is None else gpu_ok
-    rows = []
-    for name in FLAVOURS:
-        spec = _SPECS[name]
-        try:
-            flavour = _load(name)
-        except EdgesegError as exc:
-            text = str(exc.__cause__ or exc)
-            rows.append((spec.module, False, f"not usable: {text}" if "too old" in str(exc)
-                         else f"not installed or not importable ({text}); {install_route(name, gpu_ok)}"))
-            continue
-        if name == "rtx":
-            detail = ("builds here (AOT) and runs on this GPU if it is an RTX/compute capability 7.5+ card"
-                      if gpu_ok else "builds here (AOT), runs only on a GPU")
-        else:
-            detail = "builds and runs on this GPU" if gpu_ok else "imports, but needs a GPU to build or run (none found)"
-        rows.append((spec.module, name == "rtx" or bool(gpu_ok), f"{flavour.version}: {detail}"))
-    return rows
-

@@ -101,6 +101,25 @@ def test_no_tensorrt_at_all_names_the_route_per_platform(monkeypatch, tmp_path, 
         trt_flavour.load_flavour("tensorrt")
 
 
+def test_info_reports_both_flavours_and_why(monkeypatch):
+    from edgeseg._deps import require
+    from edgeseg.info import Probe, tensorrt_probes
+
+    libs = {"tensorrt": Probe("tensorrt", False, "not installed"), "tensorrt_rtx": Probe("tensorrt_rtx", True, "1.7.1.116")}
+    no_gpu = Probe("cuda", False, "no driver (no /dev/nvidia0) and no GPU found")
+    standard, rtx_probe = tensorrt_probes(libs, no_gpu)
+    assert not standard.ok and "pip install tensorrt`" in standard.detail and "No NVIDIA GPU" in standard.detail
+    assert rtx_probe.ok and rtx_probe.detail.startswith("tensorrt_rtx 1.7.1.116: builds here (AOT")
+    assert "runs only on a GPU" in rtx_probe.detail
+    libs["tensorrt"] = Probe("tensorrt", True, "10.3.0.30")
+    standard, _ = tensorrt_probes(libs, no_gpu)
+    assert not standard.ok and "only on a GPU" in standard.detail
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(MissingDependencyError) as info:  # the extra "edgeseg[tensorrt]" does not exist
+        require("tensorrt", "the engine")
+    assert "edgeseg[" not in str(info.value) and "pip install tensorrt`" in str(info.value)
+
+
 def test_one_logger_per_process(rtx):
     from edgeseg.export.trt_build import capturing_logger
     from edgeseg.export.trt_flavour import load_flavour
