@@ -132,13 +132,16 @@ def hc18_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def build_host_kernels():
-    """``build(source) -> ctypes library``: compile a kernel's host-side C++ build, or skip saying why not."""
-    from edgeseg.plugins.common.build import KernelBuildError, build_host_library
+    """``build(source) -> ctypes library``: compile a kernel's host-side C++ build. Skips only where there
+    is no C++ compiler; a compile error with one present is a failure (a broken ``.cuh``, not a missing tool)."""
+    from edgeseg.plugins.common.build import KernelBuildError, build_host_library, host_compiler
 
     def build(source):
         try:
             return build_host_library(source)
         except KernelBuildError as exc:
-            pytest.skip(f"cannot build the host kernel library: {exc}")
+            if host_compiler() is not None:
+                pytest.fail(f"the host build of {source} does not compile:\n{exc}", pytrace=False)
+            pytest.skip(f"no C++ compiler to build the host kernel library: {exc}")
 
     return build

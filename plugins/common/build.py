@@ -62,9 +62,14 @@ def compile_ptx(source: str | Path, arch: str = "sm_87", extra_flags: tuple[str,
     return out
 
 
+def host_compiler() -> str | None:
+    """The C++ compiler :func:`build_host_library` uses (``$CXX``, else g++ or c++), or None."""
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+
+
 def build_host_library(source: str | Path, extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL:
     """Compile a ``*_host.cpp`` (kernel bodies in plain loops) into a shared library and load it."""
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    cxx = host_compiler()
     if cxx is None:
         raise KernelBuildError("no C++ compiler (g++) found to build the host kernel library")
     source = Path(source)
@@ -77,16 +82,18 @@ def build_host_library(source: str | Path, extra_flags: tuple[str, ...] = ()) ->
     return ctypes.CDLL(str(out))
 
 
+def raw_module_options(source: str | Path) -> tuple[str, ...]:
+    """Our NVRTC options for ``source`` in a CuPy ``RawModule`` (CuPy adds its own, and ``-arch``)."""
+    source = Path(source)
+    return ("-std=c++17", f"-I{COMMON_DIR}", f"-I{source.parent}")
+
+
 def load_raw_module(source: str | Path, options: tuple[str, ...] = ()):
-    """Load a ``.cu`` file as a CuPy ``RawModule`` (on a GPU), with the shared include paths."""
+    """Load a ``.cu`` file as a CuPy ``RawModule`` (compiled by NVRTC on first use, on a GPU)."""
     from edgeseg._deps import require
 
     cupy = require("cupy", "CUDA kernels")
-    source = Path(source)
-    return cupy.RawModule(
-        code=source.read_text(),
-        options=("-std=c++17", f"-I{COMMON_DIR}", f"-I{source.parent}", *options),
-    )
+    return cupy.RawModule(code=Path(source).read_text(), options=(*raw_module_options(source), *options))
 
 
 def cuda_sources() -> list[Path]:
