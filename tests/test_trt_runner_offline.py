@@ -153,7 +153,7 @@ def make_fake_cupy():
         def __exit__(self, *exc):
             return None
 
-    default = state["streams"][0] = Stream()
+    state["streams"][0] = Stream()
     cuda = types.SimpleNamespace(
         Stream=Stream, Event=Event, get_current_stream=lambda: state["streams"][-1],
         Device=Device, using_allocator=using_allocator, get_allocator=lambda: state["allocator"],
