@@ -163,11 +163,12 @@ def guard_quantize(model: str | Path | Artifact, precision: str, data: str | Pat
                    out_path: str | Path | None = None, *, calibration: Sequence[str | Path] | None = None,
                    method: str = "auto", search: str = "bisect", max_kept: float = 0.5, limit: int | None = 64,
                    seed: int = 0, per_channel: bool = True, hc_csv: str | Path | None = None,
-                   progress: bool = True) -> GuardResult:
+                   eval_files: Sequence[str] | None = None, progress: bool = True) -> GuardResult:
     """Write ``precision`` ("fp16"/"int8") of an FP32 ONNX artifact only if it meets ``accept`` on the
     labelled images in ``data`` (images/, masks/), keeping in FP32 the fewest layers needed, at most
     ``max_kept`` (a share) of them. INT8 calibrates on ``calibration`` (image files; default: images of
-    ``data``, then left out of the judging set) with ``method`` ("auto" picks by the metric)."""
+    ``data``, then left out of the judging set) with ``method`` ("auto" picks by the metric). ``eval_files``:
+    judge on these image file names of ``data`` only."""
     criteria = parse_accept(accept) if isinstance(accept, str) else list(accept)
     if precision not in ("fp16", "int8"):
         raise InputError(f"precision: got {precision!r}, expected 'fp16' or 'int8'")
@@ -183,7 +184,8 @@ def guard_quantize(model: str | Path | Artifact, precision: str, data: str | Pat
     calibration = [Path(p) for p in calibration] if calibration else []
     if precision == "int8" and not calibration:
         raise InputError("calibration: got no images, expected real images of the deployment domain (32+)")
-    evalset = EvalSet.load(source, data, limit=limit, seed=seed, exclude=calibration, hc_csv=hc_csv)
+    evalset = EvalSet.load(source, data, limit=limit, seed=seed, exclude=calibration, hc_csv=hc_csv,
+                           files=eval_files)
     tqdm = require("tqdm", "progress bars").tqdm
     with tempfile.TemporaryDirectory(prefix="edgeseg-guard-") as tmp, \
             tqdm(desc=f"guard {precision}", unit="trial", disable=not progress, leave=False) as bar:

@@ -97,9 +97,11 @@ class EvalSet:
 
     @classmethod
     def load(cls, artifact: Artifact, data: str | Path, limit: int | None = 64, seed: int = 0,
-             exclude: Sequence[str | Path] = (), hc_csv: str | Path | None = None) -> EvalSet:
+             exclude: Sequence[str | Path] = (), hc_csv: str | Path | None = None,
+             files: Sequence[str] | None = None) -> EvalSet:
         """``data``/images and ``data``/masks (paired as the sidecar's training config says); ``limit`` pairs
-        sampled with ``seed``, skipping image files in ``exclude`` (e.g. the calibration images)."""
+        sampled with ``seed``, skipping image files in ``exclude`` (e.g. the calibration images); only the
+        image file names in ``files`` when given."""
         from edgeseg.apps.ultrasound import read_hc_csv
         from edgeseg.data import load_image, preprocess_image, read_mask
         from edgeseg.evaluate import mask_spec_of, select_samples
@@ -111,6 +113,9 @@ class EvalSet:
         skip = {Path(p).name for p in exclude}
         samples = [s for s in select_samples(artifact, root / "images", root / "masks", "all")
                    if Path(s.image).name not in skip]
+        if files is not None:
+            wanted = set(files)
+            samples = [s for s in samples if s.name in wanted]
         if not samples:
             raise InputError(f"--data: no image/mask pairs left in {root} after leaving out {len(skip)} "
                              "calibration images; give more images or a separate --calibration folder")

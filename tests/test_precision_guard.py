@@ -169,3 +169,24 @@ def test_cli_guard_reports_kept_layers_and_fails_without_writing(planted, blobs,
     assert "nothing written" in capsys.readouterr().err and not out.exists()
     assert cli.main(args + ["--accept", "miou<=0.005"]) == 2
     assert "miou_drop, dice_drop" in capsys.readouterr().err
+
+
+def test_engine_precisions_compared_with_the_sidecar():
+    """The inspector JSON below has TensorRT's documented shape (detailed layers: fused Name, Metadata, Format/
+    Datatype, Weights.Type); no engine can be built and inspected without a GPU here."""
+    from edgeseg.export.engine_precisions import precision_mismatches
+
+    info = {"Layers": [
+        {"Name": "conv_in + relu", "LayerType": "CaskConvolution", "Weights": {"Type": "Int8", "Count": 4},
+         "Inputs": [{"Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format"}]},
+        {"Name": "Reformatting CopyNode for Input Tensor 0 to conv_mix", "LayerType": "Reformat",
+         "Inputs": [{"Format/Datatype": "Int8"}]},
+        {"Name": "myl0_3", "LayerType": "CaskConvolution", "Metadata": "[ONNX Layer: conv_mix]\x1e",
+         "Inputs": [{"Format/Datatype": "Row major linear FP32"}], "Weights": {"Type": "Float", "Count": 16}},
+        {"Name": "conv_out", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Half"}]},
+    ]}
+    assert precision_mismatches(json.dumps(info), {"conv_mix": "fp32"}) == {}
+    assert precision_mismatches(info, {"conv_out": "fp32", "gone": "fp32"}) == {
+        "conv_out": {"expected": "fp32", "engine": ["fp16"]}, "gone": {"expected": "fp32", "engine": None}}
+    with pytest.raises(InputError, match="DETAILED"):
+        precision_mismatches({"Layers": ["conv_in + relu"]}, {"conv_mix": "fp32"})

@@ -137,7 +137,7 @@ def report_lines(result) -> list[str]:
              f"{report['data']} (ONNX Runtime CPU, Q/DQ computed as written)"]
     calib = report.get("calibration")
     if calib:
-        tried = ", ".join(f"{m} {_fmt_worst(row, report)}" for m, row in calib["methods"].items())
+        tried = "; ".join(f"{m} ({_fmt_worst(row, report)})" for m, row in calib["methods"].items())
         lines.append(f"calibration: {tried} -> {calib['chosen']}")
     columns = [("FP32", report["fp32"]), (result.precision.upper(), report["unguarded"])]
     if "guarded" in report and report["guarded"]["kept"]:
