@@ -52,6 +52,7 @@ class TrainConfig:
     std: list[float] | None = None
     group_regex: str | None = None
     val_fraction: float = 0.2
+    val_files: list[str] | None = None  # explicit validation file names (e.g. a stratified split); groups checked
     seed: int = 0
     epochs: int = 30
     batch_size: int = 8
@@ -60,10 +61,12 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     dice_weight: float = 1.0
     augment: bool = True
+    aug_scale: tuple[float, float] | None = None  # zoom range of the augmentation (default Augment's)
     threads: int | None = None
     limit: int | None = None  # use only the first N pairs (smoke tests)
     max_minutes: float | None = None  # wall-clock budget: the schedule speeds up to end within it
     resume: str | None = None
+    init: str | None = None  # start from this checkpoint's weights and normalisation (fine-tuning)
     attribution: str | None = None
     progress: bool = True
     command: str | None = None  # the command line that started the run, recorded in the sidecar
@@ -78,6 +81,10 @@ class TrainConfig:
                 raise InputError(f"{name}: got {getattr(self, name)!r}, expected a positive int")
         if not self.lr > 0:
             raise InputError(f"lr: got {self.lr!r}, expected a positive number")
+        if self.aug_scale is not None and not (len(self.aug_scale) == 2 and 0 < self.aug_scale[0] <= self.aug_scale[1]):
+            raise InputError(f"aug_scale: got {self.aug_scale!r}, expected [low, high] with 0 < low <= high")
+        if self.val_files is not None and not self.val_files:
+            raise InputError("val_files: got an empty list, expected validation file names (or None)")
 
 
 @dataclass
@@ -103,7 +110,10 @@ def _datasets(cfg: TrainConfig):
     samples = pair_folder(cfg.images, cfg.masks, image_glob=cfg.image_glob, mask_pattern=cfg.mask_pattern)
     if cfg.limit:
         samples = samples[: cfg.limit]
-    train_s, val_s = split_by_group(samples, cfg.group_regex, cfg.val_fraction, cfg.seed)
+    if cfg.val_files is not None:
+        train_s, val_s = split_by_names(samples, cfg.val_files, cfg.group_regex)
+    else:
+        train_s, val_s = split_by_group(samples, cfg.group_regex, cfg.val_fraction, cfg.seed)
     if not train_s or not val_s:
         raise InputError(
             f"split: got {len(train_s)} training and {len(val_s)} validation pairs from {len(samples)}, "
@@ -114,9 +124,28 @@ def _datasets(cfg: TrainConfig):
     pre = Preprocess(size=tuple(int(s) for s in cfg.size), color=cfg.color,
                      mean=[0.0] * channels, std=[1.0] * channels)
     fill = 0 if cfg.ignore_index is None else cfg.ignore_index
-    train_ds = SegmentationDataset(train_s, pre, spec, Augment(mask_fill=fill) if cfg.augment else None, cfg.seed)
+    augment = Augment(mask_fill=fill, **({"scale": tuple(cfg.aug_scale)} if cfg.aug_scale else {}))
+    train_ds = SegmentationDataset(train_s, pre, spec, augment if cfg.augment else None, cfg.seed)
     val_ds = SegmentationDataset(val_s, pre, spec, None, cfg.seed)
     return train_ds, val_ds
+
+
+def split_by_names(samples, val_files, group_regex: str | None):
+    """(train, val) with exactly ``val_files`` in validation; a group on both sides is an InputError."""
+    from .data.folder import group_of
+
+    wanted = set(val_files)
+    unknown = sorted(wanted - {s.name for s in samples})
+    if unknown:
+        raise InputError(f"val_files: {len(unknown)} name(s) are not among the paired images, e.g. {unknown[:3]}")
+    val = [s for s in samples if s.name in wanted]
+    train = [s for s in samples if s.name not in wanted]
+    if group_regex:
+        shared = sorted({group_of(s.name, group_regex) for s in val} & {group_of(s.name, group_regex) for s in train})
+        if shared:
+            raise InputError(f"val_files: groups {shared[:5]} have files on both sides of the split; "
+                             "expected every file of a group in validation or none")
+    return train, val
 
 
 def _fit_normalization(cfg: TrainConfig, train_ds, val_ds, progress: bool) -> Preprocess:
@@ -248,9 +277,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     last = last_path_of(out)
 
+    if cfg.resume and cfg.init:
+        raise InputError("init: give either resume (continue a run) or init (start from weights), not both")
     resumed = load_checkpoint(cfg.resume) if cfg.resume else None
-    if resumed:  # keep the normalisation the run started with
-        cfg.mean, cfg.std = list(resumed[1].preprocess.mean), list(resumed[1].preprocess.std)
+    initial = load_checkpoint(cfg.init) if cfg.init else None
+    for loaded in (resumed, initial):
+        if loaded:  # keep the normalisation the weights were trained with
+            cfg.mean, cfg.std = list(loaded[1].preprocess.mean), list(loaded[1].preprocess.std)
     train_ds, val_ds = _datasets(cfg)
     pre = _fit_normalization(cfg, train_ds, val_ds, cfg.progress)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -267,6 +300,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         start_epoch, best_miou, best_epoch = state["epoch"] + 1, state["best_miou"], state["best_epoch"]
         started -= state.get("seconds", 0.0)  # the time budget counts the interrupted run too
         history = list(art.extra["train"].get("history", []))
+    elif initial:
+        model, art = initial
+        if art.model != cfg.model or len(art.classes) != len(cfg.classes) or art.preprocess.channels != pre.channels:
+            raise InputError(f"init: {cfg.init} is a {art.model} with {len(art.classes)} classes and "
+                             f"{art.preprocess.channels} input channel(s), expected {cfg.model} with "
+                             f"{len(cfg.classes)} classes and {pre.channels}")
     else:
         model = create_model(cfg.model, num_classes=len(cfg.classes), in_channels=pre.channels, **cfg.model_kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -47,8 +47,13 @@ def add_arguments(parser) -> None:
     data.add_argument("--group-regex", default=None,
                       help="regex whose first group is the split key (e.g. '^(\\d{3})_'); default: each file")
     data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of groups for validation")
+    data.add_argument("--val-files", default=None, metavar="FILE",
+                      help="text file of validation image names, one a line (e.g. a split stratified by head "
+                           "size); replaces --val-fraction, groups still may not straddle it")
     data.add_argument("--limit", type=int, default=None, help="use only the first N pairs (quick trials)")
     data.add_argument("--no-augment", action="store_true", help="disable flip/scale/rotation/brightness augmentation")
+    data.add_argument("--aug-scale", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                      help="zoom range of the augmentation (default 0.85 1.2; < 1 zooms out)")
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--model", default="fastseg", help="zoo model name (edgeseg.models.list_models())")
     model.add_argument("--model-kwargs", default="{}", help="JSON options for the model, e.g. '{\"width\": 1.0}'")
@@ -65,6 +70,7 @@ def add_arguments(parser) -> None:
     run_ = parser.add_argument_group("output")
     run_.add_argument("--out", default="runs/model.safetensors", help="best checkpoint path (*.safetensors)")
     run_.add_argument("--resume", default=None, help="a *.last.safetensors checkpoint to continue from")
+    run_.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tune; its normalisation)")
     run_.add_argument("--attribution", default=None, help="data licence/attribution text stored in the sidecar")
     run_.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -79,12 +85,22 @@ def run(args) -> int:
         raise InputError(f"--model-kwargs: got {args.model_kwargs!r}, expected a JSON object ({exc})") from exc
     if not args.out.endswith(".safetensors"):
         raise InputError(f"--out: got {args.out!r}, expected a path ending in .safetensors")
+    val_files = None
+    if args.val_files:
+        from pathlib import Path
+
+        try:
+            val_files = [line.strip() for line in Path(args.val_files).read_text(encoding="utf-8").splitlines()
+                         if line.strip() and not line.startswith("#")]
+        except OSError as exc:
+            raise InputError(f"--val-files: cannot read {args.val_files!r} ({exc}); expected a text file of names") from exc
     cfg = TrainConfig(
         images=args.images, masks=args.masks, out=args.out, model=args.model, model_kwargs=model_kwargs,
         classes=args.classes, mask_mode=args.mask_mode, mask_pattern=args.mask_pattern, image_glob=args.image_glob,
         ignore_index=args.ignore_index, color=args.color, size=tuple(args.size), group_regex=args.group_regex,
-        val_fraction=args.val_fraction, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        val_fraction=args.val_fraction, val_files=val_files, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, dice_weight=args.dice_weight, augment=not args.no_augment,
+        aug_scale=tuple(args.aug_scale) if args.aug_scale else None, init=args.init,
         threads=args.threads or default_threads(), limit=args.limit, max_minutes=args.max_minutes, resume=args.resume,
         attribution=args.attribution, progress=not args.quiet,
         command="edgeseg " + shlex.join(sys.argv[1:]),
