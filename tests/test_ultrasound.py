@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -74,10 +75,84 @@ def test_measure_command_reports_hc_close_to_the_reference(hc18_dir, capsys, tmp
     from edgeseg.cli import main
 
     image = hc18_dir / "images" / "018_HC.png"  # a validation patient of the shipped model
-    overlay = tmp_path / "hc.png"
-    code = main(["measure", str(image), "--hc-csv", str(hc18_dir / "pixel_size_and_hc.csv"), "--overlay", str(overlay)])
+    overlay, report = tmp_path / "hc.png", tmp_path / "hc.json"
+    code = main(["measure", str(image), "--hc-csv", str(hc18_dir / "pixel_size_and_hc.csv"), "--overlay", str(overlay),
+                 "--json", str(report)])
     out = capsys.readouterr().out
     assert code == 0, out
     error = float(re.search(r"error ([+-][0-9.]+) mm", out).group(1))
     assert abs(error) < 5.0
+    assert re.search(r"HC [0-9.]+ mm \+- [0-9.]+", out)
     assert cv2.imread(str(overlay)).shape == (540, 800, 3)
+    record = json.loads(report.read_text())["measurements"][0]
+    low, high = record["interval_mm"]
+    assert low < record["hc_mm"] < high and high - low < 20 and record["flags"] == []
+
+
+@pytest.mark.skipif(not ASSET.exists(), reason="the shipped HC18 model is not built yet")
+def test_measure_command_flags_a_head_cut_by_the_image_edge(hc18_dir, capsys, tmp_path):
+    pytest.importorskip("torch")
+    from edgeseg.cli import main
+
+    image = cv2.imread(str(hc18_dir / "images" / "018_HC.png"), cv2.IMREAD_GRAYSCALE)
+    truth = cv2.imread(str(hc18_dir / "masks" / "018_HC.png"), cv2.IMREAD_GRAYSCALE) > 0
+    x = int(np.nonzero(truth.any(0))[0].mean())  # cut through the middle of the head
+    cut = tmp_path / "018_HC.png"
+    cv2.imwrite(str(cut), np.ascontiguousarray(image[:, x:]))
+    code = main(["measure", str(cut), "--hc-csv", str(hc18_dir / "pixel_size_and_hc.csv"), "--fail-on-flag",
+                 "--no-tta"])
+    out = capsys.readouterr().out
+    assert code == 3 and "CHECK: " in out, out  # a half head is never reported as trusted
+
+
+def _cut_head(center_x: int = 120) -> np.ndarray:
+    """A filled ellipse (semi-axes 200, 150) whose left part lies beyond the image's left edge."""
+    mask = np.zeros((540, 800), np.uint8)
+    cv2.ellipse(mask, (center_x, 270), (200, 150), 10, 0, 360, 1, -1)
+    return mask
+
+
+def test_skull_only_fit_ignores_the_image_edge_of_a_cut_head():
+    mask, truth = _cut_head(), ellipse_perimeter(200, 150) * 0.1
+    all_points = fit_head_ellipse(mask, exclude_border=False).perimeter * 0.1
+    skull = fit_head_ellipse(mask).perimeter * 0.1
+    assert abs(all_points - truth) > 5.0   # the straight edge pulls the ellipse in
+    assert skull == pytest.approx(truth, rel=0.01)
+    whole = np.zeros_like(mask)
+    cv2.ellipse(whole, (400, 270), (200, 150), 10, 0, 360, 1, -1)
+    assert fit_head_ellipse(whole).perimeter == fit_head_ellipse(whole, exclude_border=False).perimeter
+
+
+def test_distances_to_the_fitted_ellipse_are_small_on_its_own_outline():
+    from edgeseg.apps.ultrasound import ellipse_distances
+
+    mask = np.zeros((540, 800), np.uint8)
+    cv2.ellipse(mask, (410, 260), (230, 150), 30, 0, 360, 1, -1)
+    ellipse = fit_head_ellipse(mask)
+    contour = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0][0].reshape(-1, 2)
+    assert np.abs(ellipse_distances(ellipse, contour)).max() < 1.5  # pixel staircase only
+    outside = np.array([[410 + 230 * np.cos(np.radians(30)) + 10 * np.cos(np.radians(30)),
+                         260 + 230 * np.sin(np.radians(30)) + 10 * np.sin(np.radians(30))]])
+    assert ellipse_distances(ellipse, outside)[0] == pytest.approx(10.0, abs=1.0)
+
+
+def test_measurement_interval_and_flags():
+    from edgeseg.apps.ultrasound import measure_head
+
+    whole = np.zeros((540, 800), np.uint8)
+    cv2.ellipse(whole, (400, 270), (200, 150), 10, 0, 360, 1, -1)
+    truth = ellipse_perimeter(200, 150) * 0.1
+    sharp = measure_head(whole, 0.1)  # a mask: the interval is the 1 mm floor plus the fit residual
+    assert sharp.trusted and sharp.flags == ()
+    assert sharp.interval_mm[0] < truth < sharp.interval_mm[1] and sharp.half_width_mm < 1.5
+    blurred = measure_head(cv2.GaussianBlur(whole.astype(np.float32), (0, 0), 8), 0.1)  # a soft boundary
+    assert blurred.boundary_width_mm > 5 and blurred.half_width_mm > sharp.half_width_mm
+    assert blurred.interval_mm[0] < truth < blurred.interval_mm[1]
+    cut = measure_head(_cut_head(), 0.1)
+    assert "cut_by_border" in cut.flags and not cut.trusted
+    assert cut.hc_mm == pytest.approx(truth, rel=0.01)
+    assert "check: cut_by_border" in cut.describe()
+    with pytest.raises(InputError, match="pixel_size_mm"):
+        measure_head(whole, -1.0)
+    with pytest.raises(InputError, match="no foreground"):
+        measure_head(np.zeros((20, 20), np.float32), 0.1)
