@@ -30,7 +30,7 @@ from ..errors import InputError
 from ._bare_onnx import add_bare_onnx_options, model_with_assumptions
 
 HELP = "segment a camera, stream or video in real time (overlay or background blur)"
-EFFECTS = ("overlay", "blur")
+EFFECTS = ("overlay", "blur", "hc")
 
 
 def add_arguments(parser) -> None:
@@ -53,8 +53,12 @@ def add_stream_options(parser, default_sink: str) -> None:
     parser.add_argument("--smooth", type=float, default=None, metavar="A",
                         help="temporal EMA of probabilities, A in [0, 1), e.g. 0.5")
     parser.add_argument("--effect", choices=EFFECTS, default=None,
-                        help="overlay: class colours (default); blur: blur the background (class 0)")
+                        help="overlay: class colours (default); blur: blur the background (class 0); "
+                             "hc: fetal head ellipse and a stable head circumference (needs --pixel-size)")
     parser.add_argument("--blur", type=int, default=21, help="background blur kernel for --effect blur (odd)")
+    parser.add_argument("--pixel-size", type=float, default=None, help="mm per pixel of the frames, for --effect hc")
+    parser.add_argument("--hc-window", type=int, default=15,
+                        help="--effect hc: frames in the running median of one head's HC (default 15)")
     add_preset_option(parser)
     parser.add_argument("--loop", action="store_true", help="restart a file at its end (stop with Ctrl-C)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of a folder, or override the source's")
@@ -95,7 +99,13 @@ def sink_options_from(args) -> dict:
     return {"preset": preset}
 
 
-def make_render(effect: str | None, blur: int):
+def make_render(effect: str | None, blur: int, pixel_size: float | None = None, hc_window: int = 15):
+    if effect == "hc":
+        if pixel_size is None:
+            raise InputError("--pixel-size: not given, expected the frames' pixel size in mm for --effect hc")
+        from ..apps.ultrasound_video import UltrasoundOverlay
+
+        return UltrasoundOverlay(pixel_size, window=hc_window)
     if effect == "blur":
         from ..apps.selfie import BackgroundEffect
 
@@ -114,7 +124,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         from ..outputs import ensure_writable
 
         ensure_writable(args.summary, "--summary")
-    render = make_render(effect, args.blur)
+    render = make_render(effect, args.blur, getattr(args, "pixel_size", None), getattr(args, "hc_window", 15))
     backend, threads, crf, smooth = args.backend, args.threads, args.crf or None, args.smooth
     model_label = str(getattr(model, "path", model))  # a path, or an Artifact built from --mean/--std/...
     if getattr(args, "url", None):  # a remote runner: build the Segmenter here with the server's address
@@ -141,6 +151,8 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         summary.update(describe or {})
         summary["model"] = model_label
         summary["backend"] = getattr(getattr(run.segmenter, "runner", None), "backend", None)
+        if callable(getattr(render, "summary", None)):  # --effect hc: the head-circumference readout
+            summary["hc"] = render.summary()
         if args.summary:
             Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
             with open(args.summary, "w", encoding="utf-8") as f:
