@@ -196,14 +196,14 @@ def _network_flags(trt, strongly_typed: bool, prefer_aot: bool) -> int:
     return flags
 
 
-def _aot_registered(plugins: str) -> bool:
-    """Our plugins define an AOT implementation too (10.9+ with nvcc): then the network must say which
-    to prefer, or TensorRT refuses to create them."""
+def _plugin_implementation(plugins: str) -> str | None:
+    """``"aot"``/``"jit"``: what edgeseg's plugins registered (decided once per process when they were
+    imported); with AOT the network must prefer it, or TensorRT refuses to create them. None: not ours."""
     if plugins != "edgeseg":
-        return False
-    from edgeseg.plugins.tensorrt._common import aot_available
+        return None
+    from edgeseg.plugins.tensorrt._common import plugin_implementation
 
-    return aot_available()
+    return plugin_implementation()
 
 
 def _parse(trt, network, logger, onnx_path: Path, mark: int = 0):
@@ -223,6 +223,13 @@ def _parser_error_line(error) -> str:
         return f"node {error.node_name()!r} ({error.node_operator()}): {error.desc()}"
     except AttributeError:
         return str(error)
+
+
+def _aot_ptx_isa() -> dict[str, str]:
+    """Kernel source -> PTX ISA of the AOT PTX TensorRT embedded (checked against the driver when compiled)."""
+    from edgeseg.plugins.tensorrt._common import PTX_BUILT
+
+    return dict(PTX_BUILT)
 
 
 def _configure_dla(trt, flavour: Flavour, builder, config, dla_core: int, gpu_fallback: bool,
@@ -347,7 +354,8 @@ def engine_from_onnx(
     register_plugins(lib, plugins)
 
     builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt, strongly_typed, prefer_aot=_aot_registered(plugins)))
+    implementation = _plugin_implementation(plugins)
+    network = builder.create_network(_network_flags(trt, strongly_typed, prefer_aot=implementation == "aot"))
     parser = _parse(trt, network, logger, source.path, mark)
     config = builder.create_builder_config()
     inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
@@ -400,6 +408,8 @@ def engine_from_onnx(
             "onnx_sha256": file_digest(source.path),
             "strongly_typed": strongly_typed,
             "plugins": plugins,
+            "plugin_implementation": implementation,
+            "aot_ptx_isa": _aot_ptx_isa() if implementation == "aot" else None,
             "dla_core": dla_core,
             "profiles": {k: [list(s) for s in v] for k, v in profiles.items()},
             "build_seconds": round(build_s, 2),

@@ -352,7 +352,7 @@ import pytest  # noqa: E402
 from edgeseg.artifact import Artifact  # noqa: E402
 from edgeseg.errors import InputError  # noqa: E402
 from edgeseg.export import engine_cache  # noqa: E402
-from edgeseg.export.engine_cache import EngineCache, GpuInfo, read_plan_version  # noqa: E402
+from edgeseg.export.engine_cache import GpuInfo, read_plan_version  # noqa: E402
 from test_trt_build import tiny_onnx  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not API_DIR.is_dir(), reason=f"TensorRT API surface not found at {API_DIR}")
@@ -451,3 +451,80 @@ def test_too_old_tensorrt_is_refused_with_the_jetson_route(fake, tmp_path):
     fake("10.3.0", "8.6.2.3")
     with pytest.raises(EdgesegError, match="JetPack"):
         engine_from_onnx(tiny_onnx(tmp_path / "tiny.onnx"))
+
+
+# --- edgeseg's tensorrt.plugin ops: AOT or JIT, decided once; AOT PTX vs the driver ------------------
+@pytest.fixture
+def stub_plugins(monkeypatch):
+    """Stand-in ``tensorrt``/``tensorrt.plugin`` (standard TensorRT 10.9+ only; not installable here) that
+    records what each plugin module registers; ``load()`` imports the plugin modules afresh."""
+    import importlib
+
+    from test_trt_plugin_definitions import _stub_modules
+
+    from edgeseg.plugins.tensorrt import _common
+
+    trt, trtp, registry = _stub_modules()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
+    _common.plugin_implementation.cache_clear()
+
+    def load():
+        for name in ("deform_conv", "roi_align"):
+            monkeypatch.delitem(sys.modules, f"edgeseg.plugins.tensorrt.{name}", raising=False)
+            importlib.import_module(f"edgeseg.plugins.tensorrt.{name}")
+        return registry
+
+    yield load
+    _common.plugin_implementation.cache_clear()
+    for name in ("deform_conv", "roi_align"):
+        sys.modules.pop(f"edgeseg.plugins.tensorrt.{name}", None)
+
+
+def test_aot_or_jit_is_decided_once(stub_plugins, monkeypatch):
+    """The builder used to ask PATH again at build time: nvcc there at import (AOT registered) but gone at
+    build meant no PREFER_AOT flag, a combination tensorrt.plugin refuses (and the other way round)."""
+    import shutil
+
+    from edgeseg.export.trt_build import _plugin_implementation
+
+    if not shutil.which("nvcc"):
+        pytest.skip("nvcc is not on PATH: AOT plugins cannot register here")
+    registry = stub_plugins()
+    assert "aot_impl" in registry["edgeseg::RoIAlign"] and "aot_impl" in registry["edgeseg::DeformConv2d"]
+    monkeypatch.setenv("PATH", "")  # nvcc gone after the plugins registered
+    assert _plugin_implementation("edgeseg") == "aot"
+    assert _plugin_implementation("native") is None
+
+
+def test_jit_only_when_nvcc_is_missing_at_first_import(stub_plugins, monkeypatch):
+    from edgeseg.export.trt_build import _plugin_implementation
+
+    monkeypatch.setenv("PATH", "")
+    registry = stub_plugins()
+    assert "aot_impl" not in registry["edgeseg::RoIAlign"] and "impl" in registry["edgeseg::RoIAlign"]
+    monkeypatch.setenv("PATH", "/usr/local/cuda/bin:/usr/bin")
+    assert _plugin_implementation("edgeseg") == "jit"
+
+
+@pytest.mark.nvcc
+def test_aot_ptx_records_its_isa_and_refuses_an_older_driver(monkeypatch):
+    """Compiled by the real nvcc (no device needed); the driver's CUDA version is the stand-in part."""
+    from edgeseg.errors import EdgesegError
+    from edgeseg.plugins.roi_align import KERNEL_SOURCE
+    from edgeseg.plugins.tensorrt import _common
+
+    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: GpuInfo("RTX 3090 (stand-in)", "8.6"))
+    monkeypatch.setattr(_common, "driver_cuda_version", lambda: (99, 0))
+    ptx = _common.ptx_for(KERNEL_SOURCE, "roi_align_aot")
+    isa = _common.ptx_isa(ptx)
+    assert _common.PTX_BUILT[KERNEL_SOURCE.name] == isa and f".version {isa}" in ptx
+    need = _common.min_driver_cuda(isa)
+    older = (need[0], need[1] - 1) if need[1] else (need[0] - 1, 9)
+    monkeypatch.setattr(_common, "driver_cuda_version", lambda: older)
+    with pytest.raises(EdgesegError, match=rf"PTX ISA {isa}, which needs a driver for CUDA {need[0]}\.{need[1]}"):
+        _common.ptx_for(KERNEL_SOURCE, "roi_align_aot")
+    assert _common.min_driver_cuda("8.8") == (12, 9) and _common.min_driver_cuda("9.0") == (13, 0)
+    monkeypatch.setattr(_common, "driver_cuda_version", lambda: None)  # no driver here: nothing to compare
+    _common.ptx_for(KERNEL_SOURCE, "roi_align_aot")

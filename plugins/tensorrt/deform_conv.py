@@ -57,7 +57,7 @@ def deform_conv2d_impl(
         view(outputs[0])[...] = result
 
 
-if hasattr(trtp, "aot_impl") and _common.aot_available():
+if _common.plugin_implementation() == "aot":  # decided once per process (see _common)
 
     @trtp.aot_impl(OP)
     def deform_conv2d_aot(

@@ -44,7 +44,7 @@ def roi_align_impl(input: trtp.Tensor, rois: trtp.Tensor, pooled_h: int, pooled_
                                           sampling_ratio, bool(aligned))
 
 
-if hasattr(trtp, "aot_impl") and _common.aot_available():
+if _common.plugin_implementation() == "aot":  # decided once per process (see _common)
 
     @trtp.aot_impl(OP)
     def roi_align_aot(input: trtp.TensorDesc, rois: trtp.TensorDesc, pooled_h: int, pooled_w: int,
