@@ -10,6 +10,7 @@ Preprocessing, class names and output kind are read from here, never hard-coded 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -70,7 +71,12 @@ class Preprocess:
 
 @dataclass
 class Artifact:
-    """A model file and its sidecar. ``path`` is the model file; everything else is the sidecar."""
+    """A model file and its sidecar. ``path`` is the model file; everything else is the sidecar.
+
+    An Artifact stands for its model file where a path is expected: ``os.fspath``/``str`` give the path and
+    ``Artifact.load(artifact)`` returns a copy, so an Artifact built in code (``Artifact.from_onnx(...)``) goes
+    wherever a model path goes.
+    """
 
     path: Path
     model: str = ""
@@ -91,6 +97,12 @@ class Artifact:
         self.path = Path(self.path)
         if not self.colors:
             self.colors = [DEFAULT_PALETTE[i % len(DEFAULT_PALETTE)] for i in range(len(self.classes))]
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
 
     # --- derived facts -------------------------------------------------------------------------
     @property
@@ -158,9 +170,11 @@ class Artifact:
         return artifact
 
     @classmethod
-    def load(cls, path: str | Path) -> "Artifact":
+    def load(cls, path: str | Path | Artifact) -> "Artifact":
         """Read the sidecar of the model at ``path`` (or a name in :data:`MODEL_NAMES`, see :func:`resolve_model`);
-        raise :class:`ArtifactError` saying what is wrong."""
+        raise :class:`ArtifactError` saying what is wrong. An Artifact gives a copy of itself."""
+        if isinstance(path, Artifact):
+            return copy.deepcopy(path)
         path = resolve_model(path)
         if not path.exists():
             raise ArtifactError(f"model file not found: {path} (expected a model file with its sidecar, or one of "

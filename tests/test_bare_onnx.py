@@ -167,3 +167,22 @@ def test_check_cli_compares_a_bare_onnx_with_its_checkpoint(tmp_path, hc18_dir):
                 "--classes", "background,head")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "result     PASS" in proc.stdout and "hc18.onnx has no sidecar" in proc.stderr
+
+
+def test_bench_cli_takes_the_options_for_a_bare_onnx(tmp_path):
+    path = _model(tmp_path / "m.onnx", [1, 3, "H", "W"])
+    out = tmp_path / "bench"
+    proc = _cli("bench", path, "--size", "32x32", "--iterations", "20", "--warmup", "1", "--no-progress", "--out", out,
+                "--classes", "bg,a,b,c", "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["artifact"] == str(path) and result["input_size"] == [32, 32]
+    assert "m.onnx has no sidecar" in proc.stderr and "assumed color rgb" in proc.stderr
+    assert "std [" not in proc.stderr  # mean/std were given, not assumed
+
+
+def test_an_artifact_goes_where_a_model_path_goes(tmp_path):
+    art = Artifact.from_onnx(_model(tmp_path / "m.onnx", [1, 3, 32, 32]), classes=list("abcd"))
+    assert os.fspath(art) == str(art) == str(tmp_path / "m.onnx")
+    copy = Artifact.load(art)
+    assert copy == art and copy is not art

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ._bare_onnx import add_bare_onnx_options, model_with_assumptions
 
 HELP = "benchmark an artifact (or: bench compare A.json B.json, bench sweep SPEC)"
 
@@ -50,6 +51,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--source", default=None, help="real frames from a video/folder/camera (default: synthetic 480x640)")
     parser.add_argument("--out", default=None, help="output folder for JSON, CSV and plots (default: runs/bench-<model>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_bare_onnx_options(parser, input_size=False)  # --size sets the size
 
 
 def run(args) -> int:
@@ -72,8 +74,9 @@ def _bench(args, artifact: Path) -> int:
     sizes = [_size(s) for s in args.size] if args.size else [None]
     out = ensure_writable(args.out or f"runs/bench-{artifact.stem}", "--out", folder=True)
     frames = source_frames(args.source) if args.source else None
+    model = model_with_assumptions(args, artifact)  # an Artifact for a bare ONNX given --mean/--std/...
     results = [
-        run_benchmark(artifact, backend=args.backend, size=size, batch=args.batch, iterations=args.iterations,
+        run_benchmark(model, backend=args.backend, size=size, batch=args.batch, iterations=args.iterations,
                       duration=args.duration, warmup=args.warmup, crf=args.crf, threads=args.threads,
                       frames=frames, progress=not args.no_progress)
         for size in sizes
