@@ -7,8 +7,10 @@ Steps:
   2. CuPy kernels (DCNv2 im2col and direct, RoIAlign; FP32 and FP16) against the references, on random
      tensors and on a real HC18 ultrasound frame;
   3. latency, batch 1, the HC18 model at its input size: torch eager (baseline), torch + CUDA graph,
-     TensorRT per precision (FP32 / FP16 / INT8 ONNX, when TensorRT is installed), and the dense CRF
-     on CuPy against pydensecrf2 (CPU) when both are installed. Median and p99 after warm-up.
+     TensorRT per precision (FP32 / FP16 / INT8 ONNX) with each TensorRT flavour installed (standard
+     tensorrt, and TensorRT-RTX built for this card: whether it accepted the card, and each engine's
+     parity with ONNX Runtime on the same input), and the dense CRF on CuPy against pydensecrf2 (CPU)
+     when both are installed. Median and p99 after warm-up.
 
 Run on the GPU machine (nothing is downloaded; needs the HC18 data next to the repo):
   .venv/bin/python benchmarks/gpu_check.py                 # everything, a few minutes
@@ -188,29 +190,59 @@ def torch_latency(model, shape, iterations, warmup) -> dict:
     return rows
 
 
-def tensorrt_latency(artifact, model, workdir: Path, iterations, warmup) -> dict:
+def tensorrt_latency(artifact, model, workdir: Path, iterations, warmup, flavour: str) -> tuple[dict, dict]:
+    """Build the FP32/FP16/INT8 engines with one TensorRT flavour (``tensorrt`` or ``rtx``), time them (plain
+    and CUDA graph) and compare each with ONNX Runtime (CPU) on the same input. Returns (latency rows,
+    report: library version, whether the library accepted this GPU, parity per precision, errors)."""
     import cupy as cp
-    import tensorrt as trt
+    import onnxruntime as ort
     from edgeseg.export.onnx_export import onnx_from_torch
     from edgeseg.export.quantize import quantize
     from edgeseg.export.trt_build import engine_from_onnx
+    from edgeseg.export.trt_flavour import load_flavour
 
     from edgeseg.runtime.trt_runner import TrtRunner
 
-    onnx = onnx_from_torch(model.cpu(), artifact, workdir / "model.onnx")
+    lib = load_flavour(flavour)
+    report: dict = {"library": lib.spec.module, "version": lib.version, "accepted": None, "parity": {}, "errors": {}}
+    onnx = workdir / "model.onnx"
+    onnx = onnx_from_torch(model.cpu(), artifact, onnx) if not onnx.exists() else type(artifact).load(onnx)
     images = sorted((HC18 / "images").glob("*.png"))[:32]
     variants = {"fp32": onnx, "fp16": quantize(onnx, "fp16"), "int8": quantize(onnx, "int8", calibration=images)}
     shape = (1, artifact.preprocess.channels, *artifact.preprocess.size)
-    x = cp.asarray(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    host = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x = cp.asarray(host)
     rows = {}
     for precision, art in variants.items():
-        engine = engine_from_onnx(art, timing_cache=workdir / "timing.cache")
-        for graph in (False, True):
-            with TrtRunner(engine, cuda_graph=graph) as runner:
-                key = f"TensorRT {trt.__version__} {precision}" + (" + CUDA graph" if graph else "")
-                rows[key] = timed(lambda: runner.infer({runner.input_names[0]: x}),
-                                  cp.cuda.get_current_stream().synchronize, iterations, warmup)
-    return rows
+        label = f"{lib.label} {lib.version} {precision}"
+        try:  # TensorRT-RTX: build for this card ("current"); standard TensorRT always does
+            engine = engine_from_onnx(art, workdir / f"{flavour}-{precision}.engine", flavour=flavour,
+                                      compute_capabilities=["current"] if flavour == "rtx" else None,
+                                      timing_cache=workdir / "timing.cache")
+        except Exception as exc:  # noqa: BLE001 - e.g. RTX has no target for a data-centre card: record why
+            report["errors"][precision] = f"build: {type(exc).__name__}: {str(exc)[:400]}"
+            report["accepted"] = False
+            continue
+        try:
+            with TrtRunner(engine) as runner:
+                name = runner.input_names[0]
+                got = runner.infer({name: host})
+                session = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
+                want = dict(zip([o.name for o in session.get_outputs()], session.run(None, {name: host})))
+                out = next(iter(want))
+                diff = np.abs(np.asarray(got[out], np.float32) - want[out].astype(np.float32))
+                agree = float((np.asarray(got[out]).argmax(1) == want[out].argmax(1)).mean())
+                report["parity"][precision] = {"max_abs_vs_onnxruntime": float(diff.max()), "argmax_agreement": agree}
+            for graph in (False, True):
+                with TrtRunner(engine, cuda_graph=graph) as runner:
+                    rows[label + (" + CUDA graph" if graph else "")] = timed(
+                        lambda: runner.infer({runner.input_names[0]: x}), cp.cuda.get_current_stream().synchronize,
+                        iterations, warmup)
+            report["accepted"] = report["accepted"] is not False
+        except Exception as exc:  # noqa: BLE001 - a library that refuses this card says so here
+            report["errors"][precision] = f"run: {type(exc).__name__}: {str(exc)[:400]}"
+            report["accepted"] = False
+    return rows, report
 
 
 def crf_latency(iterations: int) -> dict:
@@ -272,11 +304,16 @@ def main(argv=None) -> int:
         latency = {}
         if available("torch"):
             latency.update(torch_latency(model, shape, args.iterations, args.warmup))
-        if available("tensorrt") and available("cupy"):
-            import tensorrt as trt
-
-            result["tensorrt_version"] = trt.__version__
-            latency.update(tensorrt_latency(artifact, model, workdir, args.iterations, args.warmup))
+        result["tensorrt"] = {}
+        for flavour, module in (("tensorrt", "tensorrt"), ("rtx", "tensorrt_rtx")):
+            if available(module) and available("cupy") and available("onnxruntime"):
+                rows, report = tensorrt_latency(artifact, model, workdir, args.iterations, args.warmup, flavour)
+                latency.update(rows)
+                result["tensorrt"][flavour] = report
+                print(f"{module} {report['version']}: accepted this GPU: {report['accepted']}; parity "
+                      + ", ".join(f"{p} max|diff| {v['max_abs_vs_onnxruntime']:.2e} argmax {v['argmax_agreement']:.4f}"
+                                  for p, v in report["parity"].items())
+                      + "".join(f"\n  {p}: {e}" for p, e in report["errors"].items()))
         if available("cupy"):
             latency.update(crf_latency(max(args.iterations // 10, 10)))
     base = latency.get("torch eager fp32", {}).get("median_ms")

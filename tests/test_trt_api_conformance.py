@@ -32,7 +32,6 @@ CHECKED_FILES = [
     "export/trt_build.py",
     "export/trt_flavour.py",
     "edgeseg/runtime/trt_runner.py",
-    "benchmarks/gpu_check.py",
     *sorted(str(p.relative_to(REPO)) for p in (REPO / "plugins" / "tensorrt").glob("*.py")
             if re.search(r"^\s*(import tensorrt|.*require\(\"tensorrt\")", p.read_text(), re.M)),  # TensorRT users
 ]
