@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from .artifact import COLOR_ORDERS, OUTPUT_KINDS, Artifact, Preprocess, TensorSpec, class_count_problems, sidecar_path
 from .errors import ArtifactError, InputError

@@ -72,7 +72,8 @@ def test_one_sigmoid_channel_segments_red_in_rgb_order(tmp_path):
 
     # person = sigmoid(20 * R - 10): red pixels are foreground only if BGR frames are fed as RGB, as assumed
     weight = np.array([20.0, 0.0, 0.0], np.float32).reshape(1, 3, 1, 1)
-    path = _model(tmp_path / "red.onnx", [1, 3, 48, 64], 1, "Sigmoid", weight=weight, bias=np.array([-10.0], np.float32))
+    bias = np.array([-10.0], np.float32)
+    path = _model(tmp_path / "red.onnx", [1, 3, 48, 64], 1, "Sigmoid", weight=weight, bias=bias)
     frame = np.zeros((48, 64, 3), np.uint8)
     frame[:, 32:] = (0, 0, 255)  # BGR red on the right half
     with Segmenter(path) as seg:

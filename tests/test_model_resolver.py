@@ -71,7 +71,8 @@ def test_cli_and_python_use_one_resolver(cache, frames):
     from edgeseg.artifact import resolve_model
     from edgeseg.commands import run
 
-    assert run.resolve_model("selfie") == resolve_model("selfie") == selfie_model_path() == cache / "selfie_general.onnx"
+    cached = cache / "selfie_general.onnx"
+    assert run.resolve_model("selfie") == resolve_model("selfie") == selfie_model_path() == cached
     assert resolve_model("some/model.onnx") == Path("some/model.onnx")
     proc = _cli("run", "--model", "selfie", "--source", str(frames), "--sink", "null", "--quiet", "--fps", "10",
                 home=cache.parents[1])
