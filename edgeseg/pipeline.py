@@ -196,7 +196,7 @@ class Segmenter:
             ``p = a * p_previous + (1 - a) * p_frame`` (``reset()`` clears it; a size change resets it).
         threads: CPU threads for the backend (ONNX Runtime intra-op / torch).
         check_output: check the model output for NaN/infinity every Nth frame (1: every frame, the default,
-            about 15 us at 2x256x256; 0: never) and raise :class:`NonFiniteOutputError` instead of returning a
+            about 35 us at 2x256x256; 0: never) and raise :class:`NonFiniteOutputError` instead of returning a
             meaningless all-background result.
         **runner_options: passed to :func:`~edgeseg.runtime.create_runner`.
 
