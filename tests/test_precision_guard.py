@@ -19,13 +19,14 @@ cv2 = pytest.importorskip("cv2")
 SENSITIVE = "conv_mix"  # reads the scaled tensor: per-tensor INT8 of its input wipes out the small channels
 
 
-def planted_segmenter(path):
+def planted_segmenter(path, gain=1.0):
     """Gray input -> conv_in (1x1, 4 channels) -> Mul by [1, 1, 1, 1e4] (a planted normalisation scale with
     a huge activation range) -> conv_mix (1x1; the big channel weighted 1e-6) -> Relu -> conv_out (1x1) ->
-    logits whose head score is ``x - 0.5``. In FP32 it segments bright blobs exactly."""
+    logits whose head score is ``x - 0.5``. In FP32 it segments bright blobs exactly. ``gain`` (conv_in's weight on
+    the scaled channel) 10 makes that channel reach 1e5, beyond float16's 65504."""
     from onnx import TensorProto, helper, numpy_helper
 
-    w_in = np.array([1.0, 0.5, 0.25, 1.0], np.float32).reshape(4, 1, 1, 1)
+    w_in = np.array([1.0, 0.5, 0.25, gain], np.float32).reshape(4, 1, 1, 1)
     scale = np.array([1, 1, 1, 1e4], np.float32).reshape(1, 4, 1, 1)
     w_mix = np.diag([1.0, 1.0, 1.0, 1e-6]).astype(np.float32).reshape(4, 4, 1, 1)
     w_out = np.zeros((2, 4, 1, 1), np.float32)
@@ -101,6 +102,24 @@ def test_guard_keeps_the_planted_layer_and_plain_int8_fails(planted, blobs, tmp_
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
     quantized = {n.name for n in model.graph.node if n.op_type == "Conv" and producers.get(n.input[0]) == "DequantizeLinear"}
     assert quantized == {"conv_in", "conv_out"}
+
+
+def test_fp16_guard_keeps_part_of_the_overflowing_chain(tmp_path, blobs):
+    """conv_in -> x1e4 scale reaches 1e5 > 65504: plain FP16 gives NaN logits. Which of the chain's nodes must
+    stay FP32 depends on the runtime's fusions (ONNX Runtime folds the scale into conv_in's FP16 weights), so
+    the test checks the guarantee: the kept nodes come from that chain and the written file passes."""
+    from edgeseg.export.precision_guard import guard_quantize
+    from edgeseg.export.task_metrics import EvalSet, drops, score_model
+
+    planted = planted_segmenter(tmp_path / "big.onnx", gain=10.0)
+    result = guard_quantize(planted, "fp16", blobs, "dice_drop<=0.01", tmp_path / "big.fp16.onnx", progress=False)
+    assert not result.report["unguarded"]["passed"] and result.report["unguarded"]["dice_drop"] > 0.5
+    kept = [k["layer"] for k in result.kept]
+    assert result.passed and kept and set(kept) <= {"conv_in", "norm_scale", SENSITIVE}
+    written = Artifact.load(tmp_path / "big.fp16.onnx")
+    assert {name: "fp32" for name in kept}.items() <= written.extra["quantization"]["layer_precisions"].items()
+    data = EvalSet.load(planted, blobs)
+    assert drops(score_model(planted.path, data), score_model(written.path, data))["dice_drop"] <= 0.01
 
 
 def test_guard_that_cannot_pass_writes_nothing(planted, blobs, tmp_path):
