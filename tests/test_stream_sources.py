@@ -188,7 +188,12 @@ def test_live_camera_reconnects_with_backoff():
     assert any("reconnected after 2 attempt" in e for e in source.events)
 
 
-def test_live_camera_that_cannot_open_fails_at_once():
-    source = VideoSource(7, live=True, capture_factory=lambda target, api: FakeCamera([None]))
-    with pytest.raises(SourceError, match="cannot open camera '7'"):
+def test_live_camera_that_never_opens_fails_after_its_retries():
+    FakeCamera.opens = 0
+    source = VideoSource(7, live=True, retries=2, backoff=0.01, capture_factory=lambda target, api: FakeCamera([None]))
+    with pytest.raises(SourceError, match="cannot open camera '7'.*; 2 reconnect attempts over .* failed too"):
         source.open()
+    assert FakeCamera.opens == 3
+    no_retry = VideoSource(7, live=True, retries=0, capture_factory=lambda target, api: FakeCamera([None]))
+    with pytest.raises(SourceError, match="cannot open camera '7'"):
+        no_retry.open()

@@ -2,8 +2,9 @@
 
 Files: every frame in order; a file that ends before the frame count in its header is reported as truncated
 or corrupt (a :class:`SourceError`), not silently treated as a normal end. Live captures (cameras, network
-streams) that stop delivering frames are reopened with exponential backoff (``backoff``, doubling, at most
-``max_backoff`` seconds, ``retries`` attempts); each reconnect is logged and counted in ``reconnects``.
+streams) that cannot connect at first, or stop delivering frames later, are reopened with exponential backoff
+(``backoff``, doubling, at most ``max_backoff`` seconds, ``retries`` attempts); each attempt is logged and kept
+in ``events``, and reconnects after a drop are counted in ``reconnects``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,44 @@ class VideoSource(Source):
         return cv2.VideoCapture(self.target, api)
 
     def _open(self) -> None:
+        if not self.reconnecting:
+            self._connect()
+            return
+        try:
+            self._connect()
+        except SourceError as exc:  # a live source may come up later: the same backoff as after a drop
+            self._connect_with_backoff(exc)
+
+    def _backoff(self, what: str):
+        """Yield attempt numbers after waiting the doubling delay (logged, kept in ``events``); stops when
+        interrupted."""
+        for attempt in range(1, self.retries + 1):
+            delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+            message = f"{self.uri}: {what}; reconnect attempt {attempt}/{self.retries} in {delay:.1f} s"
+            log.warning(message)
+            self.events.append(message)
+            if self._interrupted.wait(delay):
+                return
+            yield attempt
+
+    def _connect_with_backoff(self, error: SourceError) -> None:
+        started = time.perf_counter()
+        for attempt in self._backoff("cannot connect to the live source"):
+            try:
+                self._connect()
+            except SourceError as exc:
+                error = exc
+                continue
+            message = f"{self.uri}: connected after {attempt} attempt(s)"
+            log.warning(message)
+            self.events.append(message)
+            return
+        if self._interrupted.is_set():
+            raise SourceError(f"{self.uri}: stopped while waiting to connect to the live source")
+        raise SourceError(f"{error}; {self.retries} reconnect attempts over "
+                          f"{time.perf_counter() - started:.1f} s failed too")
+
+    def _connect(self) -> None:
         capture = self._new_capture()
         if not capture.isOpened():
             capture.release()
@@ -116,17 +155,10 @@ class VideoSource(Source):
     def _reconnect(self) -> np.ndarray | None:
         """Reopen a live capture with exponential backoff; the next frame, or None when interrupted."""
         started = time.perf_counter()
-        for attempt in range(1, self.retries + 1):
-            delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
-            message = (f"{self.uri}: no frame from the live source; reconnect attempt {attempt}/{self.retries} "
-                       f"in {delay:.1f} s")
-            log.warning(message)
-            self.events.append(message)
-            if self._interrupted.wait(delay):
-                return None
+        for attempt in self._backoff("no frame from the live source"):
             self._close()
             try:
-                self._open()
+                self._connect()
             except SourceError:
                 continue
             image = self._grab()
@@ -136,6 +168,8 @@ class VideoSource(Source):
                 log.warning(message)
                 self.events.append(message)
                 return image
+        if self._interrupted.is_set():
+            return None
         raise SourceError(f"{self.uri}: live source disconnected; {self.retries} reconnect attempts over "
                           f"{time.perf_counter() - started:.1f} s failed")
 
