@@ -51,8 +51,8 @@ STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 def custom_translation_table() -> dict:
     """Translations of edgeseg's custom ops for the dynamo exporter.
 
-    ``edgeseg.export.op_translations.CUSTOM_TRANSLATION_TABLE`` (DeformConv, RoiAlign: standard ONNX ops)
-    when present, plus the CRF-as-RNN layer's ``edgeseg.DenseCRF`` node when a model has loaded
+    ``edgeseg.export.op_translations.translation_table()`` (DeformConv, RoiAlign: standard ONNX ops, or
+    edgeseg's plugin nodes on the ``plugin`` route) when present, plus the CRF-as-RNN layer's ``edgeseg.DenseCRF`` node when a model has loaded
     ``edgeseg.ops.crf_rnn`` (a custom-domain node for the TensorRT plugin; ONNX Runtime cannot run it).
     """
     table: dict = {}
@@ -62,7 +62,7 @@ def custom_translation_table() -> dict:
         if exc.name != "edgeseg.export.op_translations":
             raise
     else:
-        table.update(getattr(module, "CUSTOM_TRANSLATION_TABLE", {}))
+        table.update(module.translation_table())  # the current route's (edgeseg.ops.routes)
     crf = sys.modules.get("edgeseg.ops.crf_rnn")
     if crf is not None and hasattr(crf, "crf_translation_table"):
         table.update(crf.crf_translation_table())
@@ -98,7 +98,7 @@ def example_size(model: Any, artifact: Artifact) -> tuple[int, int]:
 
 
 def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path, opset: int = DEFAULT_OPSET,
-                    dynamic: bool = True, simplify: bool = True) -> Artifact:
+                    dynamic: bool = True, simplify: bool = True, route: str = "native") -> Artifact:
     """Export ``model`` to ``out_path`` (``.onnx``) and write its sidecar; return the new Artifact.
 
     Args:
@@ -109,7 +109,14 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
         dynamic: dynamic batch/height/width (``height``/``width`` step by ``model.input_multiple``);
             falls back to static with a warning saying why when the model does not allow it.
         simplify: run onnxslim (constant folding, fusion); skipped with a warning if it fails.
+        route: the ONNX form of edgeseg's custom ops, recorded in the sidecar (``extra.export.route``):
+            ``native`` (ONNX DeformConv/RoiAlign, the DenseCRF node), ``decomposed`` (standard ops
+            TensorRT-RTX and TensorRT 8.x parse; the graph stops before a CRF, which runs after the
+            engine) or ``plugin`` (edgeseg's TensorRT plugin nodes); see :mod:`edgeseg.ops.routes`.
     """
+    from ..ops.routes import check_route, export_route
+
+    check_route(route)
     torch = require("torch", "ONNX export")
     onnx = require("onnx", "ONNX export")
     out_path = Path(out_path)
@@ -121,8 +128,12 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
     if artifact.model == "maskrcnn":  # instance outputs: detections with post-processing inside the graph
         from ..models.maskrcnn.export import export_artifact
 
-        export_artifact(model, artifact, out_path, opset=opset)
-        return Artifact.load(out_path)
+        with export_route(route):
+            export_artifact(model, artifact, out_path, opset=opset)
+        exported = Artifact.load(out_path)
+        exported.extra = {**exported.extra, "export": {**exported.extra.get("export", {}), "route": route}}
+        exported.save()
+        return exported
     channels = int(artifact.model_kwargs.get("in_channels", artifact.preprocess.channels))
     model = model.eval()
     size = example_size(model, artifact)
@@ -134,6 +145,26 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
     if dynamic and fixed_input_size(model):
         warnings.warn(f"{type(model).__name__} takes only {size[0]}x{size[1]} inputs (fixed_input_size): "
                       "height/width exported static, batch dynamic", ExportWarning, stacklevel=2)
+    with export_route(route):
+        proto, dims = _export_with_fallback(torch, model, channels, size, opset, dynamic)
+    proto, rewritten = conv_from_conv_transpose(proto)
+    if rewritten:
+        log.info("rewrote %d stride-1 ConvTranspose nodes as Conv", rewritten)
+    if simplify:
+        proto = _slim(proto)
+    _name_dims(proto, dims, fixed=fixed_input_size(model) is not None)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"onnx.checker rejected the exported graph: {_reason(exc)}") from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out_path))
+    return _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model), route,
+                          _after_engine(model, route))
+
+
+def _export_with_fallback(torch, model, channels: int, size: tuple[int, int], opset: int, dynamic: bool):
+    """(proto, "dynamic" | "static"): dynamic shapes when they export and run right, else static."""
     proto, dims = None, None
     if dynamic:
         try:
@@ -148,19 +179,13 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
             proto, dims = _export(torch, model, channels, size, opset, dynamic=False), "static"
         except Exception as exc:
             raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {_reason(exc)}") from exc
-    proto, rewritten = conv_from_conv_transpose(proto)
-    if rewritten:
-        log.info("rewrote %d stride-1 ConvTranspose nodes as Conv", rewritten)
-    if simplify:
-        proto = _slim(proto)
-    _name_dims(proto, dims, fixed=fixed_input_size(model) is not None)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"onnx.checker rejected the exported graph: {_reason(exc)}") from exc
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out_path))
-    return _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model))
+    return proto, dims
+
+
+def _after_engine(model: Any, route: str) -> dict | None:
+    """The stage a ``decomposed`` graph leaves to run after the engine (the CRF of ``deeplabv3_crf``), or None."""
+    stage = getattr(model, "after_engine_stage", None)
+    return stage() if route == "decomposed" and callable(stage) else None
 
 
 to_onnx = onnx_from_torch  # the name the issue uses: edgeseg.export.to_onnx(model, artifact, out_path)
@@ -253,12 +278,15 @@ def _graph_shape(value) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim]
 
 
-def _write_sidecar(artifact: Artifact, out_path: Path, proto, opset: int, dims: str, size, multiple: int) -> Artifact:
+def _write_sidecar(artifact: Artifact, out_path: Path, proto, opset: int, dims: str, size, multiple: int,
+                   route: str = "native", after_engine: dict | None = None) -> Artifact:
     inputs = [{"name": v.name, "shape": _graph_shape(v), "dtype": "float32"} for v in proto.graph.input]
     outputs = [{"name": v.name, "shape": _graph_shape(v), "dtype": "float32"} for v in proto.graph.output]
     extra = dict(artifact.extra)
     extra["export"] = {"shapes": dims, "traced_size": list(size), "input_multiple": multiple,
-                       "source": _relative_source(artifact.path, out_path)}
+                       "source": _relative_source(artifact.path, out_path), "route": route}
+    if after_engine:
+        extra["export"]["after_engine"] = after_engine
     if custom_domains(proto):
         extra["export"]["custom_domains"] = custom_domains(proto)
     preprocess = {**asdict(artifact.preprocess), "size": list(size)}

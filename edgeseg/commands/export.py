@@ -9,6 +9,13 @@ Examples:
   edgeseg export runs/hc18_fastseg.safetensors -o out/hc18.onnx --opset 20 --static
   edgeseg export model.safetensors -o out/ --no-simplify && edgeseg check out/model.onnx
   edgeseg export model.safetensors -o out/ --triton repo/   # also a Triton model repository (config.pbtxt)
+  edgeseg export dcn.safetensors -o out/ --route decomposed  # standard ops only: TensorRT-RTX, TensorRT 8.x
+
+Routes (the ONNX form of DeformConv, RoIAlign and the CRF; recorded in the sidecar as extra.export.route):
+  native      ONNX DeformConv / RoiAlign, the edgeseg.DenseCRF node (TensorRT 10.1+, ONNX Runtime)
+  decomposed  GridSample-based DeformConv / RoIAlign; the graph stops before a CRF, which runs after the
+              engine (TensorRT-RTX, TensorRT 8.x on JetPack 5 / 6.0)
+  plugin      edgeseg's TensorRT plugin nodes (TensorRT 10.6+ with `edgeseg build --plugins edgeseg`)
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--opset", type=int, default=19, help="ONNX opset (default 19; 19+ for DeformConv)")
     parser.add_argument("--static", action="store_true", help="fix batch 1 and the sidecar's input size")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
+    parser.add_argument("--route", choices=("native", "decomposed", "plugin"), default="native",
+                        help="ONNX form of DeformConv/RoIAlign/CRF (default native; decomposed for TensorRT-RTX)")
     parser.add_argument("--triton", type=Path, metavar="REPO", default=None,
                         help="also write a Triton model repository (config.pbtxt + versioned model) into REPO")
 
@@ -40,14 +49,17 @@ def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         artifact = onnx_from_checkpoint(args.checkpoint, out, opset=args.opset, dynamic=not args.static,
-                                        simplify=not args.no_simplify)
+                                        simplify=not args.no_simplify, route=args.route)
     for warning in caught:
         if issubclass(warning.category, ExportWarning):
             print(f"warning: {warning.message}")
     spec_in, spec_out = artifact.inputs[0], artifact.outputs[0]
     size_mb = artifact.path.stat().st_size / 1e6
     print(f"wrote {artifact.path} ({size_mb:.2f} MB, opset {artifact.opset}) and {artifact.sidecar_path.name}")
-    print(f"  {spec_in.name}: {spec_in.shape} {spec_in.dtype} -> {spec_out.name}: {spec_out.shape}")
+    print(f"  {spec_in.name}: {spec_in.shape} {spec_in.dtype} -> {spec_out.name}: {spec_out.shape} (route {args.route})")
+    after = artifact.extra.get("export", {}).get("after_engine")
+    if after:
+        print(f"  after the engine: {after['stage']} on {after['engine_output']} (edgeseg.ops.crf_rnn.run_after_engine)")
     print(f"  check it: edgeseg check {artifact.path}")
     if args.triton:
         from ..triton.repository import write_repository

@@ -34,7 +34,8 @@ from torch import nn
 from edgeseg.errors import InputError
 
 # CRF_TRANSLATION_TABLE is public too; it is built on first access (module __getattr__ at the end).
-__all__ = ["CRFasRNN", "DeepLabV3CRF", "crf_translation_table", "mean_field_windowed_torch", "register_onnx_schema"]
+__all__ = ["CRFasRNN", "DeepLabV3CRF", "crf_translation_table", "mean_field_windowed_torch", "register_onnx_schema",
+           "run_after_engine"]
 
 ONNX_DOMAIN, ONNX_OP = "edgeseg", "DenseCRF"
 
@@ -177,7 +178,46 @@ class DeepLabV3CRF(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, in_channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from edgeseg.ops.routes import decomposed_exporting
+
+        if decomposed_exporting():  # the graph stops before the CRF: it runs after the engine (after_engine_stage)
+            return self.backbone(x)
         return self.crf(self.backbone(x), (x * self.std + self.mean) * 255.0)
+
+    def after_engine_stage(self) -> dict[str, Any]:
+        """The sidecar's ``extra.export.after_engine`` for a graph exported without the CRF (``--route decomposed``).
+
+        The engine outputs the backbone's logits; :func:`run_after_engine` finishes the model from them and
+        the network input: ``log(dense_crf(softmax(logits), (input * std + mean) * 255, **params))``.
+        """
+        return {"stage": "dense_crf", "engine_output": "logits", "params": self.crf.dense_crf_params(),
+                "image": {"from": "input", "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(),
+                          "scale": 255.0},
+                "output": "log probabilities (N, C, H, W)"}
+
+
+def run_after_engine(stage: dict[str, Any], logits, network_input):
+    """Finish a ``decomposed`` deeplabv3_crf on the host (NumPy) or GPU (CuPy arrays): the sidecar's
+    ``after_engine`` stage on the engine's logits (N, C, H, W) and the network input (N, K, H, W) -> log Q."""
+    from edgeseg.ops.dense_crf import dense_crf
+    from edgeseg.ops.permutohedral import array_modules
+
+    if stage.get("stage") != "dense_crf":
+        raise InputError(f"after_engine.stage: got {stage.get('stage')!r}, expected 'dense_crf'")
+    xp = array_modules(logits)[0]
+    logits, network_input = xp.asarray(logits, dtype=xp.float32), xp.asarray(network_input, dtype=xp.float32)
+    if logits.ndim != 4 or network_input.ndim != 4 or logits.shape[2:] != network_input.shape[2:]:
+        raise InputError(f"logits, network_input: got shapes {logits.shape} and {network_input.shape}, expected "
+                         "(N, C, H, W) and (N, K, H, W) of the same N, H, W")
+    image = stage["image"]
+    mean = xp.asarray(image["mean"], dtype=xp.float32).reshape(1, -1, 1, 1)
+    std = xp.asarray(image["std"], dtype=xp.float32).reshape(1, -1, 1, 1)
+    pixels = xp.clip(xp.rint((network_input * std + mean) * image["scale"]), 0, 255).astype(xp.uint8)
+    out = xp.empty_like(logits)
+    for i in range(logits.shape[0]):  # energy -logits: the mean field starts from softmax(logits), as the layer
+        refined = dense_crf(-logits[i], pixels[i].transpose(1, 2, 0), unary="energy", **stage["params"])
+        out[i] = xp.log(xp.maximum(refined, xp.finfo(xp.float32).tiny))
+    return out
 
 
 def deeplabv3_crf(num_classes: int, in_channels: int = 3, **kwargs: Any) -> DeepLabV3CRF:

@@ -28,8 +28,9 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ._checks import check_rank, pair
+from .routes import decomposed_exporting
 
-__all__ = ["DeformConv2d", "deform_conv2d"]
+__all__ = ["DeformConv2d", "deform_conv2d", "deform_conv2d_grid_sample"]
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -296,8 +297,44 @@ def deform_conv2d(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | 
     """
     stride, padding, dilation = pair("stride", stride), pair("padding", padding), pair("dilation", dilation)
     groups, offset_groups, _ = _check_arguments(input, offset, weight, bias, mask, stride, padding, dilation)
+    if decomposed_exporting():  # standard ONNX ops for TensorRT-RTX / TensorRT 8.x (edgeseg.ops.routes)
+        return deform_conv2d_grid_sample(input, weight, offset, bias, mask, stride, padding, dilation,
+                                         groups, offset_groups)
     return torch.ops.edgeseg.deform_conv2d(input, weight, offset, bias, mask, *stride, *padding, *dilation,
                                            groups, offset_groups)
+
+
+def deform_conv2d_grid_sample(input: Tensor, weight: Tensor, offset: Tensor, bias: Tensor | None,
+                              mask: Tensor | None, stride: tuple[int, int], padding: tuple[int, int],
+                              dilation: tuple[int, int], groups: int, offset_groups: int) -> Tensor:
+    """The same deformable convolution in standard ops: one ``GridSample`` over every kernel tap, then a conv.
+
+    The sampling grid of all taps is stacked along the height, (N*G, K*Ho, Wo, 2), so one bilinear
+    ``GridSample`` (zeros padding, ``align_corners=False``: pixel ``x`` is ``(2x + 1) / W - 1``) reads
+    every tap; a corner outside the image reads 0, exactly as deformable convolution. The samples, times
+    the mask, become (N, C*K, Ho, Wo) columns, and a grouped 1x1 ``Conv`` with the weight reshaped to
+    (C_out, C_in/groups * K) sums them. Arguments as :func:`deform_conv2d`, already validated.
+    """
+    n, c, h, w = input.shape
+    out_channels, c_per_group, kh, kw = weight.shape
+    out_h, out_w = offset.shape[2], offset.shape[3]
+    k, g = kh * kw, offset_groups
+    opts = {"device": input.device, "dtype": input.dtype}
+    ky = torch.tensor([i * dilation[0] for i in range(kh) for _ in range(kw)], **opts).view(1, k, 1, 1)
+    kx = torch.tensor([j * dilation[1] for _ in range(kh) for j in range(kw)], **opts).view(1, k, 1, 1)
+    oy = (torch.arange(out_h, **opts) * stride[0] - padding[0]).view(1, 1, -1, 1)
+    ox = (torch.arange(out_w, **opts) * stride[1] - padding[1]).view(1, 1, 1, -1)
+    off = offset.reshape(n * g, k, 2, out_h, out_w)
+    y = (oy + ky) + off[:, :, 0]  # (N*G, K, Ho, Wo), the sum order of deform_conv2d
+    x = (ox + kx) + off[:, :, 1]
+    grid = torch.stack([(2 * x + 1) / w - 1, (2 * y + 1) / h - 1], -1).reshape(n * g, k * out_h, out_w, 2)
+    cols = torch.nn.functional.grid_sample(input.reshape(n * g, c // g, h, w), grid, mode="bilinear",
+                                           padding_mode="zeros", align_corners=False)
+    cols = cols.reshape(n * g, c // g, k, out_h, out_w)
+    if mask is not None:
+        cols = cols * mask.reshape(n * g, 1, k, out_h, out_w)
+    cols = cols.reshape(n, c * k, out_h, out_w)  # channels (c, k): weight group i reads a contiguous block
+    return torch.nn.functional.conv2d(cols, weight.reshape(out_channels, c_per_group * k, 1, 1), bias, groups=groups)
 
 
 class DeformConv2d(nn.Module):

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ._checks import check_rank, pair
+from .routes import decomposed_exporting
 
-__all__ = ["RoIAlign", "roi_align"]
+__all__ = ["RoIAlign", "roi_align", "roi_align_grid_sample", "roi_align_op"]
 
 
 def _sample_grid(rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float, sampling_ratio: int,
@@ -207,8 +208,60 @@ def roi_align(input: Tensor, boxes: Tensor | list[Tensor], output_size, spatial_
         if not bool(((batch >= 0) & (batch < input.shape[0]) & (batch == batch.round())).all()):
             raise InputError(f"boxes[:, 0]: got batch indices {batch.unique().tolist()[:8]}, expected integers "
                              f"in [0, {input.shape[0] - 1}]")
-    return torch.ops.edgeseg.roi_align(input, rois, float(spatial_scale), pooled_h, pooled_w, int(sampling_ratio),
-                                       bool(aligned))
+    return roi_align_op(input, rois, float(spatial_scale), pooled_h, pooled_w, int(sampling_ratio), bool(aligned))
+
+
+def roi_align_op(input: Tensor, rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int,
+                 sampling_ratio: int, aligned: bool) -> Tensor:
+    """``edgeseg::roi_align`` without the eager checks (export-safe), or its standard-op form while an export
+    traces with the ``decomposed`` route (:mod:`edgeseg.ops.routes`)."""
+    if decomposed_exporting():
+        return roi_align_grid_sample(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
+    return torch.ops.edgeseg.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
+
+
+def roi_align_grid_sample(input: Tensor, rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int,
+                          sampling_ratio: int, aligned: bool) -> Tensor:
+    """RoIAlign in standard ops: ``GridSample`` over every box's sampling grid, then the average per bin.
+
+    RoIAlign clamps a sample in [-1, 0] or [H-1, H] to the border row and reads 0 beyond: that is
+    ``GridSample`` with ``padding_mode="border"`` times an inside mask. Needs a fixed ``sampling_ratio > 0``
+    (an adaptive grid, ``ceil(roi size / output size)``, has a data-dependent size). With a batch of one
+    image every box samples the same map in one ``GridSample``; otherwise each box gathers its image first.
+    """
+    if sampling_ratio <= 0:
+        raise InputError(f"sampling_ratio: got {sampling_ratio}, expected > 0 for the decomposed RoIAlign route "
+                         "(an adaptive grid has a data-dependent size); export with --route native or plugin")
+    n, c, h, w = input.shape
+    k, sr = rois.shape[0], sampling_ratio
+    rois = rois.to(input.dtype)
+    shift = 0.5 if aligned else 0.0
+    start_x = rois[:, 1:2] * spatial_scale - shift
+    start_y = rois[:, 2:3] * spatial_scale - shift
+    roi_w = rois[:, 3:4] * spatial_scale - shift - start_x
+    roi_h = rois[:, 4:5] * spatial_scale - shift - start_y
+    if not aligned:
+        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    bin_h, bin_w = roi_h / pooled_h, roi_w / pooled_w
+    opts = {"device": input.device, "dtype": input.dtype}
+    # sample s of bin i along an axis: start + i * bin + (s + 0.5) * bin / sr (torchvision's order)
+    iy = torch.tensor([float(i) for i in range(pooled_h) for _ in range(sr)], **opts)
+    sy = torch.tensor([s + 0.5 for _ in range(pooled_h) for s in range(sr)], **opts)
+    ix = torch.tensor([float(j) for j in range(pooled_w) for _ in range(sr)], **opts)
+    sx = torch.tensor([s + 0.5 for _ in range(pooled_w) for s in range(sr)], **opts)
+    y = (start_y + iy * bin_h + sy * bin_h / sr).unsqueeze(2)  # (K, ph*sr, 1)
+    x = (start_x + ix * bin_w + sx * bin_w / sr).unsqueeze(1)  # (K, 1, pw*sr)
+    inside = ((y >= -1.0) & (y <= h)) & ((x >= -1.0) & (x <= w))
+    gy, gx = ((2 * y + 1) / h - 1).expand(-1, -1, x.shape[2]), ((2 * x + 1) / w - 1).expand(-1, y.shape[1], -1)
+    grid = torch.stack([gx, gy], -1)  # (K, ph*sr, pw*sr, 2)
+    sample = torch.nn.functional.grid_sample
+    if n == 1:
+        values = sample(input, grid.reshape(1, -1, pooled_w * sr, 2), mode="bilinear", padding_mode="border",
+                        align_corners=False).reshape(c, k, pooled_h * sr, pooled_w * sr).transpose(0, 1)
+    else:
+        values = sample(input[rois[:, 0].long()], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    values = values * inside.unsqueeze(1).to(values.dtype)  # (K, C, ph*sr, pw*sr)
+    return values.reshape(k, c, pooled_h, sr, pooled_w, sr).sum((3, 5)) / (sr * sr)
 
 
 class RoIAlign(nn.Module):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import edgeseg.ops.roi_align  # noqa: F401 - registers torch.ops.edgeseg.roi_align
+from edgeseg.ops.roi_align import roi_align_op
 
 
 class FPN(nn.Module):
@@ -43,7 +43,7 @@ def _pool(feature: Tensor, rois: Tensor, size: int, scale: float) -> Tensor:
     Calls the registered op directly: the public ``roi_align`` wrapper's eager-only batch-index check
     evaluates ``rois.shape[0]`` first, which torch.export cannot guard on when R is data-dependent (after NMS).
     """
-    return torch.ops.edgeseg.roi_align(feature, rois.to(feature.dtype), float(scale), size, size, 2, True)
+    return roi_align_op(feature, rois.to(feature.dtype), float(scale), size, size, 2, True)
 
 
 def _rois(boxes: list[Tensor]) -> Tensor:
