@@ -102,6 +102,9 @@ class VideoSource(Source):
         if not capture.isOpened():
             capture.release()
             kind = "camera" if self.reconnecting else "video"
+            problem = None if self.reconnecting else mp4_problem(self.target)
+            if problem:
+                raise SourceError(f"cannot open video {self.uri!r}: {problem}")
             raise SourceError(f"cannot open {kind} {self.uri!r}: OpenCV could not open it "
                               "(wrong index/path, device busy, unsupported codec, or no permission)")
         self._configure(capture)
@@ -175,6 +178,44 @@ class VideoSource(Source):
 
     def describe(self) -> dict:
         return {**super().describe(), "declared_frames": self.declared_frames or None}
+
+
+MP4_BOXES = (b"ftyp", b"wide", b"free", b"skip", b"mdat", b"moov", b"pnot", b"uuid")
+
+
+def mp4_problem(path) -> str | None:
+    """Why an MP4/MOV file (ISO base media) cannot be played, read from its top-level boxes: None when it has
+    its ``moov`` box (the index) or is not such a file. A recording cut off before it was finished has its
+    frames (``mdat``) but not the index, which MP4 writers put at the end."""
+    import os
+    import struct
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            offset, first = 0, True
+            while offset + 8 <= size:
+                f.seek(offset)
+                length, kind = struct.unpack(">I4s", f.read(8))
+                if first and kind not in MP4_BOXES:
+                    return None
+                first = False
+                if kind == b"moov":
+                    return None
+                if length == 1:
+                    length = struct.unpack(">Q", f.read(8))[0]
+                elif length == 0:
+                    length = size - offset
+                if length < 8:
+                    break
+                offset += length
+    except (OSError, TypeError, struct.error):
+        return None
+    if first:
+        return None
+    cut = f"; the file ends inside a box, {offset - size} bytes short" if offset > size else ""
+    return (f"truncated or missing index (incomplete MP4: no 'moov' box{cut}); the recording was probably "
+            "cut off or stopped before its writer finished (MP4 writers put the index last)")
 
 
 def camera_source(device, *, fps: float | None = None, **options) -> VideoSource:
