@@ -54,3 +54,93 @@ def test_same_distribution_is_no_significant_difference():
 def test_bad_samples_are_rejected(bad):
     with pytest.raises(InputError, match="samples"):
         summarize(bad)
+
+
+# --- block statistics: against SciPy, and on samples with the variance structure of real runs -----------------
+from edgeseg.bench.stats import (  # noqa: E402
+    block_medians, paired_block_test, split_blocks, t_quantile, welch_block_test,
+)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4.5, 9, 17.3, 120])
+def test_t_quantile_matches_scipy(df):
+    for p in (0.025, 0.6, 0.95, 0.975, 0.995):
+        assert t_quantile(p, df) == pytest.approx(sps.t.ppf(p, df), rel=1e-9, abs=1e-9)
+
+
+def test_block_medians_match_numpy_split():
+    x = np.random.default_rng(1).lognormal(-5, 0.2, 203)
+    assert np.array_equal(block_medians(x), [np.median(c) for c in np.array_split(x, 10)])
+    sizes = [50, 53, 100]
+    assert np.array_equal(block_medians(x, sizes), [np.median(x[:50]), np.median(x[50:103]), np.median(x[103:])])
+    with pytest.raises(InputError, match="blocks"):
+        split_blocks(x, [100, 100])
+
+
+def test_paired_and_welch_intervals_match_scipy_t_tests():
+    rng = np.random.default_rng(5)
+    a = rng.lognormal(np.log(0.01), 0.04, 12)
+    b = a * rng.lognormal(0.03, 0.02, 12)
+    ref = sps.ttest_rel(np.log(b), np.log(a)).confidence_interval(0.95)
+    ours = paired_block_test(a, b)
+    assert (ours.low, ours.high) == pytest.approx((np.exp(ref.low), np.exp(ref.high)), rel=1e-9)
+    assert ours.ratio == pytest.approx(np.exp(np.mean(np.log(b) - np.log(a))))
+    ref = sps.ttest_ind(np.log(b[:7]), np.log(a), equal_var=False).confidence_interval(0.99)
+    ours = welch_block_test(a, b[:7], confidence=0.99)
+    assert (ours.low, ours.high) == pytest.approx((np.exp(ref.low), np.exp(ref.high)), rel=1e-9)
+
+
+def test_verdict_needs_significance_and_an_effect_above_the_floor():
+    a = np.full(10, 0.010) * np.linspace(0.99, 1.01, 10)
+    small = paired_block_test(a, a * 1.01 * np.linspace(1.0, 1.001, 10), min_effect=0.02)
+    assert small.significant and small.verdict == "within noise"
+    big = paired_block_test(a, a * 1.05 * np.linspace(1.0, 1.001, 10), min_effect=0.02)
+    assert big.verdict == "B worse"
+    assert paired_block_test(a * 1.05, a, min_effect=0.02).verdict == "B better"
+
+
+def _ar1(rng, n, phi, sigma):
+    """log-latency noise with lag-1 correlation ``phi`` (slow load drift within a run)."""
+    e = rng.normal(0, sigma * np.sqrt(1 - phi**2), n)
+    x = np.empty(n)
+    x[0] = rng.normal(0, sigma)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + e[i]
+    return x
+
+
+def test_autocorrelated_runs_fool_the_iteration_bootstrap_but_not_the_block_test():
+    rng = np.random.default_rng(2026)
+    naive = blocked = 0
+    runs = 100
+    for i in range(runs):
+        a = 0.010 * np.exp(_ar1(rng, 400, 0.9, 0.05))  # correlation time ~10 frames, blocks of 40
+        b = 0.010 * np.exp(_ar1(rng, 400, 0.9, 0.05))
+        naive += bootstrap_ratio(a, b, resamples=400, seed=i).significant
+        blocked += welch_block_test(block_medians(a, blocks=10), block_medians(b, blocks=10)).significant
+    # same process, so every "significant" is a false alarm: 5 % expected from a valid test
+    assert naive / runs > 0.4
+    assert blocked / runs <= 0.1
+
+
+def test_run_level_shifts_need_the_noise_floor_and_interleaving_cancels_drift():
+    rng = np.random.default_rng(7)
+    runs, blocks = 100, 20
+    separate_t = separate_floor = paired_false = paired_hits = 0
+    for _ in range(runs):
+        # separate runs: each run sits at its own level (sd 2 %), blocks vary 3 % around it
+        a = 0.01 * np.exp(rng.normal(0, 0.02) + rng.normal(0, 0.03, blocks))
+        b = 0.01 * np.exp(rng.normal(0, 0.02) + rng.normal(0, 0.03, blocks))
+        separate_t += welch_block_test(a, b).significant
+        separate_floor += welch_block_test(a, b, min_effect=0.06).verdict in ("B worse", "B better")
+        # interleaved: a random-walk drift (10 % over the run) shared by the blocks of a pair, 2 % own noise
+        drift = np.cumsum(rng.normal(0, 0.02, blocks))
+        a = 0.01 * np.exp(drift + rng.normal(0, 0.02, blocks))
+        same = 0.01 * np.exp(drift + rng.normal(0, 0.02, blocks))
+        slower = 0.01 * np.exp(drift + np.log(1.05) + rng.normal(0, 0.02, blocks))
+        paired_false += paired_block_test(a, same, min_effect=0.02).verdict in ("B worse", "B better")
+        paired_hits += paired_block_test(a, slower, min_effect=0.02).verdict == "B worse"
+    assert separate_t / runs > 0.3  # the blocks do not see the run-level shift ...
+    assert separate_floor / runs <= 0.05  # ... the A/A floor does
+    assert paired_false / runs <= 0.05
+    assert paired_hits / runs >= 0.9

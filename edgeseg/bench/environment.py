@@ -73,6 +73,11 @@ def jetson_info() -> dict | None:
     return info
 
 
+def source_revision() -> str | None:
+    """``git describe --always --dirty`` of the edgeseg checkout this runs from (None outside a checkout)."""
+    return _command(["git", "-C", str(Path(__file__).resolve().parents[2]), "describe", "--always", "--dirty"])
+
+
 def capture(threads: dict | None = None) -> dict:
     """Everything needed to judge and reproduce a benchmark result."""
     libraries = {}
@@ -89,4 +94,5 @@ def capture(threads: dict | None = None) -> dict:
         "libraries": libraries,
         "gpu": gpu_info(),
         "jetson": jetson_info(),
+        "edgeseg_revision": source_revision(),
     }

@@ -1,9 +1,9 @@
 """The benchmark result: one JSON document per run (schema below), plus CSV and a terminal table.
 
-Schema ``edgeseg.bench`` version 1 (all times in seconds)::
+Schema ``edgeseg.bench`` version 2 (all times in seconds)::
 
     {
-      "schema": "edgeseg.bench", "schema_version": 1, "created": "2026-11-25T10:00:00+00:00",
+      "schema": "edgeseg.bench", "schema_version": 2, "created": "2026-11-25T10:00:00+00:00",
       "artifact": "model.onnx", "model": "fastseg", "backend": "onnxruntime", "precision": "fp32",
       "input_size": [256, 256], "batch": 1,
       "config": {"warmup": 10, "iterations": 200, "duration": null, "crf": false, "threads": 2},
@@ -11,8 +11,14 @@ Schema ``edgeseg.bench`` version 1 (all times in seconds)::
       "stages": {"pre": {count, mean, median, p90, p99, min, max, std, throughput}, "infer": ..., "post": ...,
                  "crf": ..., "end_to_end": ..., "device_infer": ... (CUDA events, GPU only)},
       "memory": {"peak_rss_mb": 512.0, "gpu_peak_mb": null},
-      "samples": {"end_to_end": [...], "infer": [...], ...}   # raw samples, for `edgeseg bench compare`
+      "samples": {"end_to_end": [...], "infer": [...], ...},  # raw samples, for `edgeseg bench compare`
+      "blocks": {"end_to_end": [20, 20, ...], ...}           # samples per block, in order (sums to the count)
     }
+
+``config.interleave`` (``{"id", "role": "A"|"B", "order"}``) marks the two results of one `bench compare
+--interleave` run: block i of A ran right next to block i of B, so a comparison of the two pairs them.
+Version 1 files (no ``blocks``) still load: their samples are one block, and a comparison cuts them into
+consecutive chunks instead (see :func:`edgeseg.bench.stats.split_blocks`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from ..errors import InputError
 from .stats import summarize
 
 SCHEMA = "edgeseg.bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 STAGE_ORDER = ("pre", "infer", "device_infer", "post", "crf", "end_to_end")
 
 
@@ -44,6 +51,7 @@ class BenchResult:
     environment: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, float | None] = field(default_factory=dict)
     precision: str = "fp32"
+    blocks: dict[str, list[int]] = field(default_factory=dict)  # samples per block; empty: no block structure
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     @property
@@ -58,7 +66,7 @@ class BenchResult:
             "artifact": self.artifact, "model": self.model, "backend": self.backend, "precision": self.precision,
             "input_size": list(self.input_size), "batch": self.batch, "config": self.config,
             "environment": self.environment, "stages": self.stages, "memory": self.memory,
-            "samples": self.samples,
+            "samples": self.samples, "blocks": self.blocks,
         }
 
     def save_json(self, path: str | Path) -> Path:
@@ -96,8 +104,9 @@ class BenchResult:
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "BenchResult":
         if data.get("schema") != SCHEMA:
             raise InputError(f"{source}: schema is {data.get('schema')!r}, expected {SCHEMA!r}")
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise InputError(f"{source}: schema_version is {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        if data.get("schema_version") not in READABLE_VERSIONS:
+            raise InputError(f"{source}: schema_version is {data.get('schema_version')!r}, expected one of "
+                             f"{list(READABLE_VERSIONS)}")
         missing = [k for k in ("artifact", "model", "backend", "input_size", "batch", "samples") if k not in data]
         if missing:
             raise InputError(f"{source}: missing fields {missing}")
@@ -107,7 +116,13 @@ class BenchResult:
             samples={k: [float(v) for v in vs] for k, vs in data["samples"].items()},
             config=data.get("config", {}), environment=data.get("environment", {}),
             memory=data.get("memory", {}), precision=data.get("precision", "fp32"), created=data.get("created", ""),
+            blocks={k: [int(n) for n in v] for k, v in (data.get("blocks") or {}).items()},
         )
+
+    def block_sizes(self, stage: str) -> list[int] | None:
+        """Samples per block of ``stage``, or None when the run recorded no blocks (schema v1)."""
+        sizes = self.blocks.get(stage)
+        return sizes if sizes and sum(sizes) == len(self.samples.get(stage, ())) else None
 
     def table(self) -> str:
         """A plain-text table of the stages in milliseconds."""

@@ -83,3 +83,158 @@ def bootstrap_ratio(a, b, statistic=np.median, resamples: int = 2000, confidence
     alpha = (1 - confidence) / 2
     low, high = np.quantile(ratios, [alpha, 1 - alpha])
     return RatioInterval(float(statistic(b) / statistic(a)), float(low), float(high), confidence)
+
+
+# --- comparisons across blocks --------------------------------------------------------------------------------
+# Iterations of one run are autocorrelated (load, clocks and caches drift over seconds), so a test across
+# iterations is far too confident. A run is cut into blocks; each block's median is one observation, and the
+# tests below work on log block medians: a paired t-test when A and B blocks alternated in one process (drift hits
+# both blocks of a pair alike and cancels), Welch's t-test for two separate runs (drift between the runs is not in
+# the data: only the minimum effect, calibrated by A/A runs, guards against it).
+
+DEFAULT_BLOCKS = 10
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Quantile of Student's t distribution (``scipy.stats.t.ppf(p, df)``), for real ``df > 0``; NumPy only."""
+    if not 0 < p < 1 or not df > 0:
+        raise InputError(f"t quantile: got p={p}, df={df}, expected 0 < p < 1 and df > 0")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    low, high = 0.0, 1.0
+    while _t_cdf(high, df) < p:
+        high *= 2
+    for _ in range(200):  # bisection: 2**-200 of the bracket is far below float precision
+        mid = (low + high) / 2
+        low, high = (mid, high) if _t_cdf(mid, df) < p else (low, mid)
+        if high - low <= 1e-12 * max(1.0, high):
+            break
+    return (low + high) / 2
+
+
+def _t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for t >= 0: 1 - I_x(df/2, 1/2) / 2 with x = df / (df + t^2)."""
+    return 1.0 - 0.5 * _incomplete_beta(df / (df + t * t), df / 2, 0.5)
+
+
+def _incomplete_beta(x: float, a: float, b: float) -> float:
+    """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz)."""
+    import math
+
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point: use the symmetry
+        return 1.0 - _incomplete_beta(1.0 - x, b, a)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return front * h
+
+
+def split_blocks(samples, sizes=None, blocks: int = DEFAULT_BLOCKS) -> list[np.ndarray]:
+    """``samples`` cut into blocks of the given ``sizes``; without sizes, into ``blocks`` consecutive chunks."""
+    x = np.asarray(samples, dtype=np.float64)
+    if sizes is None:
+        if x.size < 2 * blocks:
+            blocks = max(1, x.size // 2)
+        return [chunk for chunk in np.array_split(x, blocks) if chunk.size]
+    sizes = [int(s) for s in sizes]
+    if sum(sizes) != x.size or any(s < 1 for s in sizes):
+        raise InputError(f"blocks: sizes {sizes} sum to {sum(sizes)}, expected positive sizes summing to the "
+                         f"{x.size} samples")
+    return np.split(x, np.cumsum(sizes)[:-1])
+
+
+def block_medians(samples, sizes=None, blocks: int = DEFAULT_BLOCKS) -> np.ndarray:
+    return np.array([np.median(b) for b in split_blocks(samples, sizes, blocks)])
+
+
+@dataclass(frozen=True)
+class BlockTest:
+    """B / A from block medians: the ratio of geometric means, its interval, and the verdict with a floor.
+
+    ``spread`` is the relative standard deviation of one block observation (paired: of one pair's B/A);
+    ``min_effect`` is the smallest relative difference reported as real (the A/A noise floor).
+    """
+
+    ratio: float
+    low: float
+    high: float
+    confidence: float
+    blocks_a: int
+    blocks_b: int
+    paired: bool
+    spread: float
+    min_effect: float
+
+    @property
+    def significant(self) -> bool:
+        return not (self.low <= 1.0 <= self.high)
+
+    @property
+    def verdict(self) -> str:
+        if not self.significant:
+            return "no significant difference"
+        if abs(self.ratio - 1.0) < self.min_effect:
+            return "within noise"
+        return "B worse" if self.ratio > 1.0 else "B better"
+
+
+def _check_blocks(med_a: np.ndarray, med_b: np.ndarray) -> None:
+    if med_a.size < 2 or med_b.size < 2:
+        raise InputError(f"blocks: got {med_a.size} and {med_b.size} blocks, expected at least 2 in each run "
+                         "(record more iterations or --blocks)")
+    if np.any(med_a <= 0) or np.any(med_b <= 0) or not (np.all(np.isfinite(med_a)) and np.all(np.isfinite(med_b))):
+        raise InputError("blocks: expected positive, finite block medians (latencies in seconds)")
+
+
+def paired_block_test(med_a, med_b, confidence: float = 0.95, min_effect: float = 0.0) -> BlockTest:
+    """Paired t-test on ``log(med_b) - log(med_a)``: block i of A ran next to block i of B (interleaved)."""
+    a, b = np.asarray(med_a, np.float64), np.asarray(med_b, np.float64)
+    _check_blocks(a, b)
+    if a.size != b.size:
+        raise InputError(f"blocks: a paired test needs as many A blocks as B blocks, got {a.size} and {b.size}")
+    _check_confidence(confidence)
+    d = np.log(b) - np.log(a)
+    sd = float(d.std(ddof=1))
+    half = t_quantile(1 - (1 - confidence) / 2, d.size - 1) * sd / np.sqrt(d.size)
+    mean = float(d.mean())
+    return BlockTest(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)), confidence,
+                     a.size, b.size, True, float(np.expm1(sd)), min_effect)
+
+
+def welch_block_test(med_a, med_b, confidence: float = 0.95, min_effect: float = 0.0) -> BlockTest:
+    """Welch's t-test on log block medians of two separate runs."""
+    a, b = np.log(np.asarray(med_a, np.float64)), np.log(np.asarray(med_b, np.float64))
+    _check_blocks(np.exp(a), np.exp(b))
+    _check_confidence(confidence)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    mean = float(b.mean() - a.mean())
+    if se == 0.0:
+        half = 0.0
+    else:
+        df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+        half = t_quantile(1 - (1 - confidence) / 2, df) * se
+    pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    return BlockTest(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)), confidence,
+                     a.size, b.size, False, float(np.expm1(pooled)), min_effect)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence: got {confidence}, expected a value between 0 and 1")

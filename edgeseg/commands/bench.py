@@ -7,12 +7,16 @@ Examples:
   edgeseg bench model.safetensors --backend torch --duration 20 --warmup 20
   edgeseg bench model.onnx --batch 4                                   # adds model-only batched throughput
   edgeseg bench model.onnx --source video.mp4 --crf                    # real frames, with the dense CRF
-  edgeseg bench compare runs/a/result.json runs/b/result.json          # B/A ratio with a 95% interval
+  edgeseg bench compare --interleave a.onnx b.onnx                     # A/B blocks alternating in one process
+  edgeseg bench compare runs/a/result.json runs/b/result.json          # two saved runs, B/A per stage
+  edgeseg bench history runs/nightly --metric infer                    # a metric across saved runs, regressions
   edgeseg bench sweep sweep.yaml --out benchmarks/results/sweep        # models x backends x sizes report
 
 Every run writes result.json (schema edgeseg.bench v1, documented in edgeseg/bench/result.py), result.csv
-and latency.png into --out. Numbers on shared machines are noisy: compare runs with `bench compare`, which
-says "no significant difference" when the bootstrap interval of the ratio includes 1.
+and latency.png into --out. Each run is recorded in --blocks blocks; `bench compare` tests B/A across block
+medians (iterations of one run are autocorrelated) and calls a difference under the A/A noise floor "within
+noise". `--interleave` is the recommended way to compare two models: drift of a shared machine then hits A and B
+alike (README, "Comparing runs").
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from ..errors import InputError
 from ._bare_onnx import add_bare_onnx_options, model_with_assumptions
 
-HELP = "benchmark an artifact (or: bench compare A.json B.json, bench sweep SPEC)"
+HELP = "benchmark an artifact (or: bench compare [--interleave] A B, bench history DIR, bench sweep SPEC)"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -37,7 +41,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("target", nargs="+", metavar="ARTIFACT | compare A B | sweep SPEC",
+    parser.add_argument("target", nargs="+", metavar="ARTIFACT | compare A B | history DIR | sweep SPEC",
                         help="a model file with its sidecar, or a sub-mode")
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime, torch, tensorrt (default: auto)")
     parser.add_argument("--size", action="append", default=None, metavar="HxW",
@@ -51,6 +55,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--source", default=None, help="real frames from a video/folder/camera (default: synthetic 480x640)")
     parser.add_argument("--out", default=None, help="output folder for JSON, CSV and plots (default: runs/bench-<model>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--blocks", type=int, default=None,
+                        help="record the timed runs as N blocks (default 10, fewer for short runs)")
+    parser.add_argument("--interleave", nargs=2, metavar=("A", "B"), default=None,
+                        help="compare: measure two artifacts now, alternating their blocks in one process")
+    parser.add_argument("--min-effect", type=float, default=None, metavar="PCT",
+                        help="compare/history: smallest difference in %% reported as real (default: the "
+                             "calibrated A/A noise, 2 %% interleaved, 6 %% separate runs)")
+    parser.add_argument("--metric", default="infer", help="history: stage to track (default infer)")
+    parser.add_argument("--pause-ms", type=float, default=1.0,
+                        help="compare --interleave: random idle of 0 to this many ms before each frame, so the "
+                             "frame loop does not lock step with the scheduler on a loaded machine (default 1)")
     add_bare_onnx_options(parser, input_size=False)  # --size sets the size
 
 
@@ -60,6 +75,8 @@ def run(args) -> int:
         return _compare(args)
     if mode == "sweep":
         return _sweep(args)
+    if mode == "history":
+        return _history(args)
     if len(args.target) != 1:
         raise InputError(f"ARTIFACT: got {len(args.target)} paths, expected one (or `compare A B`, `sweep SPEC`)")
     return _bench(args, Path(mode))
@@ -78,7 +95,7 @@ def _bench(args, artifact: Path) -> int:
     results = [
         run_benchmark(model, backend=args.backend, size=size, batch=args.batch, iterations=args.iterations,
                       duration=args.duration, warmup=args.warmup, crf=args.crf, threads=args.threads,
-                      frames=frames, progress=not args.no_progress)
+                      frames=frames, progress=not args.no_progress, blocks=args.blocks)
         for size in sizes
     ]
     for result in results:
@@ -95,14 +112,63 @@ def _bench(args, artifact: Path) -> int:
     return 0
 
 
+def _min_effect(args) -> float | None:
+    if args.min_effect is None:
+        return None
+    if not 0 <= args.min_effect < 100:
+        raise InputError(f"--min-effect: got {args.min_effect}, expected a percentage in [0, 100) such as 3")
+    return args.min_effect / 100
+
+
 def _compare(args) -> int:
     from ..bench.compare import compare, comparison_table
     from ..bench.result import BenchResult
 
-    if len(args.target) != 3:
-        raise InputError("compare: expected exactly two result files: edgeseg bench compare A.json B.json")
-    a, b = (BenchResult.load(p) for p in args.target[1:])
-    print(comparison_table(a, b, compare(a, b)))
+    floor = _min_effect(args)
+    if len(args.target) != (1 if args.interleave else 3):
+        raise InputError("compare: expected two result files (edgeseg bench compare A.json B.json) or two "
+                         "artifacts with --interleave (edgeseg bench compare --interleave a.onnx b.onnx)")
+    if args.interleave:
+        a, b = _interleave(args, *(Path(p) for p in args.interleave))
+    else:
+        a, b = (BenchResult.load(p) for p in args.target[1:])
+    print(comparison_table(a, b, compare(a, b, min_effect=floor)))
+    return 0
+
+
+def _interleave(args, path_a: Path, path_b: Path):
+    from ..bench.measure import run_interleaved, source_frames
+    from ..outputs import ensure_writable
+
+    for path in (path_a, path_b):
+        if path.suffix == ".json":
+            raise InputError(f"compare --interleave: got {path}, expected a model file (drop --interleave to "
+                             "compare saved result files)")
+    if args.size and len(args.size) > 1:
+        raise InputError("--size: compare --interleave takes one size")
+    out = ensure_writable(args.out or f"runs/compare-{path_a.stem}-vs-{path_b.stem}", "--out", folder=True)
+    frames = source_frames(args.source) if args.source else None
+    a, b = run_interleaved(path_a, path_b, backend=args.backend, size=_size(args.size[0]) if args.size else None,
+                           iterations=args.iterations, duration=args.duration, warmup=args.warmup, crf=args.crf,
+                           threads=args.threads, frames=frames, blocks=args.blocks, progress=not args.no_progress,
+                           pause=args.pause_ms / 1e3)
+    for name, result in (("A", a), ("B", b)):
+        result.save_json(out / name / "result.json")
+    print(f"wrote {out}/A/result.json and {out}/B/result.json (`bench compare` of them pairs the blocks again)")
+    return a, b
+
+
+def _history(args) -> int:
+    from ..bench.history import history_table, load_history, plot_history
+    from ..outputs import ensure_writable
+
+    if len(args.target) != 2:
+        raise InputError("history: expected one folder of saved results: edgeseg bench history DIR")
+    points = load_history(args.target[1], args.metric, min_effect=_min_effect(args))
+    print(history_table(points, args.metric))
+    png = ensure_writable(Path(args.out or args.target[1]) / f"history-{args.metric}.png", "--out")
+    written = plot_history(points, args.metric, png)
+    print(f"wrote {written}" if written else "no plot: matplotlib is not installed (pip install matplotlib)")
     return 0
 
 
