@@ -9,6 +9,10 @@ is bisected, its last layer is kept, and the search repeats on the layers before
 costs about log2(layers) trials). Every kept layer is then checked to be needed: without it the metric
 fails, and that failing value is its reason. Only a file that passes is written.
 
+Limits of the CPU judge: INT8 is faithful (Q/DQ as written is what TensorRT computes, up to rounding and fusions);
+FP16 is optimistic where ONNX Runtime's CPU provider has no FP16 kernel (it runs those ops in FP32) or
+fuses differently from TensorRT, so an FP16 verdict should be confirmed on the engine.
+
 >>> result = guard_quantize("hc18.onnx", "int8", data="hc18", accept="dice_drop<=0.005")   # doctest: +SKIP
 >>> result.passed, result.kept, result.artifact.path                                         # doctest: +SKIP
 """
