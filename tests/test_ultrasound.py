@@ -38,7 +38,7 @@ def test_fit_recovers_a_drawn_rotated_ellipse_and_ignores_small_blobs():
     assert ellipse.center == pytest.approx((410, 260), abs=1.0)
     assert sorted(ellipse.axes) == pytest.approx([300, 460], abs=2.0)
     expected = ellipse_perimeter(230, 150) * 0.1
-    assert head_circumference_mm(mask, 0.1) == pytest.approx(expected, rel=0.01)
+    assert head_circumference_mm(mask, 0.1, outline_offset_px=0.0) == pytest.approx(expected, rel=0.005)
 
 
 def test_hc_from_real_ground_truth_masks_matches_the_csv(hc18_dir):
@@ -47,8 +47,11 @@ def test_hc_from_real_ground_truth_masks_matches_the_csv(hc18_dir):
     names = sorted(reference)[::20]  # every 20th file, across all trimesters
     masks = {n: read_mask(hc18_dir / "masks" / n, MaskSpec("binary")) for n in names}
     errors = np.array([row["error_mm"] for row in hc_errors(masks, reference).values()])
-    assert np.abs(errors).mean() < 1.5
-    assert np.abs(errors).max() < 3.0
+    assert np.abs(errors).mean() < 0.2  # HC18's masks run 0.94 px outside the outline: measured inside it
+    assert np.abs(errors).max() < 0.6
+    as_drawn = np.array([head_circumference_mm(m, reference[n].pixel_size_mm, outline_offset_px=0.0) - reference[n].hc_mm
+                         for n, m in masks.items()])
+    assert as_drawn.mean() > 0.4  # the contour as drawn is consistently too large
 
 
 def test_bad_inputs_name_the_problem(tmp_path, hc18_dir):
