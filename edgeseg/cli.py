@@ -22,6 +22,25 @@ def _command_modules():
             yield importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and appends "(default: X)" to an option's help when it has a default worth
+    showing and its help does not already state one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or not shows_default(action) or "default" in text.lower():
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def shows_default(action) -> bool:
+    """Whether ``--help`` should state this option's default (not for flags, None or empty values)."""
+    default = action.default
+    if default is None or default is argparse.SUPPRESS or isinstance(default, bool):
+        return False
+    return not (isinstance(default, (str, list, tuple, dict)) and not default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg",
@@ -35,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         doc = (module.__doc__ or "").strip()
         cmd = sub.add_parser(
             name, help=module.HELP, description=doc or module.HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)

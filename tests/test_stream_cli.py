@@ -120,3 +120,21 @@ def test_demo_selfie_blur_on_megamind(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Megamind.avi -> selfie segmenter (background blur)" in text and "infer" in text
     assert count_frames(out) == 8
+
+
+@pytest.mark.parametrize("command", ["run", "selfie"])
+def test_unwritable_sink_or_summary_is_refused_before_the_stream_starts(tmp_path, model, capsys, command):
+    clip = write_clip(tmp_path / "in.avi", frames=5, fps=25)
+    base = [command, "--model", str(model), "--source", str(clip), "--max-frames", "2", "--threads", "1"]
+    for sink in ("/proc/edgeseg-nope/out.mp4", "/proc/edgeseg-nope/frames/"):
+        assert main([*base, "--sink", sink]) == 2
+        assert f"--sink: got '{sink.rstrip('/')}', expected a writable path" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert main([*base, "--sink", str(tmp_path / "taken")]) == 2
+    assert "which is a file, expected a folder" in capsys.readouterr().err
+    summary = tmp_path / "ok" / "summary.json"
+    assert main([*base, "--sink", "null", "--summary", "/proc/edgeseg-nope.json"]) == 2
+    assert "--summary: got '/proc/edgeseg-nope.json', expected a writable path" in capsys.readouterr().err
+    assert main([*base, "--sink", str(tmp_path / "out.mp4"), "--summary", str(summary)]) == 0
+    assert json.loads(summary.read_text())["frames_processed"] == 2
+    assert count_frames(tmp_path / "out.mp4") == 2

@@ -18,12 +18,15 @@ HELP = "COCO mask AP / box AP of an instance model on images + instance masks (p
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="a maskrcnn .safetensors checkpoint or its exported .onnx (sidecar next to it)")
     parser.add_argument("--data", required=True, help="folder with images/ and masks/ (each mask one instance)")
-    parser.add_argument("--split", default="val", choices=("val", "all"))
-    parser.add_argument("--group-regex", default=r"^(\d{3})_")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="val", choices=("val", "all"),
+                        help="val: the validation images of the training split (same --group-regex, "
+                             "--val-fraction, --seed as train-instances); all: every image")
+    parser.add_argument("--group-regex", default=r"^(\d{3})_",
+                        help="files sharing this key (first group) stay on one split side")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="fraction of groups in the validation split")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (use the training one)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="inference CPU threads")
     parser.add_argument("--results", default=None, help="write the COCO results JSON here")
     parser.add_argument("--json", default=None, help="write the AP report here")
 

@@ -40,8 +40,8 @@ def add_arguments(parser) -> None:
     add_bare_onnx_options(parser)
 
 
-def add_stream_options(parser, default_sink: str) -> None:
-    """Options shared by `edgeseg run` and `edgeseg demo`."""
+def add_stream_options(parser, default_sink: str, effect_default: str = "overlay") -> None:
+    """Options shared by `edgeseg run` and `edgeseg demo` (``effect_default``: the text for --effect's default)."""
     parser.add_argument("--sink", default=default_sink,
                         help=f"out.mp4, out.avi, a folder, window or null (default {default_sink})")
     parser.add_argument("--backend", default="auto",
@@ -53,8 +53,8 @@ def add_stream_options(parser, default_sink: str) -> None:
     parser.add_argument("--smooth", type=float, default=None, metavar="A",
                         help="temporal EMA of probabilities, A in [0, 1), e.g. 0.5")
     parser.add_argument("--effect", choices=EFFECTS, default=None,
-                        help="overlay: class colours (default); blur: blur the background (class 0); "
-                             "hc: fetal head ellipse and a stable head circumference (needs --pixel-size)")
+                        help="overlay: class colours; blur: blur the background (class 0); hc: fetal head "
+                             f"ellipse and a stable head circumference (needs --pixel-size) (default: {effect_default})")
     parser.add_argument("--blur", type=int, default=21, help="background blur kernel for --effect blur (odd)")
     parser.add_argument("--pixel-size", type=float, default=None, help="mm per pixel of the frames, for --effect hc")
     parser.add_argument("--hc-window", type=int, default=15,
@@ -99,6 +99,20 @@ def sink_options_from(args) -> dict:
     return {"preset": preset}
 
 
+def check_outputs(args) -> None:
+    """--sink (a video file or a folder) and --summary must be writable before the stream starts."""
+    from ..outputs import ensure_writable
+    from ..stream.sinks import NULL_URIS, VIDEO_SUFFIXES, WINDOW_URIS
+
+    sink = str(args.sink).strip()
+    if sink.lower().startswith("file://"):
+        sink = sink[len("file://"):]
+    if sink.lower() not in NULL_URIS + WINDOW_URIS and "://" not in sink:
+        ensure_writable(Path(sink).expanduser(), "--sink", folder=not sink.lower().endswith(VIDEO_SUFFIXES))
+    if getattr(args, "summary", None):
+        ensure_writable(args.summary, "--summary")
+
+
 def make_render(effect: str | None, blur: int, pixel_size: float | None = None, hc_window: int = 15):
     if effect == "hc":
         if pixel_size is None:
@@ -120,10 +134,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
 
     from ..stream import format_table, stream
 
-    if args.summary:
-        from ..outputs import ensure_writable
-
-        ensure_writable(args.summary, "--summary")
+    check_outputs(args)
     render = make_render(effect, args.blur, getattr(args, "pixel_size", None), getattr(args, "hc_window", 15))
     backend, threads, crf, smooth = args.backend, args.threads, args.crf or None, args.smooth
     model_label = str(getattr(model, "path", model))  # a path, or an Artifact built from --mean/--std/...

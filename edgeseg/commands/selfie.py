@@ -18,7 +18,9 @@ HELP = "selfie background blur / replacement on a video or camera"
 def add_arguments(parser) -> None:
     from .run import add_preset_option
 
-    parser.add_argument("--source", required=True, help="camera index (0), /dev/videoN, a video file or a folder")
+    parser.add_argument("--source", required=True,
+                        help="camera index (0), /dev/videoN, a URL, a video file or a folder of images (a single "
+                             "image is refused: put it in a folder)")
     effect = parser.add_mutually_exclusive_group()
     effect.add_argument("--blur", type=int, default=21, help="background blur kernel, odd pixels (default 21)")
     effect.add_argument("--replace", metavar="IMG", help="replace the background with this image")
@@ -32,14 +34,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default="auto", help="runner backend (auto, onnxruntime, torch, ...)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--summary", metavar="JSON", help="write the run's summary (latency, frames, errors) here")
     add_preset_option(parser)
 
 
 def run(args) -> int:
     from ..apps.selfie import BackgroundEffect, selfie_model_path
     from ..stream import format_table, stream
-    from .run import sink_options_from
+    from .run import check_outputs, sink_options_from
 
+    check_outputs(args)
     model = args.model or selfie_model_path(args.variant)
     effect = BackgroundEffect(blur=args.blur, replace=args.replace, color=args.color, feather=args.feather)
     with stream(args.source, model, sink=args.sink, render=effect, smooth=args.smooth, backend=args.backend,
@@ -48,5 +52,11 @@ def run(args) -> int:
         for _ in frames:
             pass
         summary = frames.summary()
+    if args.summary:
+        import json
+        from pathlib import Path
+
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(format_table(summary))
     return 0
