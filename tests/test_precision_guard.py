@@ -81,12 +81,13 @@ def blobs(tmp_path):
     return blob_images(tmp_path / "blobs", 20, seed=0)
 
 
-def test_guard_keeps_the_planted_layer_and_plain_int8_fails(planted, blobs, tmp_path):
+@pytest.mark.parametrize("search", ["bisect", "sensitivity"])
+def test_guard_keeps_the_planted_layer_and_plain_int8_fails(planted, blobs, tmp_path, search):
     from edgeseg.export.precision_guard import guard_quantize
 
     calibration = sorted((blobs / "images").glob("*.png"))[:8]
     result = guard_quantize(planted, "int8", blobs, "miou_drop<=0.005", tmp_path / "out.int8.onnx",
-                            calibration=calibration, method="minmax", progress=False)
+                            calibration=calibration, method="minmax", search=search, progress=False)
     report = result.report
     assert report["images"] == 12  # the 8 calibration images are not judged on
     assert report["fp32"]["miou"] > 0.95  # the planted model really segments the blobs
@@ -120,6 +121,20 @@ def test_fp16_guard_keeps_part_of_the_overflowing_chain(tmp_path, blobs):
     assert {name: "fp32" for name in kept}.items() <= written.extra["quantization"]["layer_precisions"].items()
     data = EvalSet.load(planted, blobs)
     assert drops(score_model(planted.path, data), score_model(written.path, data))["dice_drop"] <= 0.01
+
+
+def test_hc_rule_needs_the_csv_and_judges_head_circumference(planted, blobs, tmp_path):
+    from edgeseg.export.precision_guard import guard_quantize
+
+    calibration = sorted((blobs / "images").glob("*.png"))[:8]
+    with pytest.raises(InputError, match="pixel_size_and_hc.csv"):
+        guard_quantize(planted, "int8", blobs, "hc_mm<=0.5", calibration=calibration, progress=False)
+    rows = [f"{p.name},0.1,100.0" for p in sorted((blobs / "images").glob("*.png"))]
+    (blobs / "pixel_size_and_hc.csv").write_text("filename,pixel size(mm),head circumference (mm)\n" + "\n".join(rows))
+    result = guard_quantize(planted, "int8", blobs, "hc_mm<=0.5", tmp_path / "hc.int8.onnx", calibration=calibration,
+                            method="minmax", progress=False)
+    assert result.report["unguarded"]["hc_mm"] > 5  # no head found: the whole circumference is the error
+    assert result.passed and result.report["guarded"]["hc_mm"] <= 0.5 and result.report["fp32"]["hc_mm_mean"] > 5
 
 
 def test_guard_that_cannot_pass_writes_nothing(planted, blobs, tmp_path):

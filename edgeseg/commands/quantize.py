@@ -115,9 +115,12 @@ def run_guarded(args) -> int:
     if args.eval_limit < 0:
         raise InputError(f"--eval-limit: got {args.eval_limit}, expected 0 (all) or a positive number of images")
     calibration = None
-    if args.precision == "int8":
-        folder = args.calibration or str(Path(args.data) / "images")
-        calibration = calibration_images(folder, args.glob, args.limit, args.seed)
+    if args.precision == "int8" and args.calibration:
+        calibration = calibration_images(args.calibration, args.glob, args.limit, args.seed)
+    elif args.precision == "int8":  # from the labelled images: at most half, the rest is judged on
+        folder = Path(args.data) / "images"
+        half = max(1, len(list(folder.glob(args.glob))) // 2)
+        calibration = calibration_images(folder, args.glob, min(args.limit, half), args.seed)
     result = guard_quantize(args.model, args.precision, args.data, args.accept or "miou_drop<=0.005", args.output,
                             calibration=calibration, method=args.method or "auto", search=args.search,
                             max_kept=args.max_kept, limit=args.eval_limit or None, seed=args.seed,
