@@ -209,6 +209,13 @@ def timing_cache_path(gpu: GpuInfo, trt_version: str) -> Path:
     return engines_dir() / f"timing-{safe}-sm{gpu.compute_capability.replace('.', '')}-trt{trt_version}.cache"
 
 
+def runtime_cache_path(engine_path: Path, gpu: GpuInfo) -> Path:
+    """Where TensorRT-RTX keeps the kernels it compiled just in time for one engine on one GPU model."""
+    safe = "".join(ch if ch.isalnum() else "_" for ch in gpu.name)
+    digest = file_digest(engine_path)[:16]
+    return engines_dir() / f"runtime-{Path(engine_path).stem}-{digest}-{safe}.cache"
+
+
 class EngineCache:
     """Built engines under ``root`` (default :func:`engines_dir`), one ``<stem>-<key>.engine`` per key.
 

@@ -11,7 +11,7 @@ rtx         ``tensorrt_rtx``    RTX PCs (compute capability 7.5, 8.0-8.9, 12.x; 
 ==========  ==================  ======================================================================
 
 Every difference between them lives here (import, version floor, precision builder flags, target
-compute capabilities, DLA, timing cache, install route), so the builder and the runner ask a
+compute capabilities, DLA, timing cache, TensorRT-RTX's runtime cache, install route), so the builder and the runner ask a
 :class:`Flavour` instead of branching on the library. ``auto`` picks the standard library when it
 loads, else TensorRT-RTX.
 
@@ -33,6 +33,7 @@ import platform
 import sys
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -208,6 +209,34 @@ class Flavour:
     def needs_weak_typing_for_dla(self) -> bool:
         """DLA on TensorRT 10.x needs a weakly typed network with FP16/INT8 flags (11.x does not)."""
         return self.has_dla and _version(self.version)[0] < 11
+
+    def execution_context(self, engine, cache_file: Path | None = None):
+        """``(context, save)``: an execution context, and a function that writes what it learnt back.
+
+        TensorRT-RTX compiles its kernels for the GPU just in time, on first use; its runtime cache keeps
+        them, so ``cache_file`` (when given) is loaded first (a cache from another GPU, driver or library
+        version is refused by TensorRT-RTX and the context starts empty) and ``save()`` writes it back.
+        Standard TensorRT has nothing to keep: ``save`` does nothing.
+        """
+        if self.name != "rtx" or cache_file is None:
+            return engine.create_execution_context(), lambda: None
+        config = engine.create_runtime_config()
+        cache = config.create_runtime_cache()
+        if cache_file.exists():
+            cache.deserialize(cache_file.read_bytes())  # False: written elsewhere; start empty
+        config.set_runtime_cache(cache)
+        context = engine.create_execution_context(config)
+
+        def save() -> None:
+            blob = cache.serialize()
+            if blob is None:
+                return
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(memoryview(blob))
+            tmp.replace(cache_file)
+
+        return context, save
 
     def resolve_targets(self, targets, gpu) -> list[str]:
         """The compute capabilities an engine is built for, as ``["8.6", ...]``.

@@ -288,3 +288,46 @@ def test_selfie_graphs_build(rtx, tmp_path, variant):
     shutil.copy(path, local)
     shutil.copy(path.with_name(path.name + ".json"), local.with_name(local.name + ".json"))
     _build_and_check(local, tmp_path / f"selfie_{variant}.engine", Artifact.load(local).precision, rtx)
+
+
+def test_rtx_runtime_cache_is_loaded_and_saved(rtx, tmp_path):
+    """Needs a device for real (an ICudaEngine comes only from deserializing on a GPU): a recording engine
+    stands in; the flavour must load the file into the runtime config before the context and write it back."""
+    from edgeseg.export.trt_flavour import load_flavour
+
+    calls = []
+
+    class Cache:
+        def deserialize(self, blob):
+            calls.append(("deserialize", bytes(blob)))
+            return True
+
+        def serialize(self):
+            return b"jit kernels v2"
+
+    class Config:
+        def create_runtime_cache(self):
+            return Cache()
+
+        def set_runtime_cache(self, cache):
+            calls.append(("set_runtime_cache", type(cache).__name__))
+
+    class Engine:
+        def create_runtime_config(self):
+            return Config()
+
+        def create_execution_context(self, config=None):
+            calls.append(("context", type(config).__name__))
+            return "context"
+
+    cache_file = tmp_path / "runtime.cache"
+    cache_file.write_bytes(b"jit kernels v1")
+    context, save = load_flavour("rtx").execution_context(Engine(), cache_file)
+    assert context == "context"
+    assert calls == [("deserialize", b"jit kernels v1"), ("set_runtime_cache", "Cache"), ("context", "Config")]
+    save()
+    assert cache_file.read_bytes() == b"jit kernels v2" and not list(tmp_path.glob("*.tmp"))
+    for name in ("create_runtime_config", "create_execution_context"):  # the names exist on the real class
+        assert hasattr(rtx.ICudaEngine, name)
+    assert {"create_runtime_cache", "set_runtime_cache"} <= set(dir(rtx.IRuntimeConfig))
+    assert {"serialize", "deserialize"} <= set(dir(rtx.IRuntimeCache))

@@ -174,7 +174,7 @@ class TrtRunner(Runner):
 
     # --- lifecycle -------------------------------------------------------------------------------
     def _activate(self) -> None:
-        from edgeseg.export.engine_cache import check_engine_compatible, gpu_info
+        from edgeseg.export.engine_cache import check_engine_compatible, gpu_info, runtime_cache_path
         from edgeseg.export.trt_build import capturing_logger, log_text, register_plugins
         from edgeseg.export.trt_flavour import load_flavour
 
@@ -192,7 +192,9 @@ class TrtRunner(Runner):
         engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise ArtifactError(f"TensorRT could not load {self.artifact.path}:\n{log_text(logger, worst=1)}")
-        context = engine.create_execution_context()
+        gpu = gpu_info(self.device_index)
+        context, self._save_runtime_cache = flavour.execution_context(
+            engine, runtime_cache_path(self.artifact.path, gpu) if flavour.name == "rtx" else None)
         if context is None:
             raise ArtifactError(f"TensorRT could not create an execution context for {self.artifact.path}:\n"
                                 f"{log_text(logger, worst=1)}")
@@ -221,6 +223,9 @@ class TrtRunner(Runner):
     def _deactivate(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()
+        if getattr(self, "_save_runtime_cache", None) is not None:  # TensorRT-RTX: keep its JIT kernels
+            self._save_runtime_cache()
+            self._save_runtime_cache = None
         self._graphs.clear()
         self._bindings = {}
         self._allocator = None
