@@ -127,6 +127,23 @@ def test_one_logger_per_process(rtx):
     assert capturing_logger(rtx) is capturing_logger(rtx, echo_severity=4) is load_flavour("rtx").logger
 
 
+def test_plugin_library_gets_the_process_logger_once(rtx, tmp_path, monkeypatch):
+    """NVIDIA's plugin library keeps a raw pointer to the logger it was initialised with: it must be the
+    process logger (never freed), handed over once, not a logger made per build and freed after it."""
+    from edgeseg.export import trt_flavour
+    from edgeseg.export.trt_build import engine_from_onnx
+
+    seen = []
+    real = rtx.init_libnvinfer_plugins
+    monkeypatch.setattr(rtx, "init_libnvinfer_plugins", lambda logger, namespace: seen.append(logger) or
+                        real(logger, namespace))
+    monkeypatch.setattr(trt_flavour, "_PLUGINS_READY", {})
+    art = tiny_onnx(tmp_path / "tiny.onnx")
+    engine_from_onnx(art, flavour="rtx")
+    engine_from_onnx(art, tmp_path / "again.engine", flavour="rtx")
+    assert len(seen) == 1 and seen[0] is trt_flavour.load_flavour("rtx").logger
+
+
 def test_builder_errors_reach_the_error_after_an_earlier_build(rtx, tmp_path):
     """TensorRT keeps the first logger it is given for every later builder: a fresh logger per build
     (the old code) received none of the second build's errors and said "TensorRT logged no errors"."""
