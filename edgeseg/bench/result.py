@@ -36,7 +36,8 @@ from .stats import summarize
 SCHEMA = "edgeseg.bench"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-STAGE_ORDER = ("pre", "infer", "device_infer", "post", "crf", "end_to_end")
+STAGE_ORDER = ("capture", "pre", "infer", "device_infer", "post", "crf", "upsample", "effect", "sink", "end_to_end",
+               "glass_to_glass")
 
 
 @dataclass

@@ -6,7 +6,7 @@ Examples:
   edgeseg bench model.onnx --backend onnxruntime --size 512x512 --iterations 100 --out runs/ort512
   edgeseg bench model.safetensors --backend torch --duration 20 --warmup 20
   edgeseg bench model.onnx --batch 4                                   # adds model-only batched throughput
-  edgeseg bench model.onnx --source video.mp4 --crf                    # real frames, with the dense CRF
+  edgeseg bench model.onnx --source video.mp4 --sink out.mp4          # glass to glass: capture ... encode
   edgeseg bench compare --interleave a.onnx b.onnx                     # A/B blocks alternating in one process
   edgeseg bench compare runs/a/result.json runs/b/result.json          # two saved runs, B/A per stage
   edgeseg bench history runs/nightly --metric infer                    # a metric across saved runs, regressions
@@ -52,7 +52,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     parser.add_argument("--crf", action="store_true", help="include the dense CRF stage")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
-    parser.add_argument("--source", default=None, help="real frames from a video/folder/camera (default: synthetic 480x640)")
+    parser.add_argument("--source", default=None,
+                        help="glass to glass: frames read live from a video/folder/camera, rendered and written to "
+                             "--sink, every stage timed (default: synthetic 480x640 frames, model stages only)")
+    parser.add_argument("--sink", default="null",
+                        help="with --source: where rendered frames go (null, out.mp4 to time H.264 encoding, window)")
     parser.add_argument("--out", default=None, help="output folder for JSON, CSV and plots (default: runs/bench-<model>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--blocks", type=int, default=None,
@@ -83,28 +87,42 @@ def run(args) -> int:
 
 
 def _bench(args, artifact: Path) -> int:
-    from ..bench.measure import run_benchmark, source_frames
+    from ..bench.glass import glass_table, is_glass, run_glass
+    from ..bench.measure import run_benchmark
     from ..bench.plots import plot_distribution
 
     from ..outputs import ensure_writable
 
     sizes = [_size(s) for s in args.size] if args.size else [None]
     out = ensure_writable(args.out or f"runs/bench-{artifact.stem}", "--out", folder=True)
-    frames = source_frames(args.source) if args.source else None
     model = model_with_assumptions(args, artifact)  # an Artifact for a bare ONNX given --mean/--std/...
-    results = [
-        run_benchmark(model, backend=args.backend, size=size, batch=args.batch, iterations=args.iterations,
+    if args.source:
+        if args.batch > 1:
+            raise InputError(f"--batch: got {args.batch} with --source; glass to glass runs one frame at a time "
+                             "(measure batches without --source)")
+        results = [
+            run_glass(model, args.source, sink=args.sink, backend=args.backend, size=size, iterations=args.iterations,
                       duration=args.duration, warmup=args.warmup, crf=args.crf, threads=args.threads,
-                      frames=frames, progress=not args.no_progress, blocks=args.blocks)
-        for size in sizes
-    ]
+                      blocks=args.blocks, progress=not args.no_progress)
+            for size in sizes
+        ]
+    else:
+        if args.sink != "null":
+            raise InputError(f"--sink: got {args.sink!r} without --source; the sink is part of the glass-to-glass "
+                             "measurement of a real source")
+        results = [
+            run_benchmark(model, backend=args.backend, size=size, batch=args.batch, iterations=args.iterations,
+                          duration=args.duration, warmup=args.warmup, crf=args.crf, threads=args.threads,
+                          progress=not args.no_progress, blocks=args.blocks)
+            for size in sizes
+        ]
     for result in results:
         folder = out if len(results) == 1 else out / f"{result.input_size[0]}x{result.input_size[1]}"
         folder.mkdir(parents=True, exist_ok=True)
         result.save_json(folder / "result.json")
         result.save_csv(folder / "result.csv")
-        plot_distribution(result, folder / "latency.png")
-        print(result.table())
+        plot_distribution(result, folder / "latency.png", stage="glass_to_glass" if is_glass(result) else "end_to_end")
+        print(glass_table(result) if is_glass(result) else result.table())
         env = result.environment
         print(f"machine: {env['cpu']}, {env['cores_usable']} cores, threads {result.config['threads']}; "
               f"gpu: {env['gpu']['detail']}")
