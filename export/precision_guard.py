@@ -170,9 +170,9 @@ def guard_quantize(model: str | Path | Artifact, precision: str, data: str | Pat
                    eval_files: Sequence[str] | None = None, progress: bool = True) -> GuardResult:
     """Write ``precision`` ("fp16"/"int8") of an FP32 ONNX artifact only if it meets ``accept`` on the
     labelled images in ``data`` (images/, masks/), keeping in FP32 the fewest layers needed, at most
-    ``max_kept`` (a share) of them. INT8 calibrates on ``calibration`` (image files; default: images of
-    ``data``, then left out of the judging set) with ``method`` ("auto" picks by the metric). ``eval_files``:
-    judge on these image file names of ``data`` only."""
+    ``max_kept`` (a share) of them. INT8 calibrates on ``calibration`` (image files, required; any of them
+    found in ``data`` is left out of the judging set) with ``method`` ("auto" picks by the metric).
+    ``limit``/``seed``: judge on that many sampled pairs; ``eval_files``: on these image file names only."""
     criteria = parse_accept(accept) if isinstance(accept, str) else list(accept)
     if precision not in ("fp16", "int8"):
         raise InputError(f"precision: got {precision!r}, expected 'fp16' or 'int8'")
@@ -208,10 +208,7 @@ def guard_quantize(model: str | Path | Artifact, precision: str, data: str | Pat
         result = GuardResult(False, precision, criteria, candidates.layers, report=report)
         kept = [] if plain.passed else _search(candidates, search, max_kept, bar)
         if kept is None:
-            budget = math.floor(max_kept * len(candidates.layers))
-            result.message = (f"{precision.upper()} cannot meet {', '.join(map(str, criteria))} on {len(evalset)} "
-                              f"images of {data} while keeping at most {budget} of {len(candidates.layers)} "
-                              f"layers in FP32 (max_kept {max_kept:g}); nothing written")
+            result.message = _failure(candidates, criteria, max_kept, data)
             return result
         final = candidates.trial(frozenset(kept))
         result.kept = _reasons(candidates, kept, criteria)
@@ -223,6 +220,18 @@ def guard_quantize(model: str | Path | Artifact, precision: str, data: str | Pat
         result.artifact = _write(final.artifact, out, report)
         result.passed = True
     return result
+
+
+def _failure(candidates: _Candidates, criteria: list[Criterion], max_kept: float, data) -> str:
+    layers = candidates.layers
+    rule = f"{candidates.precision.upper()} cannot meet {', '.join(map(str, criteria))} on {len(candidates.data)} " \
+           f"images of {data}"
+    everything = next((t for (_, kept), t in candidates.trials.items() if kept == frozenset(layers)), None)
+    if everything is not None and not everything.passed:
+        return f"{rule} even with all {len(layers)} layers in FP32 ({_worst(criteria, everything.values)}); nothing written"
+    budget = math.floor(max_kept * len(layers))
+    return (f"{rule} while keeping at most {budget} of {len(layers)} layers in FP32 (max_kept {max_kept:g}); "
+            "nothing written")
 
 
 def _hc_csv(criteria: list[Criterion], data: str | Path, hc_csv: str | Path | None) -> Path | None:

@@ -137,13 +137,17 @@ def test_hc_rule_needs_the_csv_and_judges_head_circumference(planted, blobs, tmp
     assert result.passed and result.report["guarded"]["hc_mm"] <= 0.5 and result.report["fp32"]["hc_mm_mean"] > 5
 
 
-def test_guard_that_cannot_pass_writes_nothing(planted, blobs, tmp_path):
+@pytest.mark.parametrize("rule, max_kept, why", [
+    ("miou_drop<=0.005", 0.0, "keeping at most 0 of 3 layers"),
+    ("miou_drop<0", 1.0, "even with all 3 layers in FP32"),  # FP32 itself has drop 0, not < 0
+])
+def test_guard_that_cannot_pass_writes_nothing(planted, blobs, tmp_path, rule, max_kept, why):
     from edgeseg.export.precision_guard import guard_quantize
 
     calibration = sorted((blobs / "images").glob("*.png"))[:8]
-    result = guard_quantize(planted, "int8", blobs, "miou_drop<=0.005", tmp_path / "out.int8.onnx",
-                            calibration=calibration, method="minmax", max_kept=0.0, progress=False)
-    assert not result.passed and "nothing written" in result.message
+    result = guard_quantize(planted, "int8", blobs, rule, tmp_path / "out.int8.onnx",
+                            calibration=calibration, method="minmax", max_kept=max_kept, progress=False)
+    assert not result.passed and why in result.message and "nothing written" in result.message
     assert not (tmp_path / "out.int8.onnx").exists()
 
 
