@@ -122,6 +122,25 @@ def foreground_from_fixed_point(fixed: np.ndarray) -> np.ndarray:
     return np.divide(fixed, np.float32(FIXED_ONE), dtype=np.float32)
 
 
+def low_resolution_planes(result) -> tuple[np.ndarray, tuple[int, int], bool]:
+    """A result's probabilities at the lowest resolution at hand: ``(planes (C', h, w), frame_hw, binary)``.
+
+    A Segmenter's two-class result still at model resolution gives its (1, h, w) foreground with the letterbox
+    cut off (nothing resized yet); any other result gives its frame-size planes: the foreground (1, H, W) for
+    two classes, else all (C, H, W) probabilities. Used by the render stage's stabilising and refining filter.
+    """
+    pending = getattr(result, "_pending", None)  # Segmentation.at_model_resolution: (foreground, region, frame_hw)
+    if pending is not None and getattr(result, "_foreground", None) is None:
+        fg, region, frame_hw = pending
+        return np.asarray(_crop(fg, region), np.float32)[None], tuple(frame_hw), True
+    probs = np.asarray(result.probs, np.float32)
+    if probs.ndim != 3:
+        raise InputError(f"result.probs: got shape {probs.shape}, expected (classes, height, width)")
+    if probs.shape[0] == 2:
+        return np.asarray(result.foreground, np.float32)[None], probs.shape[1:], True
+    return probs, probs.shape[1:], False
+
+
 def _crop(plane: np.ndarray, region: Region) -> np.ndarray:
     return plane[region.top:region.top + region.height, region.left:region.left + region.width]
 

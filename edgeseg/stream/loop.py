@@ -118,8 +118,9 @@ class Stream:
 
     def __init__(self, source: Source, segmenter: Callable, *, render: Callable | None, sink: Sink,
                  queue_size: int, max_frames: int | None, status: bool | None,
-                 owns: tuple[bool, bool, bool]):
+                 owns: tuple[bool, bool, bool], mask_filter: Any = None):
         self.source, self.segmenter, self.render, self.sink = source, segmenter, render, sink
+        self.mask_filter = mask_filter  # stabilise/refine in the render thread (MaskFilter), or None
         self.max_frames = max_frames
         self.stats = StreamStats()
         self.status = StatusLine(enabled=status) if status is not False else None
@@ -198,6 +199,8 @@ class Stream:
             "threads_left": list(self.threads_left),
             "queue_high_water": {c.name: c.high_water for c in (self.frames, self.segmented, self.results)},
         })
+        if self.mask_filter is not None:
+            data["mask_filter"] = self.mask_filter.describe()
         wall = data["wall_s"]
         if wall > 0 and data["frames_processed"]:
             # the share of the stream's time each thread was working: the one near 1.0 is the bottleneck
@@ -211,6 +214,8 @@ class Stream:
         self.source.open()
         if hasattr(self.segmenter, "reset"):
             self.segmenter.reset()  # smoothing history of an earlier stream must not leak in
+        if self.mask_filter is not None:
+            self.mask_filter.reset()
         self.stats = StreamStats()
         _RUNNING.add(self)
         for name, target in (("capture", self._capture), ("inference", self._infer), ("render", self._render)):
@@ -310,6 +315,10 @@ class Stream:
             t_post = time.perf_counter()
             item.segmentation = self.segmenter.postprocess(item.in_flight)
             self._busy["render"] += time.perf_counter() - t_post
+        if self.mask_filter is not None:
+            t_filter = time.perf_counter()
+            item.segmentation = self.mask_filter(item.image, item.segmentation)
+            self._busy["render"] += time.perf_counter() - t_filter
         seg = item.segmentation
         t0 = time.perf_counter()
         image = self.render(item.image, seg) if self.render is not None else None
@@ -403,7 +412,8 @@ def _as_segmenter(model, backend: str, crf, smooth, threads) -> tuple[Callable, 
 def stream(source, model, *, sink=None, render=None, smooth: float | None = None, crf=None,
            backend: str = "auto", threads: int | None = None, loop: bool = False, fps: float | None = None,
            realtime: bool = False, max_frames: int | None = None, queue_size: int = 4,
-           status: bool | None = False, sink_options: dict | None = None) -> Stream:
+           status: bool | None = False, sink_options: dict | None = None, stabilize=None,
+           refine=None) -> Stream:
     """Segment a video stream: ``for result in edgeseg.stream(source, model): ...``.
 
     Args:
@@ -420,6 +430,11 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
             :class:`~edgeseg.stream.render.Overlay`); ``False`` renders nothing (``result.image`` is None;
             needs ``sink=None``).
         smooth: EMA weight in [0, 1) for probabilities across frames (Segmenter ``smooth``).
+        stabilize: ``"none"``, ``"ema"``, ``"motion"`` or a :class:`~edgeseg.stabilize.Stabilizer`: temporal
+            filter run in the render thread on any segmenter's result (``motion`` averages only where the image
+            is still: no ghosting). Not together with ``smooth``.
+        refine: ``"none"`` or ``"guided"`` (or a :class:`~edgeseg.refine.GuidedUpsampler`): upsample the
+            probabilities to frame size with the fast guided filter, so mask edges follow the frame's edges.
         loop, fps, realtime: for :func:`open_source` (``realtime`` paces a file like a live camera).
         max_frames: stop after this many processed frames. queue_size: capacity of each file-mode queue (live: 1).
         status: live status line on stderr (None: when stderr is a terminal).
@@ -430,6 +445,7 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
         raise InputError(f"max_frames: got {max_frames!r}, expected a positive integer or None")
     if not isinstance(queue_size, int) or queue_size < 1:
         raise InputError(f"queue_size: got {queue_size!r}, expected a positive integer")
+    mask_filter = _mask_filter(stabilize, refine, smooth)
     owns_source = not isinstance(source, Source)
     src = open_source(source, loop=loop, fps=fps, realtime=realtime)
     segmenter, owns_segmenter = None, False
@@ -454,7 +470,20 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
             segmenter.close()
         raise
     return Stream(src, segmenter, render=render, sink=out, queue_size=queue_size, max_frames=max_frames,
-                  status=status, owns=(owns_source, owns_sink, owns_segmenter))
+                  status=status, owns=(owns_source, owns_sink, owns_segmenter), mask_filter=mask_filter)
+
+
+def _mask_filter(stabilize, refine, smooth):
+    """A MaskFilter for the render stage, or None when neither option asks for one."""
+    if stabilize in (None, "none") and refine in (None, "none"):
+        return None
+    from .maskfilter import MaskFilter
+
+    mask_filter = MaskFilter(stabilize, refine)
+    if mask_filter.stabilizer.active and smooth is not None:
+        raise InputError(f"smooth/stabilize: got smooth={smooth!r} and stabilize={mask_filter.stabilizer.mode!r}, "
+                         "expected one temporal filter (stabilize='ema' is the same EMA: Stabilizer('ema', alpha=...))")
+    return mask_filter if mask_filter.active else None
 
 
 def _is_staged(segmenter: Any) -> bool:

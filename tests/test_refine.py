@@ -1,0 +1,85 @@
+"""The fast guided filter against a literal NumPy guided filter, and its edges against bilinear upsampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import InputError
+from edgeseg.metrics import boundary_f_score
+from edgeseg.refine import GuidedUpsampler, bilinear_upsample
+
+cv2 = pytest.importorskip("cv2")
+
+
+def _box(x, r):
+    """Literal mean over the (2r+1)^2 window, edges mirrored like OpenCV's BORDER_REFLECT (numpy 'symmetric')."""
+    p = np.pad(x, r, mode="symmetric")
+    h, w = x.shape
+    return sum(p[dy:dy + h, dx:dx + w] for dy in range(2 * r + 1) for dx in range(2 * r + 1)) / (2 * r + 1) ** 2
+
+
+def _guided_coefficients(i_low, p, r, eps):
+    mean_i, mean_p = _box(i_low, r), _box(p, r)
+    a = (_box(i_low * p, r) - mean_i * mean_p) / (_box(i_low * i_low, r) - mean_i ** 2 + eps)
+    b = mean_p - a * mean_i
+    return _box(a, r), _box(b, r)
+
+
+def test_same_size_is_the_guided_filter_of_he_et_al():
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (20, 24), dtype=np.uint8)
+    p = rng.random((1, 20, 24)).astype(np.float32)
+    a, b = _guided_coefficients(gray / 255.0, p[0].astype(np.float64), 2, 1e-2)
+    expected = np.clip(a * gray / 255.0 + b, 0, 1)
+    out = GuidedUpsampler(radius=2, eps=1e-2)(gray, p)
+    assert out.shape == (1, 20, 24) and out.dtype == np.float32
+    assert np.abs(out[0] - expected).max() < 1e-4
+
+
+def test_upsampling_applies_low_resolution_coefficients_to_the_full_resolution_guide():
+    rng = np.random.default_rng(1)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (40, 48), dtype=np.uint8), (3, 3), 0)
+    p = rng.random((1, 20, 24)).astype(np.float32)
+    low = cv2.resize(cv2.pyrDown(gray), (24, 20), interpolation=cv2.INTER_LINEAR).astype(np.float64)
+    a, b = _guided_coefficients(low / 255.0, p[0].astype(np.float64), 1, 1e-3)
+    big_a = cv2.resize(a.astype(np.float32), (48, 40), interpolation=cv2.INTER_LINEAR)
+    big_b = cv2.resize(b.astype(np.float32), (48, 40), interpolation=cv2.INTER_LINEAR)
+    expected = np.clip(big_a * (gray / 255.0) + big_b, 0, 1)
+    out = GuidedUpsampler(radius=1, eps=1e-3)(gray, p)
+    assert np.abs(out[0] - expected).max() < 1e-4
+
+
+def test_class_planes_that_sum_to_one_still_do():
+    rng = np.random.default_rng(2)
+    frame = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    logits = rng.normal(size=(3, 16, 20)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(0)
+    out = GuidedUpsampler(radius=2, eps=1e-3, clip=False)(frame, probs)
+    assert out.shape == (3, 32, 40)
+    assert np.abs(out.sum(0) - 1).max() < 1e-4
+
+
+def test_guided_edges_follow_the_frame_better_than_bilinear():
+    yy, xx = np.mgrid[:160, :200]
+    truth = ((yy - 80) ** 2 / 50 ** 2 + (xx - 95) ** 2 / 70 ** 2 < 1).astype(np.uint8)
+    rng = np.random.default_rng(3)
+    frame = np.where(truth[..., None] == 1, 190, 60).astype(np.uint8) + rng.integers(0, 8, (160, 200, 3), np.uint8)
+    low = cv2.resize(truth.astype(np.float32), (50, 40), interpolation=cv2.INTER_AREA)[None]  # a soft 4x mask
+    bilinear = bilinear_upsample(low, (160, 200))[0]
+    guided = GuidedUpsampler(radius=2, eps=1e-3)(frame, low)[0]
+    f_bilinear = boundary_f_score((bilinear > 0.5).astype(np.uint8), truth, tolerance=0)
+    f_guided = boundary_f_score((guided > 0.5).astype(np.uint8), truth, tolerance=0)
+    assert f_guided > f_bilinear + 0.1
+    assert np.abs(guided - truth).mean() < 0.5 * np.abs(bilinear - truth).mean()
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(InputError, match="radius"):
+        GuidedUpsampler(radius=0)
+    with pytest.raises(InputError, match="eps"):
+        GuidedUpsampler(eps=0)
+    with pytest.raises(InputError, match="planes"):
+        GuidedUpsampler()(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32))
+    with pytest.raises(InputError, match="frame"):
+        GuidedUpsampler()(np.zeros((8, 8), np.float32), np.zeros((1, 4, 4), np.float32))

@@ -1,0 +1,133 @@
+"""Stabilisers against literal recursions; motion-aware: steady where the image is still, no ghost where it
+moves; the render-stage MaskFilter in a real stream (ema equals the Segmenter's smooth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeseg
+from edgeseg.errors import InputError
+from edgeseg.stabilize import Stabilizer
+from edgeseg.stream import FrameSource
+
+cv2 = pytest.importorskip("cv2")
+
+
+def _dilate3(x):
+    p = np.pad(x, 1)  # values >= 0: a zero border never wins the max, like cv2.dilate's default border
+    h, w = x.shape
+    return np.max([p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+
+
+def test_ema_is_the_literal_recursion():
+    rng = np.random.default_rng(0)
+    xs = rng.random((5, 3, 6, 7)).astype(np.float32)
+    stab = Stabilizer("ema", alpha=0.6)
+    p = xs[0]
+    assert np.allclose(stab(None, xs[0]), p)
+    for x in xs[1:]:
+        p = 0.6 * p + 0.4 * x
+        assert np.allclose(stab(None, x), p, atol=1e-6)
+
+
+def test_motion_weight_is_alpha_times_one_minus_the_dilated_change():
+    rng = np.random.default_rng(1)
+    grays = rng.integers(0, 40, (4, 9, 11)).astype(np.float32)
+    xs = rng.random((4, 2, 9, 11)).astype(np.float32)
+    xs[:, 0] = 1 - xs[:, 1]
+    stab = Stabilizer("motion", alpha=0.8, threshold=20)
+    p = xs[0]
+    stab(grays[0], xs[0])
+    for t in range(1, 4):
+        w = 0.8 * np.maximum(0, 1 - _dilate3(np.abs(grays[t] - grays[t - 1])) / 20)
+        p = w * p + (1 - w) * xs[t]
+        out = stab(grays[t], xs[t])
+        assert np.allclose(out, p, atol=1e-5)
+        assert np.allclose(out.sum(0), 1, atol=1e-5)  # same weight for every class: still probabilities
+
+
+def test_motion_averages_still_pixels_and_follows_moving_ones():
+    rng = np.random.default_rng(2)
+    h, w, frames = 40, 60, 12
+    ema, motion = Stabilizer("ema", alpha=0.8), Stabilizer("motion", alpha=0.8, threshold=12)
+    still_ema, still_motion, still_raw, ghost_ema, ghost_motion = [], [], [], [], []
+    for t in range(frames):
+        gray = np.full((h, w), 50, np.float32)
+        truth = np.zeros((h, w), np.float32)
+        x0 = 4 * t  # a bright block moving right, 4 px per frame, over the top half
+        gray[:20, x0:x0 + 10] = 200
+        truth[:20, x0:x0 + 10] = 1
+        noisy = np.clip(truth + rng.normal(0, 0.25, (h, w)), 0, 1).astype(np.float32)
+        planes = np.stack([1 - noisy, noisy])
+        e, m = ema(gray, planes)[1], motion(gray, planes)[1]
+        if t >= 4:
+            still_raw.append(noisy[25:].std())
+            still_ema.append(e[25:].std())
+            still_motion.append(m[25:].std())
+            trail = truth[:20, x0 - 4:x0] == 0  # where the block was one frame ago
+            ghost_ema.append(e[:20, x0 - 4:x0][trail].mean())
+            ghost_motion.append(m[:20, x0 - 4:x0][trail].mean())
+    assert np.mean(still_motion) < 0.5 * np.mean(still_raw)  # the still bottom half is averaged
+    assert np.mean(still_motion) == pytest.approx(np.mean(still_ema), rel=0.05)
+    assert np.mean(ghost_ema) > 0.3  # EMA leaves the block's ghost behind it
+    assert np.mean(ghost_motion) < 0.15  # motion-aware follows the current frame there
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(InputError, match="stabilize"):
+        Stabilizer("median")
+    with pytest.raises(InputError, match="alpha"):
+        Stabilizer("ema", alpha=1.0)
+    with pytest.raises(InputError, match="gray"):
+        Stabilizer("motion")(None, np.zeros((2, 4, 4), np.float32))
+
+
+@pytest.fixture
+def model(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from edgeseg.stream.testing import threshold_onnx
+
+    return threshold_onnx(tmp_path / "threshold.onnx", size=(32, 48))
+
+
+def _frames(n=6):
+    rng = np.random.default_rng(4)
+    frames = []
+    for t in range(n):
+        f = np.full((64, 96, 3), 60, np.uint8)
+        cv2.circle(f, (30 + 5 * t, 32), 14, (200, 200, 200), -1)
+        frames.append(np.clip(f + rng.integers(0, 70, f.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+def test_stream_ema_stabilizer_equals_the_segmenter_smooth(model):
+    frames = _frames()
+    smooth = [(r.labels, r.segmentation.foreground) for r in edgeseg.stream(FrameSource(frames), model, smooth=0.6)]
+    run = edgeseg.stream(FrameSource(frames), model, stabilize=Stabilizer("ema", alpha=0.6))
+    stab = [(r.labels, r.segmentation.foreground) for r in run]
+    assert len(stab) == len(frames)
+    # labels are read first (the overlay): both go through the 16-bit fixed-point plane, steps of 1/65534
+    assert max(np.abs(a[1] - b[1]).max() for a, b in zip(smooth, stab)) <= 1.01 / 65534
+    assert all((a[0] == b[0]).all() for a, b in zip(smooth, stab))
+    assert run.summary()["mask_filter"] == {"stabilize": "ema", "alpha": 0.6, "refine": "none"}
+
+
+def test_stream_guided_refine_gives_frame_size_masks_and_counts_its_cost(model):
+    frames = _frames(3)
+    plain = list(edgeseg.stream(FrameSource(frames), model))
+    refined = list(edgeseg.stream(FrameSource(frames), model, refine="guided", stabilize="motion"))
+    for b in refined:
+        assert b.labels.shape == b.segmentation.foreground.shape == (64, 96)
+        assert (b.labels == (b.segmentation.foreground > 0.5)).all()
+        assert b.timings["post"] >= b.segmentation.timings["filter"] > 0
+    assert any((a.labels != b.labels).any() for a, b in zip(plain, refined))
+    assert "mask_filter" not in edgeseg.stream(FrameSource(frames), model, max_frames=1).run()
+
+
+def test_stream_refuses_two_temporal_filters(model):
+    with pytest.raises(InputError, match="smooth/stabilize"):
+        edgeseg.stream(FrameSource(_frames(1)), model, smooth=0.5, stabilize="motion")
+    with pytest.raises(InputError, match="refine"):
+        edgeseg.stream(FrameSource(_frames(1)), model, refine="bicubic")
