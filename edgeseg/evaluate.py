@@ -3,7 +3,13 @@
 The model's logits are resized to each image's size (bilinear) before the argmax, so the metrics and
 the ultrasound head circumference describe what a user gets on the original frame, not on the
 network's input grid. ``split="val"`` evaluates exactly the validation files recorded by training in
-the sidecar (``extra.train.split.val_files``).
+the sidecar (``extra.train.split.val_files``). A model trained on class folders (``layout="class-folders"``)
+reads the same layout: ``images`` is then the folder of class folders and ``masks`` is not used.
+
+Metrics: everything :meth:`ConfusionMatrix.summary` gives (pixel accuracy, mean class accuracy, per-class
+IoU/Dice, mean IoU, frequency-weighted IoU, the confusion matrix) plus the per-class boundary F-score
+(tolerance ``boundary_width`` pixels at the original resolution, averaged over the images where the
+class is present in the truth or the prediction).
 
 >>> from edgeseg.evaluate import evaluate
 >>> report = evaluate("edgeseg/assets/hc18_fastseg.safetensors", "hc18/images", "hc18/masks",
@@ -23,9 +29,10 @@ import numpy as np
 
 from ._deps import require
 from .artifact import Artifact
-from .data import MaskSpec, Sample, load_image, pair_folder, preprocess_image, read_mask
+from .data import MaskSpec, Sample, load_image, pair_folder, preprocess_image
+from .data.class_folders import class_folder_samples, read_sample_mask
 from .errors import InputError
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, boundary_f_per_class
 
 
 @dataclass
@@ -76,9 +83,15 @@ def select_samples(artifact: Artifact, images: str | Path, masks: str | Path, sp
                    mask_pattern: str | None = None) -> list[Sample]:
     """All pairs (``split="all"``) or the validation files recorded in the sidecar (``split="val"``)."""
     config = artifact.extra.get("train", {}).get("config", {})
-    pattern = mask_pattern or config.get("mask_pattern", "{stem}.png")
-    samples = pair_folder(images, masks, image_glob=config.get("image_glob", "*"), mask_pattern=pattern,
-                          allow_unpaired_masks=True)
+    if config.get("layout") == "class-folders":
+        samples, _ = class_folder_samples(images, config.get("mask_suffix", "_mask"),
+                                          config.get("background", ["normal"]), list(artifact.classes))
+    else:
+        if masks is None:
+            raise InputError("masks: not given, expected the masks folder (the model was trained on image/mask pairs)")
+        pattern = mask_pattern or config.get("mask_pattern", "{stem}.png")
+        samples = pair_folder(images, masks, image_glob=config.get("image_glob", "*"), mask_pattern=pattern,
+                              allow_unpaired_masks=True)
     if split == "all":
         return samples
     if split != "val":
@@ -97,15 +110,18 @@ def select_samples(artifact: Artifact, images: str | Path, masks: str | Path, sp
 
 def mask_spec_of(artifact: Artifact, mode: str | None = None) -> MaskSpec:
     config = artifact.extra.get("train", {}).get("config", {})
+    if config.get("layout") == "class-folders":
+        mode = "index"  # the class comes from the folder; read_sample_mask ORs the files
     return MaskSpec(mode or config.get("mask_mode", "binary"), num_classes=len(artifact.classes),
                     ignore_index=config.get("ignore_index"))
 
 
-def evaluate(model: str | Path, images: str | Path, masks: str | Path, split: str = "val",
+def evaluate(model: str | Path, images: str | Path, masks: str | Path | None, split: str = "val",
              hc_csv: str | Path | None = None, grid: str | Path | None = None, limit: int | None = None,
              mask_mode: str | None = None, mask_pattern: str | None = None, progress: bool = False,
-             threads: int | None = None) -> EvalReport:
-    """Score ``model`` on image/mask pairs; optionally HC error against ``hc_csv`` and a PNG ``grid``."""
+             threads: int | None = None, boundary_width: int = 3, grid_count: int = 4) -> EvalReport:
+    """Score ``model`` on image/mask pairs; optionally HC error against ``hc_csv`` and a PNG ``grid`` of the
+    ``grid_count`` worst and best images by per-image mean IoU."""
     tqdm = require("tqdm", "progress bars").tqdm
     from .apps.ultrasound import head_circumference_mm, read_hc_csv
 
@@ -113,16 +129,21 @@ def evaluate(model: str | Path, images: str | Path, masks: str | Path, split: st
     samples = select_samples(artifact, images, masks, split, mask_pattern)[: limit or None]
     spec = mask_spec_of(artifact, mask_mode)
     reference = read_hc_csv(hc_csv) if hc_csv else None
-    total = ConfusionMatrix(len(artifact.classes), spec.ignore_index)
-    rows, times, examples = [], [], []
+    if boundary_width < 0:
+        raise InputError(f"boundary_width: got {boundary_width!r}, expected pixels >= 0")
+    classes = list(artifact.classes)
+    total = ConfusionMatrix(len(classes), spec.ignore_index)
+    rows, times, bf = [], [], []
     for sample in tqdm(samples, desc="eval", disable=not progress):
-        image, truth = load_image(sample.image), read_mask(sample.masks, spec)
+        image = load_image(sample.image)
+        truth = read_sample_mask(sample, spec, image.shape[:2])
         t0 = time.perf_counter()
         labels = predict(image).argmax(0).astype(np.uint8)
         times.append(time.perf_counter() - t0)
-        one = ConfusionMatrix(len(artifact.classes), spec.ignore_index)
+        one = ConfusionMatrix(len(classes), spec.ignore_index)
         one.update(labels, truth)
         total.merge(one)
+        bf.append(boundary_f_per_class(labels, truth, len(classes), boundary_width, spec.ignore_index))
         row = {"file": sample.name, "dice": one.mean_dice(), "miou": one.mean_iou}
         if reference is not None:
             ref = reference[sample.name]
@@ -130,14 +151,39 @@ def evaluate(model: str | Path, images: str | Path, masks: str | Path, split: st
             row["hc_pred_mm"] = _hc_or_nan(head_circumference_mm, labels, ref.pixel_size_mm)
             row["hc_gt_mm"] = _hc_or_nan(head_circumference_mm, truth, ref.pixel_size_mm)
         rows.append(row)
-        if grid and len(examples) < 8:
-            examples.append((image, truth, labels))
-    report = EvalReport(str(model), split, len(samples), total.summary(list(artifact.classes)), rows,
+    report = EvalReport(str(model), split, len(samples), total.summary(classes), rows,
                         hc=_hc_summary(rows) if reference is not None else None, infer_ms=_ms(times))
     report.metrics["mean_image_dice"] = float(np.nanmean([r["dice"] for r in rows]))
+    report.metrics.update(_boundary_summary(bf, classes, boundary_width))
     if grid:
-        write_grid(grid, examples, artifact.colors)
+        picks = worst_and_best(rows, grid_count)
+        examples = []
+        for index, title in picks:
+            sample = samples[index]
+            image = load_image(sample.image)
+            examples.append((image, read_sample_mask(sample, spec, image.shape[:2]),
+                             predict(image).argmax(0).astype(np.uint8), title))
+        write_grid(grid, examples, artifact.colors, classes=classes)
     return report
+
+
+def _boundary_summary(scores: list[np.ndarray], classes: list[str], width: int) -> dict[str, Any]:
+    """Per-class boundary F (mean over images where the class is present) and its mean over foreground classes."""
+    table = np.vstack(scores) if scores else np.full((0, len(classes)), np.nan)
+    seen = ~np.isnan(table)
+    per_class = [float(np.nanmean(table[:, c])) if seen[:, c].any() else None for c in range(len(classes))]
+    fg = [v for v in per_class[1:] if v is not None]
+    return {"boundary_f": {n: v for n, v in zip(classes, per_class)},
+            "mean_boundary_f": float(np.mean(fg)) if fg else None, "boundary_width_px": int(width)}
+
+
+def worst_and_best(rows: list[dict[str, Any]], count: int) -> list[tuple[int, str]]:
+    """(row index, title) of the ``count`` lowest and ``count`` highest per-image mean IoU rows, worst first."""
+    order = sorted((i for i, r in enumerate(rows) if not np.isnan(r["miou"])), key=lambda i: (rows[i]["miou"], i))
+    worst = order[:count]
+    best = [i for i in order[::-1][:count] if i not in worst][::-1]
+    return ([(i, f"worst: {rows[i]['file']}  mIoU {rows[i]['miou']:.3f}") for i in worst]
+            + [(i, f"best: {rows[i]['file']}  mIoU {rows[i]['miou']:.3f}") for i in best])
 
 
 def _hc_or_nan(fn, mask: np.ndarray, pixel_size: float) -> float:
@@ -168,13 +214,14 @@ def _ms(times: list[float]) -> dict[str, float]:
     return {"median": float(np.median(t)), "p99": float(np.percentile(t, 99))}
 
 
-def write_grid(path: str | Path, examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-               colors: list[tuple[int, int, int]], width: int = 320) -> Path:
-    """A PNG with one row per example: image | ground truth overlay | prediction overlay (BGR colours)."""
+def write_grid(path: str | Path, examples: list[tuple], colors: list[tuple[int, int, int]], width: int = 320,
+               classes: list[str] | None = None) -> Path:
+    """A PNG with one row per example ``(image, truth, labels[, title])``: image | ground truth overlay |
+    prediction overlay (BGR colours), a title over the image, and a legend of ``classes`` at the bottom."""
     cv2 = require("cv2", "writing the example grid")
     palette = np.asarray(colors, np.uint8)
     rows = []
-    for image, truth, labels in examples:
+    for image, truth, labels, *caption in examples:
         bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         h = round(bgr.shape[0] * width / bgr.shape[1])
         small = cv2.resize(bgr, (width, h), interpolation=cv2.INTER_AREA)
@@ -187,9 +234,28 @@ def write_grid(path: str | Path, examples: list[tuple[np.ndarray, np.ndarray, np
             cv2.drawContours(tile, contours, -1, (0, 255, 255), 1)
             cv2.putText(tile, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
             tiles.append(tile)
+        if caption:
+            tiles[0] = tiles[0].copy()
+            cv2.putText(tiles[0], caption[0], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         rows.append(np.hstack(tiles))
     if not rows:
         raise InputError("examples: got none, expected at least one (image, truth, prediction) to draw")
     from .outputs import write_image
 
+    if classes:
+        rows.append(legend_strip(classes, palette, rows[0].shape[1]))
     return write_image(Path(path), np.vstack(rows))
+
+
+def legend_strip(classes: list[str], palette: np.ndarray, width: int, height: int = 24) -> np.ndarray:
+    """A (height, width, 3) BGR strip: one colour swatch and name per class."""
+    cv2 = require("cv2", "drawing a legend")
+    strip = np.zeros((height, width, 3), np.uint8)
+    x = 6
+    for index, name in enumerate(classes):
+        color = tuple(int(v) for v in palette[index % len(palette)])
+        cv2.rectangle(strip, (x, 6), (x + 12, height - 6), color, -1)
+        cv2.rectangle(strip, (x, 6), (x + 12, height - 6), (128, 128, 128), 1)  # a black class stays visible
+        cv2.putText(strip, name, (x + 16, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        x += 16 + 9 * len(name) + 14
+    return strip

@@ -218,9 +218,12 @@ def boundary_f_per_class(pred, target, num_classes: int, tolerance: int | None =
         p, t = (pred == c) & valid, (target == c) & valid
         if not p.any() and not t.any():
             continue
+        if not p.any() or not t.any():
+            out[c] = 0.0
+            continue
         bp, bg = mask_boundary(p), mask_boundary(t)
         n_p, n_g = int(bp.sum()), int(bg.sum())
-        if n_p == 0 or n_g == 0:  # a class filling the whole valid area has no boundary
+        if n_p == 0 or n_g == 0:  # a class filling the whole image has no boundary
             out[c] = float(n_p == n_g)
             continue
         precision = float((bp & _dilate(bg, d)).sum()) / n_p

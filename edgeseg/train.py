@@ -36,12 +36,16 @@ from .metrics import ConfusionMatrix
 class TrainConfig:
     """Everything a training run depends on; stored in the checkpoint sidecar under ``extra["train"]``."""
 
-    images: str
-    masks: str
+    images: str  # the images folder, or with layout="class-folders" the root holding one folder per class
+    masks: str | None = None  # the masks folder (layout "pairs")
     out: str = "runs/model.safetensors"
     model: str = "fastseg"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    classes: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    classes: list[str] | None = None  # None: background + foreground, or the class folders' names
+    layout: str = "pairs"  # "pairs": images/ + masks/ paired by mask_pattern; "class-folders": see edgeseg.data.class_folders
+    mask_suffix: str = "_mask"  # class-folders: X.png's masks are X<suffix>.png, X<suffix>_1.png, ...
+    background: list[str] = field(default_factory=lambda: ["normal"])  # class-folders whose images are all background
+    class_weights: str | list[float] | None = None  # cross-entropy weights: None, "auto" or one per class
     mask_mode: str = "binary"
     mask_pattern: str = "{stem}.png"
     image_glob: str = "*"
@@ -63,7 +67,7 @@ class TrainConfig:
     augment: bool = True
     aug_scale: tuple[float, float] | None = None  # zoom range of the augmentation (default Augment's)
     threads: int | None = None
-    limit: int | None = None  # use only the first N pairs (smoke tests)
+    limit: int | None = None  # use only the first N pairs (class-folders: taken from each folder in turn)
     max_minutes: float | None = None  # wall-clock budget: the schedule speeds up to end within it
     resume: str | None = None
     init: str | None = None  # start from this checkpoint's weights and normalisation (fine-tuning)
@@ -72,7 +76,15 @@ class TrainConfig:
     command: str | None = None  # the command line that started the run, recorded in the sidecar
 
     def validate(self) -> None:
-        if len(self.classes) < 2:
+        from .data.class_folders import LAYOUTS
+
+        if self.layout not in LAYOUTS:
+            raise InputError(f"layout: got {self.layout!r}, expected one of {LAYOUTS}")
+        if self.layout == "pairs" and not self.masks:
+            raise InputError("masks: not given, expected the masks folder (layout 'pairs'; or use layout 'class-folders')")
+        if self.classes is None and self.layout == "pairs":
+            self.classes = ["background", "foreground"]
+        if self.classes is not None and len(self.classes) < 2:
             raise InputError(f"classes: got {self.classes!r}, expected at least two names (background first)")
         if len(self.size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.size):
             raise InputError(f"size: got {list(self.size)!r}, expected [height, width], multiples of 32")
@@ -83,6 +95,11 @@ class TrainConfig:
             raise InputError(f"lr: got {self.lr!r}, expected a positive number")
         if self.aug_scale is not None and not (len(self.aug_scale) == 2 and 0 < self.aug_scale[0] <= self.aug_scale[1]):
             raise InputError(f"aug_scale: got {self.aug_scale!r}, expected [low, high] with 0 < low <= high")
+        weights = self.class_weights
+        if weights is not None and weights != "auto" and self.classes is not None and (
+                isinstance(weights, str) or len(weights) != len(self.classes) or not all(w >= 0 for w in weights)):
+            raise InputError(f"class_weights: got {weights!r}, expected 'auto' or {len(self.classes)} non-negative "
+                             f"numbers, one per class {self.classes}")
         if self.val_files is not None and not self.val_files:
             raise InputError("val_files: got an empty list, expected validation file names (or None)")
 
@@ -103,12 +120,15 @@ def _datasets(cfg: TrainConfig):
         Augment,
         MaskSpec,
         SegmentationDataset,
-        pair_folder,
         split_by_group,
     )
 
-    samples = pair_folder(cfg.images, cfg.masks, image_glob=cfg.image_glob, mask_pattern=cfg.mask_pattern)
-    if cfg.limit:
+    samples = _samples(cfg)
+    if cfg.limit and cfg.layout == "class-folders":  # every class, not the first folder only
+        from .data.class_folders import interleave
+
+        samples = interleave(samples)[: cfg.limit]
+    elif cfg.limit:
         samples = samples[: cfg.limit]
     if cfg.val_files is not None:
         train_s, val_s = split_by_names(samples, cfg.val_files, cfg.group_regex)
@@ -119,7 +139,8 @@ def _datasets(cfg: TrainConfig):
             f"split: got {len(train_s)} training and {len(val_s)} validation pairs from {len(samples)}, "
             "expected both non-empty (more data, or another val_fraction / group_regex)"
         )
-    spec = MaskSpec(cfg.mask_mode, num_classes=len(cfg.classes), ignore_index=cfg.ignore_index)
+    mode = "index" if cfg.layout == "class-folders" else cfg.mask_mode  # class samples decode their own masks
+    spec = MaskSpec(mode, num_classes=len(cfg.classes), ignore_index=cfg.ignore_index)
     channels = 1 if cfg.color == "gray" else 3
     pre = Preprocess(size=tuple(int(s) for s in cfg.size), color=cfg.color,
                      mean=[0.0] * channels, std=[1.0] * channels)
@@ -128,6 +149,31 @@ def _datasets(cfg: TrainConfig):
     train_ds = SegmentationDataset(train_s, pre, spec, augment if cfg.augment else None, cfg.seed)
     val_ds = SegmentationDataset(val_s, pre, spec, None, cfg.seed)
     return train_ds, val_ds
+
+
+def _samples(cfg: TrainConfig):
+    from .data import pair_folder
+    from .data.class_folders import class_folder_samples
+
+    if cfg.layout == "class-folders":
+        samples, cfg.classes = class_folder_samples(cfg.images, cfg.mask_suffix, cfg.background, cfg.classes)
+        cfg.validate()  # the class count is known now
+        return samples
+    return pair_folder(cfg.images, cfg.masks, image_glob=cfg.image_glob, mask_pattern=cfg.mask_pattern)
+
+
+def class_weights_of(cfg: TrainConfig, train_ds) -> list[float] | None:
+    """The cross-entropy class weights: as given, or ``"auto"``: 1 / sqrt(pixel frequency) on the training
+    masks, scaled so that the pixel-weighted mean weight is 1 (an absent class gets the largest weight)."""
+    if cfg.class_weights is None or cfg.class_weights != "auto":
+        return None if cfg.class_weights is None else [float(w) for w in cfg.class_weights]
+    counts = np.zeros(len(cfg.classes))
+    for _, mask in train_ds._cache:
+        counts += np.bincount(mask.reshape(-1), minlength=256)[: len(cfg.classes)]
+    freq = counts / max(counts.sum(), 1)
+    raw = np.where(freq > 0, 1 / np.sqrt(np.maximum(freq, 1e-12)), 0.0)
+    raw[freq == 0] = raw.max() if raw.max() > 0 else 1.0
+    return [round(float(w), 4) for w in raw / float((raw * freq).sum() or 1.0)]
 
 
 def split_by_names(samples, val_files, group_regex: str | None):
@@ -170,14 +216,16 @@ def _fit_normalization(cfg: TrainConfig, train_ds, val_ds, progress: bool) -> Pr
 
 
 # --- loss, schedule, optimizer state ---------------------------------------------------------------
-def ce_dice_loss(logits, target, dice_weight: float = 1.0, ignore_index: int | None = None):
-    """Cross-entropy + ``dice_weight`` * (1 - soft Dice over foreground classes).
+def ce_dice_loss(logits, target, dice_weight: float = 1.0, ignore_index: int | None = None, class_weights=None):
+    """Cross-entropy (``class_weights``: one weight per class, or None) + ``dice_weight`` * (1 - mean soft
+    Dice of the foreground classes, each class's Dice computed over the whole batch).
 
-    ``logits`` (N, C, H, W) float, ``target`` (N, H, W) int64. Dice is computed over the whole batch.
+    ``logits`` (N, C, H, W) float, ``target`` (N, H, W) int64.
     """
     torch = require("torch", "training")
     f = torch.nn.functional
-    ce = f.cross_entropy(logits, target, ignore_index=-100 if ignore_index is None else ignore_index)
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=logits.dtype)
+    ce = f.cross_entropy(logits, target, weight=weight, ignore_index=-100 if ignore_index is None else ignore_index)
     if dice_weight == 0:
         return ce
     probs = logits.softmax(1)
@@ -286,6 +334,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             cfg.mean, cfg.std = list(loaded[1].preprocess.mean), list(loaded[1].preprocess.std)
     train_ds, val_ds = _datasets(cfg)
     pre = _fit_normalization(cfg, train_ds, val_ds, cfg.progress)
+    weights = class_weights_of(cfg, train_ds)
+    if weights is not None:
+        print("class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(cfg.classes, weights)), flush=True)
     g = torch.Generator().manual_seed(cfg.seed)
     train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, generator=g)
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.batch_size)
@@ -339,7 +390,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, warmup, cfg.lr)
-            loss = ce_dice_loss(model(x), y, cfg.dice_weight, cfg.ignore_index)
+            loss = ce_dice_loss(model(x), y, cfg.dice_weight, cfg.ignore_index, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -365,7 +416,7 @@ def train(cfg: TrainConfig) -> TrainResult:
               + ("  * best" if improved else ""), flush=True)
         state = {"epoch": epoch, "best_miou": best_miou, "best_epoch": best_epoch, "stopped_by_time_budget":
                  stopped_early, "seconds": round(time.perf_counter() - started, 1)}
-        info = {"config": config, "split": split, "history": history, "state": state,
+        info = {"config": config, "split": split, "history": history, "state": state, "class_weights": weights,
                 "val": cm.summary(list(cfg.classes))}
         if improved:
             save_checkpoint(model, out, _artifact(out, model, cfg, pre, info))

@@ -95,7 +95,7 @@ def test_smoke_train_writes_best_and_last_checkpoints_and_resumes(tmp_path):
     assert report.images == 2 and [r["file"] for r in report.per_image] == split["val_files"]
     assert report.metrics["pixels"] == 2 * 48 * 64  # scored at the images' own size, not the 32x64 input
     grid = cv2.imread(str(tmp_path / "grid.png"))
-    assert grid.shape == (2 * 240, 3 * 320, 3)  # one row per image: image | truth | prediction
+    assert grid.shape == (2 * 240 + 24, 3 * 320, 3)  # a row per image (image | truth | prediction), the legend
 
     resumed = train(_config(tmp_path, epochs=3, resume=str(result.last_path)))
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]

@@ -15,8 +15,9 @@ from .._deps import require
 from ..artifact import COLOR_ORDERS, Preprocess
 from ..errors import InputError
 from .augment import Augment
+from .class_folders import read_sample_mask
 from .folder import Sample
-from .masks import MaskSpec, read_mask
+from .masks import MaskSpec
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -99,7 +100,7 @@ class SegmentationDataset:
         """The sample at full resolution: (image uint8 in ``preprocess.color``, mask (H, W) class indices)."""
         sample = self.samples[index]
         image = convert_color(load_image(sample.image), self.preprocess.color)
-        mask = read_mask(sample.masks, self.mask_spec)
+        mask = read_sample_mask(sample, self.mask_spec, image.shape[:2])
         if image.shape[:2] != mask.shape:
             raise InputError(
                 f"mask of {sample.image.name}: size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from the "
