@@ -146,7 +146,7 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
         warnings.warn(f"{type(model).__name__} takes only {size[0]}x{size[1]} inputs (fixed_input_size): "
                       "height/width exported static, batch dynamic", ExportWarning, stacklevel=2)
     with export_route(route):
-        proto, dims = _export_with_fallback(torch, model, channels, size, opset, dynamic)
+        proto, dims = _export_with_fallback(torch, model, channels, size, opset, dynamic, _engine_part(model, route))
     proto, rewritten = conv_from_conv_transpose(proto)
     if rewritten:
         log.info("rewrote %d stride-1 ConvTranspose nodes as Conv", rewritten)
@@ -163,13 +163,15 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
                           _after_engine(model, route))
 
 
-def _export_with_fallback(torch, model, channels: int, size: tuple[int, int], opset: int, dynamic: bool):
-    """(proto, "dynamic" | "static"): dynamic shapes when they export and run right, else static."""
+def _export_with_fallback(torch, model, channels: int, size: tuple[int, int], opset: int, dynamic: bool,
+                          reference=None):
+    """(proto, "dynamic" | "static"): dynamic shapes when they export and run right (against ``reference``,
+    the module the graph computes; default ``model``), else static."""
     proto, dims = None, None
     if dynamic:
         try:
             proto, dims = _export(torch, model, channels, size, opset, dynamic=True), "dynamic"
-            _check_other_size(proto, model, channels, size)
+            _check_other_size(proto, reference or model, channels, size)
         except Exception as exc:  # noqa: BLE001 - any exporter/runtime failure means: fall back to static
             warnings.warn(f"dynamic shapes failed for {type(model).__name__} ({_reason(exc)}); "
                           f"exporting static {size[0]}x{size[1]}, batch 1", ExportWarning, stacklevel=2)
@@ -180,6 +182,12 @@ def _export_with_fallback(torch, model, channels: int, size: tuple[int, int], op
         except Exception as exc:
             raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {_reason(exc)}") from exc
     return proto, dims
+
+
+def _engine_part(model: Any, route: str):
+    """The module a ``decomposed`` graph computes when the model leaves a stage to run after the engine."""
+    part = getattr(model, "engine_part", None)
+    return part() if route == "decomposed" and callable(part) else None
 
 
 def _after_engine(model: Any, route: str) -> dict | None:

@@ -184,6 +184,10 @@ class DeepLabV3CRF(nn.Module):
             return self.backbone(x)
         return self.crf(self.backbone(x), (x * self.std + self.mean) * 255.0)
 
+    def engine_part(self) -> nn.Module:
+        """What a ``decomposed`` export computes: the backbone (input -> logits)."""
+        return self.backbone
+
     def after_engine_stage(self) -> dict[str, Any]:
         """The sidecar's ``extra.export.after_engine`` for a graph exported without the CRF (``--route decomposed``).
 

@@ -1,0 +1,83 @@
+"""deeplabv3_crf on the decomposed route: the graph stops before the CRF, which runs after the engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("scipy")
+
+from _routes import build_rtx, hc18_frames, RtxBuildError  # noqa: E402
+
+from edgeseg.artifact import Artifact, Preprocess  # noqa: E402
+from edgeseg.ops.crf_rnn import run_after_engine  # noqa: E402
+
+GRAY = {"color": "gray", "mean": [0.5], "std": [0.25]}
+SHAPES = {"input": ((1, 1, 16, 16), (1, 1, 40, 48), (2, 1, 64, 64))}
+
+
+@pytest.fixture(scope="module")
+def model():
+    """DeepLabV3CRF with a one-conv backbone (the CRF and the split are what is tested; exports in seconds)."""
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("deeplabv3_crf", num_classes=2, in_channels=1, mean=[0.5], std=[0.25], window=5,
+                     crf_iterations=3, width=8, aspp_channels=8)
+    m.backbone = torch.nn.Conv2d(1, 2, 3, padding=1)
+    torch.nn.init.normal_(m.backbone.weight, std=2.0)  # confident, varied logits: the CRF has work to do
+    return m.eval()
+
+
+def _export(model, folder, route):
+    from edgeseg.export.onnx_export import to_onnx
+
+    artifact = Artifact(path=folder / "crf.safetensors", classes=["background", "head"],
+                        preprocess=Preprocess(size=(40, 48), **GRAY))
+    return to_onnx(model, artifact, folder / f"crf_{route}.onnx", route=route)
+
+
+def test_decomposed_graph_ends_before_the_crf_and_the_after_engine_stage_finishes_it(model, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    art = _export(model, tmp_path, "decomposed")
+    graph = onnx.load(str(art.path)).graph
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}, "no edgeseg.DenseCRF node in the engine graph"
+    stage = art.extra["export"]["after_engine"]
+    assert art.extra["export"]["route"] == "decomposed" and stage["stage"] == "dense_crf"
+    assert art.extra["export"]["shapes"] == "dynamic"  # checked against the backbone, not the CRF model
+    assert stage["params"] == model.crf.dense_crf_params() and stage["image"]["mean"] == [0.5]
+    x = hc18_frames(2, (40, 48))
+    logits = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    with torch.no_grad():
+        want_logits, want = model.backbone(torch.from_numpy(x)).numpy(), model(torch.from_numpy(x)).numpy()
+    assert np.abs(logits - want_logits).max() <= 1e-4
+    got = run_after_engine(stage, logits, x)
+    assert np.abs(got - want).max() <= 1e-4  # log Q of the whole model, CRF included
+    assert np.abs(want - torch.log_softmax(torch.from_numpy(want_logits), 1).numpy()).max() > 1e-2  # the CRF acted
+    seconds, size = build_rtx(art.path, SHAPES)
+    assert size > 0
+
+
+def test_native_graph_keeps_the_densecrf_node_which_tensorrt_rtx_cannot_parse(model, tmp_path):
+    import onnx
+
+    art = _export(model, tmp_path, "native")
+    assert "DenseCRF" in {n.op_type for n in onnx.load(str(art.path)).graph.node}
+    assert "after_engine" not in art.extra["export"]
+    with pytest.raises(RtxBuildError, match="DenseCRF"):
+        build_rtx(art.path, SHAPES)
+
+
+def test_after_engine_stage_checks_its_inputs():
+    from edgeseg.errors import InputError
+
+    stage = {"stage": "dense_crf", "params": {}, "image": {"mean": [0.5], "std": [0.25], "scale": 255.0}}
+    with pytest.raises(InputError, match="expected \\(N, C, H, W\\) and \\(N, K, H, W\\)"):
+        run_after_engine(stage, np.zeros((1, 2, 8, 8), np.float32), np.zeros((1, 1, 8, 9), np.float32))
+    with pytest.raises(InputError, match="after_engine.stage: got 'maskrcnn_post'"):
+        run_after_engine({**stage, "stage": "maskrcnn_post"}, None, None)
