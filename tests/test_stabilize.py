@@ -131,3 +131,24 @@ def test_stream_refuses_two_temporal_filters(model):
         edgeseg.stream(FrameSource(_frames(1)), model, smooth=0.5, stabilize="motion")
     with pytest.raises(InputError, match="refine"):
         edgeseg.stream(FrameSource(_frames(1)), model, refine="bicubic")
+
+
+def test_run_command_takes_the_filters_and_reports_video_quality(tmp_path, model, capsys):
+    import json
+
+    from edgeseg.cli import main
+    from edgeseg.stream.testing import write_clip
+
+    clip = write_clip(tmp_path / "in.avi", frames=8, size=(96, 64), fps=25)
+    summary_path = tmp_path / "s.json"
+    rc = main(["run", "--model", str(model), "--source", str(clip), "--sink", "null", "--quiet", "--threads", "1",
+               "--stabilize", "motion", "--smooth", "0.7", "--refine", "guided", "--quality",
+               "--summary", str(summary_path)])
+    assert rc == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["mask_filter"] == {"stabilize": "motion", "alpha": 0.7, "refine": "guided"}
+    quality = summary["video_quality"]
+    assert quality["frames"] == 8 and 0 <= quality["flicker"] <= 1
+    assert main(["run", "--model", str(model), "--source", str(clip), "--sink", "null", "--quiet",
+                 "--stabilize", "none", "--smooth", "0.5"]) == 2
+    assert "--smooth" in capsys.readouterr().err

@@ -14,6 +14,7 @@ cached MediaPipe selfie model (`edgeseg fetch-selfie` once).
 Examples:
   edgeseg run --model edgeseg/assets/hc18_fastseg.onnx --source cine.dcm --sink out.mp4
   edgeseg run --model selfie --source 0 --sink window --effect blur --smooth 0.5
+  edgeseg run --model selfie --source clip.mp4 --stabilize motion --refine guided --quality --summary q.json
   edgeseg run --model model.onnx --source rtsp://cam.local/live --sink null --summary latency.json
   edgeseg run --model model.onnx --source clip.mp4 --realtime --sink out.mp4   # as if it were a camera
   edgeseg run --model model.onnx --source frames/ --fps 10 --sink overlays/ --crf
@@ -51,7 +52,9 @@ def add_stream_options(parser, default_sink: str, effect_default: str = "overlay
     parser.add_argument("--threads", type=int, default=None, help="inference CPU threads (default: backend's)")
     parser.add_argument("--crf", action="store_true", help="refine masks with the dense CRF (slower)")
     parser.add_argument("--smooth", type=float, default=None, metavar="A",
-                        help="temporal EMA of probabilities, A in [0, 1), e.g. 0.5")
+                        help="temporal EMA of probabilities, A in [0, 1), e.g. 0.5 (= --stabilize ema); with "
+                             "--stabilize: that filter's weight of the past")
+    add_mask_filter_options(parser)
     parser.add_argument("--effect", choices=EFFECTS, default=None,
                         help="overlay: class colours; blur: blur the background (class 0); hc: fetal head "
                              f"ellipse and a stable head circumference (needs --pixel-size) (default: {effect_default})")
@@ -66,7 +69,38 @@ def add_stream_options(parser, default_sink: str, effect_default: str = "overlay
                         help="pace a file at its frame rate like a camera (drops frames when the model lags)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--summary", metavar="JSON", help="write the run's summary (latency, frames, errors) here")
+    parser.add_argument("--quality", action="store_true",
+                        help="measure flicker, temporal consistency and lag of the masks (edgeseg.metrics."
+                             "TemporalMetrics; its optical flow costs a few ms per frame) into the summary")
     parser.add_argument("--quiet", action="store_true", help="no live status line and no table")
+
+
+def add_mask_filter_options(parser, stabilize: str | None = None, refine: str | None = None) -> None:
+    """``--stabilize`` and ``--refine`` (render-stage MaskFilter); the defaults None mean "not asked for"."""
+    parser.add_argument("--stabilize", choices=("none", "ema", "motion"), default=stabilize,
+                        help="temporal filter of the mask: ema (= --smooth, ghosts behind movement) or motion "
+                             "(averages only where the frame is still: less flicker, no ghost)"
+                             + (f" (default {stabilize})" if stabilize else ""))
+    parser.add_argument("--refine", choices=("none", "guided"), default=refine,
+                        help="upsample the mask to the frame with the fast guided filter (edges follow the frame)"
+                             + (f" (default {refine})" if refine else ""))
+
+
+def temporal_options(smooth: float | None, stabilize: str | None):
+    """``--smooth``/``--stabilize`` -> (Segmenter smooth, stream stabilize). ``--smooth A`` alone keeps today's
+    Segmenter EMA; with ``--stabilize ema|motion`` A becomes that filter's weight of the past."""
+    if stabilize is None:
+        return smooth, None
+    if stabilize == "none":
+        if smooth is not None:
+            raise InputError(f"--smooth: got {smooth!r} with --stabilize none, expected no temporal filter "
+                             "(drop --smooth, or use --stabilize ema/motion)")
+        return None, None
+    from ..stabilize import Stabilizer
+
+    if smooth is not None and not 0.0 <= smooth < 1.0:
+        raise InputError(f"--smooth: got {smooth!r}, expected a number in [0, 1)")
+    return None, Stabilizer(stabilize, alpha=smooth)
 
 
 def resolve_model(model: str):
@@ -136,7 +170,8 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
 
     check_outputs(args)
     render = make_render(effect, args.blur, getattr(args, "pixel_size", None), getattr(args, "hc_window", 15))
-    backend, threads, crf, smooth = args.backend, args.threads, args.crf or None, args.smooth
+    backend, threads, crf = args.backend, args.threads, args.crf or None
+    smooth, stabilize = temporal_options(args.smooth, getattr(args, "stabilize", None))
     model_label = str(getattr(model, "path", model))  # a path, or an Artifact built from --mean/--std/...
     if getattr(args, "url", None):  # a remote runner: build the Segmenter here with the server's address
         from ..pipeline import Segmenter
@@ -148,11 +183,17 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
     run = stream(source, model, sink=args.sink, render=render, smooth=smooth, crf=crf,
                  backend=backend, threads=threads, loop=args.loop, fps=args.fps, realtime=args.realtime,
                  max_frames=args.max_frames, status=False if args.quiet else None,
-                 sink_options=sink_options_from(args))
+                 sink_options=sink_options_from(args), stabilize=stabilize, refine=getattr(args, "refine", None))
+    quality = None
+    if getattr(args, "quality", False):
+        from ..metrics import TemporalMetrics
+
+        quality = TemporalMetrics()
     try:
         with run:
-            for _ in run:
-                pass
+            for result in run:
+                if quality is not None:
+                    quality.update(result.frame, result.labels)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -164,6 +205,8 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         summary["backend"] = getattr(getattr(run.segmenter, "runner", None), "backend", None)
         if callable(getattr(render, "summary", None)):  # --effect hc: the head-circumference readout
             summary["hc"] = render.summary()
+        if quality is not None:
+            summary["video_quality"] = quality.summary()
         if args.summary:
             Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
             with open(args.summary, "w", encoding="utf-8") as f:
@@ -175,6 +218,10 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
                 print(f"wrote {summary['sink']['frames_written']} frames to {summary['sink']['uri']}")
             for event in summary["events"]:
                 print(f"note: {event}")
+            if quality is not None:
+                q = summary["video_quality"]
+                print(f"video quality: flicker {q['flicker']}, temporal consistency {q['temporal_consistency']}, "
+                      f"lag IoU {q['lag_iou']} over {q['frames']} frames")
     if interrupted:
         print("interrupted: stopped cleanly", flush=True)
         return 130

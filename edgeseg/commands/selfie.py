@@ -16,7 +16,7 @@ HELP = "selfie background blur / replacement on a video or camera"
 
 
 def add_arguments(parser) -> None:
-    from .run import add_preset_option
+    from .run import add_mask_filter_options, add_preset_option
 
     parser.add_argument("--source", required=True,
                         help="camera index (0), /dev/videoN, a URL, a video file or a folder of images (a single "
@@ -26,7 +26,9 @@ def add_arguments(parser) -> None:
     effect.add_argument("--replace", metavar="IMG", help="replace the background with this image")
     effect.add_argument("--color", metavar="B,G,R", help="replace the background with this colour, e.g. 0,255,0")
     parser.add_argument("--feather", type=int, default=3, help="mask edge softening radius in pixels (default 3)")
-    parser.add_argument("--smooth", type=float, default=None, help="temporal EMA of the mask in [0, 1), e.g. 0.5")
+    parser.add_argument("--smooth", type=float, default=None,
+                        help="temporal EMA of the mask in [0, 1), e.g. 0.5; with --stabilize: its weight of the past")
+    add_mask_filter_options(parser)
     parser.add_argument("--sink", default="window", help="out.mp4, a folder, window or null (default window)")
     parser.add_argument("--variant", default="general", choices=["general", "landscape"],
                         help="general (256x256) or landscape (144x256) model")
@@ -41,14 +43,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..apps.selfie import BackgroundEffect, selfie_model_path
     from ..stream import format_table, stream
-    from .run import check_outputs, sink_options_from
+    from .run import check_outputs, sink_options_from, temporal_options
 
     check_outputs(args)
     model = args.model or selfie_model_path(args.variant)
     effect = BackgroundEffect(blur=args.blur, replace=args.replace, color=args.color, feather=args.feather)
-    with stream(args.source, model, sink=args.sink, render=effect, smooth=args.smooth, backend=args.backend,
-                threads=args.threads, max_frames=args.max_frames, status=None,
-                sink_options=sink_options_from(args)) as frames:
+    smooth, stabilize = temporal_options(args.smooth, args.stabilize)
+    with stream(args.source, model, sink=args.sink, render=effect, smooth=smooth, backend=args.backend,
+                threads=args.threads, max_frames=args.max_frames, status=None, sink_options=sink_options_from(args),
+                stabilize=stabilize, refine=args.refine) as frames:
         for _ in frames:
             pass
         summary = frames.summary()
