@@ -1,9 +1,16 @@
-"""What this machine can run: library versions, usable backends and why the others are not."""
+"""What this machine can run: library versions, usable backends and why the others are not.
+
+Fast by default (about a second): the pure-Python heavyweights in :data:`METADATA_ONLY` (torch alone takes
+seconds to import) are found on disk and versioned from their package metadata, not imported;
+``collect(deep=True)`` (``edgeseg info --deep``) imports them too. Compiled bindings that often fail to load
+(onnxruntime, cv2, cupy, TensorRT, PyAV, ...) are always imported.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import shutil
@@ -19,6 +26,15 @@ OPTIONAL_LIBRARIES = [
 ]
 
 
+# Found on disk and versioned from their metadata unless deep=True: importing them costs seconds
+# (torch ~3 s, onnx ~2 s, onnxscript ~1.5 s, pydicom 0.3 s on a small CPU). cupy (1.5 s) joins them where
+# no GPU device node exists: it could not reach a GPU there anyway.
+METADATA_ONLY = ("torch", "onnx", "onnxscript", "onnxslim", "pydicom", "tflite", "tritonclient")
+
+# Other distributions that install the same module (tried before a slow scan of every installed package).
+OTHER_DISTRIBUTIONS = {"cupy": ("cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x")}
+
+
 @dataclass
 class Probe:
     name: str
@@ -26,8 +42,19 @@ class Probe:
     detail: str
 
 
-def library_version(module: str, dist: str) -> Probe:
-    """Import ``module`` and report its version, or why it does not import."""
+def library_version(module: str, dist: str, load: bool = True) -> Probe:
+    """Import ``module`` and report its version, or why it does not import. ``load=False``: only find it on
+    disk and read the version from its package metadata (imports it when there is none)."""
+    if not load:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return Probe(module, False, "not installed")
+        version = _metadata_version(module, dist)
+        if version:
+            return Probe(module, True, version)
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError:
@@ -43,8 +70,25 @@ def library_version(module: str, dist: str) -> Probe:
     return Probe(module, True, str(version))
 
 
+def _metadata_version(module: str, dist: str) -> str | None:
+    """The installed version of ``dist``, else of the distribution that provides ``module`` (cupy-cuda13x)."""
+    for name in (dist, *OTHER_DISTRIBUTIONS.get(module, ())):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    for name in importlib.metadata.packages_distributions().get(module, ()):  # slow (reads every RECORD): rare
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def cuda_probe() -> Probe:
     """Find a CUDA GPU through CuPy, then torch, then nvidia-smi."""
+    if not _may_have_gpu():  # neither CuPy nor torch could see one, and importing them costs seconds
+        return Probe("cuda", False, "no driver (no /dev/nvidia0) and no GPU found")
     try:
         import cupy
 
@@ -76,6 +120,13 @@ def cuda_probe() -> Probe:
     if not os.path.exists("/dev/nvidia0") and not os.path.exists("/dev/nvhost-ctrl"):
         return Probe("cuda", False, "no driver (no /dev/nvidia0) and no GPU found")
     return Probe("cuda", False, "a device node exists but neither cupy nor torch can use it")
+
+
+def _may_have_gpu() -> bool:
+    """False only where no NVIDIA device node can exist (Linux without /dev/nvidia*, /dev/nvhost-*, WSL's /dev/dxg)."""
+    if not platform.system() == "Linux":
+        return True
+    return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvhost-ctrl", "/dev/dxg"))
 
 
 def backend_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
@@ -124,9 +175,11 @@ def tensorrt_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
     return probes
 
 
-def collect() -> dict:
-    """Everything ``edgeseg info`` prints, as a JSON-ready dict."""
-    libs = {module: library_version(module, dist) for module, dist in OPTIONAL_LIBRARIES}
+def collect(deep: bool = False) -> dict:
+    """Everything ``edgeseg info`` prints, as a JSON-ready dict (``deep``: import every library, slower)."""
+    light = (*METADATA_ONLY, *(() if _may_have_gpu() else ("cupy",)))
+    libs = {module: library_version(module, dist, load=deep or module not in light)
+            for module, dist in OPTIONAL_LIBRARIES}
     cuda = cuda_probe()
     return {
         "python": platform.python_version(),
@@ -136,4 +189,5 @@ def collect() -> dict:
         "libraries": {name: {"ok": p.ok, "detail": p.detail} for name, p in libs.items()},
         "cuda": {"ok": cuda.ok, "detail": cuda.detail},
         "backends": {p.name: {"ok": p.ok, "detail": p.detail} for p in backend_probes(libs, cuda)},
+        "not_imported": [] if deep else [m for m in light if libs[m].ok],
     }
