@@ -1,8 +1,9 @@
 """Helpers of the export-route tests: real HC18 frames as tensors, and a parse + build of an ONNX file with
 the real TensorRT-RTX builder (no GPU needed: it builds ahead of time).
 
-``build_rtx`` is a small stand-in until ``edgeseg.export.trt_build`` takes ``flavour="rtx"``; it returns
-what the route tests report (build seconds, engine bytes) and raises with the parser's node and reason.
+``build_rtx`` builds through ``edgeseg.export.trt_build.engine_from_onnx(flavour="rtx")`` when the graph
+has a sidecar, directly with the builder when it has none; it returns what the route tests report
+(build seconds, engine bytes).
 """
 
 from __future__ import annotations
@@ -37,43 +38,38 @@ def tensorrt_rtx():
     return tensorrt_rtx
 
 
-class RtxBuildError(RuntimeError):
-    """The parser or builder refused the network; the message names the node and the reason."""
-
-
-def parser_errors(parser) -> list[str]:
-    """One line per parser error: node name, op type and TensorRT's reason."""
-    lines = []
-    for i in range(parser.num_errors):
-        err = parser.get_error(i)
-        lines.append(f"node {err.node_name() or err.node()!r} ({err.node_operator()}): {err.desc()}")
-    return lines
-
-
 def build_rtx(onnx_path: str | Path, shapes: dict[str, tuple[tuple[int, ...], ...]] | None = None):
-    """Build ``onnx_path`` strongly typed; ``shapes``: input -> (min, opt, max) for its dynamic dims.
+    """Build ``onnx_path`` with TensorRT-RTX; ``shapes``: input -> (min, opt, max) for its dynamic dims.
 
-    Returns ``(seconds, engine bytes)``.
+    With a sidecar the product's builder does it (``engine_from_onnx(flavour="rtx")``, profiles from the
+    sidecar plus ``shapes``); a bare graph is built strongly typed here. Returns ``(seconds, engine bytes)``;
+    raises :class:`~edgeseg.export.trt_build.EngineBuildError` naming the node the parser refused.
     """
     trt = tensorrt_rtx()
+    from edgeseg.artifact import sidecar_path
+    from edgeseg.export.trt_build import EngineBuildError, engine_from_onnx
+
+    path = Path(onnx_path)
+    start = time.perf_counter()
+    if sidecar_path(path).exists():
+        engine = engine_from_onnx(path, path.with_suffix(".engine"), flavour="rtx", shapes=shapes, timing_cache=False)
+        return time.perf_counter() - start, engine.path.stat().st_size
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        raise RtxBuildError("TensorRT-RTX cannot parse " + Path(onnx_path).name + ": " + "; ".join(parser_errors(parser)))
+    if not parser.parse_from_file(str(path)):
+        errors = [f"node {e.node_name()!r} ({e.node_operator()}): {e.desc()}"
+                  for e in (parser.get_error(i) for i in range(parser.num_errors))]
+        raise EngineBuildError(f"TensorRT-RTX cannot parse {path.name}: " + "; ".join(errors))
     config = builder.create_builder_config()
     dynamic = [network.get_input(i) for i in range(network.num_inputs) if -1 in tuple(network.get_input(i).shape)]
     if dynamic:
         profile = builder.create_optimization_profile()
         for tensor in dynamic:
-            if tensor.name not in (shapes or {}):
-                raise RtxBuildError(f"input {tensor.name!r} has dynamic shape {tuple(tensor.shape)}: pass its shapes")
             profile.set_shape(tensor.name, *shapes[tensor.name])
         config.add_optimization_profile(profile)
-    start = time.perf_counter()
     engine = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - start
     if engine is None:
-        raise RtxBuildError(f"TensorRT-RTX could not build {Path(onnx_path).name} (see the log above)")
-    return seconds, engine.nbytes
+        raise EngineBuildError(f"TensorRT-RTX could not build {path.name}")
+    return time.perf_counter() - start, engine.nbytes

@@ -10,9 +10,10 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("scipy")
 
-from _routes import build_rtx, hc18_frames, RtxBuildError  # noqa: E402
+from _routes import build_rtx, hc18_frames  # noqa: E402
 
 from edgeseg.artifact import Artifact, Preprocess  # noqa: E402
+from edgeseg.export.trt_build import EngineBuildError  # noqa: E402
 from edgeseg.ops.crf_rnn import run_after_engine  # noqa: E402
 
 GRAY = {"color": "gray", "mean": [0.5], "std": [0.25]}
@@ -69,7 +70,7 @@ def test_native_graph_keeps_the_densecrf_node_which_tensorrt_rtx_cannot_parse(mo
     art = _export(model, tmp_path, "native")
     assert "DenseCRF" in {n.op_type for n in onnx.load(str(art.path)).graph.node}
     assert "after_engine" not in art.extra["export"]
-    with pytest.raises(RtxBuildError, match="DenseCRF"):
+    with pytest.raises(EngineBuildError, match="DenseCRF"):
         build_rtx(art.path, SHAPES)
 
 

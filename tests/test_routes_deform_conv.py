@@ -9,9 +9,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
-from _routes import build_rtx, hc18_frames, RtxBuildError  # noqa: E402
+from _routes import build_rtx, hc18_frames  # noqa: E402
 
 from edgeseg.artifact import Artifact, Preprocess  # noqa: E402
+from edgeseg.export.trt_build import EngineBuildError  # noqa: E402
 from edgeseg.ops.deform_conv import DeformConv2d, deform_conv2d, deform_conv2d_grid_sample  # noqa: E402
 
 GRAY = {"color": "gray", "mean": [0.5], "std": [0.25]}
@@ -95,7 +96,7 @@ def test_native_route_keeps_onnx_deformconv_which_tensorrt_rtx_cannot_parse(bloc
     art = _export(block, tmp_path, "native")
     assert "DeformConv" in {n.op_type for n in onnx.load(str(art.path)).graph.node}
     assert art.extra["export"]["route"] == "native"
-    with pytest.raises(RtxBuildError, match="DeformConv"):  # no native DeformConv, no plugin registered
+    with pytest.raises(EngineBuildError, match="DeformConv"):  # no native DeformConv, no plugin registered
         build_rtx(art.path, {"input": ((1, 1, 16, 16), (1, 1, 24, 32), (2, 1, 64, 64))})
 
 
