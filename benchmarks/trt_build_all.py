@@ -11,6 +11,8 @@ reported separately.
     python benchmarks/trt_build_all.py                       # all; writes results/trt_build_all.json
     python benchmarks/trt_build_all.py --models fastseg fcn  # some
     python benchmarks/trt_build_all.py --markdown            # also print the README table
+    python benchmarks/trt_build_all.py --models deeplabv3_dcn maskrcnn --route decomposed \
+        --out benchmarks/results/trt_build_decomposed.json   # the standard-op export routes
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ CALIBRATION = REPO.parent / "shared" / "data" / "hc18" / "images"
 SKIP = {"tflite_graph": "built from an imported .tflite graph: see the selfie rows"}
 
 
-def _export(name: str, workdir: Path) -> Path:
+def _export(name: str, workdir: Path, route: str) -> Path:
     import torch
 
     from edgeseg.export.onnx_export import onnx_from_torch
@@ -39,14 +41,14 @@ def _export(name: str, workdir: Path) -> Path:
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=2, in_channels=3).eval()
-    return onnx_from_torch(model, None, workdir / f"{name}.onnx").path
+    return onnx_from_torch(model, None, workdir / f"{name}.{route}.onnx", route=route).path
 
 
-def _prepare(entry: str, workdir: Path) -> Path:
+def _prepare(entry: str, workdir: Path, route: str) -> Path:
     """The ONNX file of one row: ``model:NAME``, ``hc18:fp32|fp16|int8`` or ``selfie:general|landscape``."""
     kind, _, which = entry.partition(":")
     if kind == "model":
-        return _export(which, workdir)
+        return _export(which, workdir, route)
     if kind == "hc18":
         if which == "fp32":
             return ASSET
@@ -63,14 +65,14 @@ def _prepare(entry: str, workdir: Path) -> Path:
     raise SystemExit(f"unknown entry {entry!r}")
 
 
-def one(entry: str, workdir: Path) -> dict:
+def one(entry: str, workdir: Path, route: str = "native") -> dict:
     """Export (or find) and build one row in this process; a dict for the JSON."""
     from edgeseg.export.trt_build import check_onnx, engine_from_onnx
 
     row: dict = {"entry": entry}
     start = time.perf_counter()
     try:
-        onnx_path = _prepare(entry, workdir)
+        onnx_path = _prepare(entry, workdir, route)
     except Exception as exc:  # noqa: BLE001 - a row that cannot even export says why
         row.update(status="export failed", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         return row
@@ -106,8 +108,8 @@ def _rows(models: list[str] | None) -> list[str]:
     return entries
 
 
-def _run_isolated(entry: str, workdir: Path, timeout: float) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--one", entry, "--workdir", str(workdir)],
+def _run_isolated(entry: str, workdir: Path, timeout: float, route: str) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--one", entry, "--workdir", str(workdir), "--route", route],
                             capture_output=True, text=True, timeout=timeout, cwd=REPO)
     for line in reversed(result.stdout.splitlines()):
         if line.startswith("{"):
@@ -137,11 +139,13 @@ def main() -> int:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=None, help="where ONNX and engine files go (default: temp)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per row")
+    parser.add_argument("--route", default="native", choices=("native", "decomposed", "plugin"),
+                        help="export route of edgeseg's custom ops (edgeseg export --route; default native)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--markdown", action="store_true", help="print the README table")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.workdir)))
+        print(json.dumps(one(args.one, args.workdir, args.route)))
         return 0
     from edgeseg.bench.environment import capture
 
@@ -150,7 +154,7 @@ def main() -> int:
     rows = []
     for entry in _rows(args.models):
         try:
-            row = _run_isolated(entry, workdir, args.timeout)
+            row = _run_isolated(entry, workdir, args.timeout, args.route)
         except subprocess.TimeoutExpired:
             row = {"entry": entry, "status": f"timed out after {args.timeout:.0f} s"}
         rows.append(row)
@@ -158,10 +162,11 @@ def main() -> int:
               f"{(row.get('reason') or '').splitlines()[0][:100] if row.get('reason') else ''}"
               + (f"  {row['problems'][0]['node']} ({row['problems'][0]['op_type']})" if row.get("problems") else ""),
               flush=True)
-    for name, why in SKIP.items():
-        rows.append({"entry": f"model:{name}", "status": "skipped", "reason": why})
+    if not args.models:
+        rows += [{"entry": f"model:{name}", "status": "skipped", "reason": why} for name, why in SKIP.items()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": capture(), "cpu_count": os.cpu_count(), "rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"environment": capture(), "cpu_count": os.cpu_count(), "route": args.route,
+                                    "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
     if args.markdown:
         print(markdown(rows))
