@@ -29,10 +29,11 @@ def add_arguments(parser) -> None:
                         help="fp16: weights and activations in half precision; int8: Q/DQ from --calibration images")
     parser.add_argument("-o", "--output", default=None, help="output .onnx (default MODEL.fp16.onnx / MODEL.int8.onnx)")
     calib = parser.add_argument_group("int8 calibration")
-    calib.add_argument("--calibration", default=None, help="folder of real images (required for int8)")
+    calib.add_argument("--calibration", default=None, help="folder of real images (required for int8 without "
+                       "--data; with --data: at most half of DATA/images, the rest judged on)")
     calib.add_argument("--glob", default="*.png", help="which files in --calibration (default *.png)")
     calib.add_argument("--limit", type=int, default=64, help="use N images, sampled with --seed (default 64)")
-    calib.add_argument("--seed", type=int, default=0, help="seed of the calibration image sample")
+    calib.add_argument("--seed", type=int, default=0, help="seed of the calibration (and --data judging) image samples")
     calib.add_argument("--method", default=None, choices=("auto", "minmax", "entropy", "percentile"),
                        help="activation range estimate; auto (the default with --data) tries all three and "
                        "keeps the best by --accept (default without --data: percentile)")
