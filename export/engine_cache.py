@@ -88,12 +88,16 @@ def gpu_info(device: int = 0) -> GpuInfo:
     """Name and compute capability of CUDA device ``device`` through CuPy (or torch as a fallback)."""
     try:
         import cupy
-
-        props = cupy.cuda.runtime.getDeviceProperties(device)
-        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-        return GpuInfo(name, f"{props['major']}.{props['minor']}")
     except ImportError:
-        pass
+        cupy = None
+    if cupy is not None:
+        try:
+            props = cupy.cuda.runtime.getDeviceProperties(device)
+        except cupy.cuda.runtime.CUDARuntimeError:  # CuPy without a driver or device
+            pass
+        else:
+            name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+            return GpuInfo(name, f"{props['major']}.{props['minor']}")
     try:
         import torch
 

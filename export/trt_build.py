@@ -268,8 +268,6 @@ def _build_gpu(flavour: Flavour) -> GpuInfo | None:
             return gpu_info()
         except MissingDependencyError:
             return None
-        except Exception:  # noqa: BLE001 - CuPy without a driver raises its own runtime error
-            return None
     try:
         return gpu_info()
     except MissingDependencyError as exc:
