@@ -139,7 +139,7 @@ def report_lines(result) -> list[str]:
     """The guard's verdict as a few lines: rule, calibration choice, metrics and per-class IoU, kept layers."""
     report = result.report
     lines = [f"accept {', '.join(report['accept'])}: judged on {report['images']} labelled images of "
-             f"{report['data']} (ONNX Runtime CPU, Q/DQ computed as written)"]
+             f"{report['data']} (ONNX Runtime CPU{', Q/DQ computed as written' if result.precision == 'int8' else ''})"]
     calib = report.get("calibration")
     if calib:
         tried = "; ".join(f"{m} ({_fmt_worst(row, report)})" for m, row in calib["methods"].items())
