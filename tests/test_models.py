@@ -25,6 +25,7 @@ FAST = {
     "fastseg_small": {},
     "fastseg_large": {"width": 0.5},
     "fcn": {"width": 16},
+    "fcn32s": {"width": 16},
     "deeplabv3": {"width": 16, "aspp_channels": 32},
     "deeplabv3_dcn": {"width": 16, "aspp_channels": 32},
     "pspnet": {"width": 16},
@@ -36,7 +37,7 @@ FAST = {
 ELSEWHERE = {"tflite_graph", "deeplabv3_crf", "maskrcnn"}  # tested in test_tflite_import, test_crf_rnn, test_maskrcnn
 ZOO = sorted(set(list_models()) - ELSEWHERE)
 MODELS = sorted(FAST)
-SLOW_EXPORT = {"fcn", "deeplabv3", "deeplabv3_dcn", "pspnet", "gcn", "deconvnet", "deeplab_attention",
+SLOW_EXPORT = {"fcn", "fcn32s", "deeplabv3", "deeplabv3_dcn", "pspnet", "gcn", "deconvnet", "deeplab_attention",
                "fastseg_large"}
 
 
@@ -60,6 +61,15 @@ def test_fastseg_skip_stride_4_gives_a_finer_skip():
     assert model.encoder.strides[model.low_index] == 4
     with pytest.raises(InputError, match="skip_stride: got 2"):
         create_model("fastseg", 2, skip_stride=2)
+
+
+def test_gcn_without_boundary_refinement_has_no_br_blocks():
+    from edgeseg.models.gcn import BoundaryRefinement
+
+    plain = build("gcn", 2, 1, boundary_refinement=False, **FAST["gcn"])
+    check_forward_backward(plain, 2, 1, sizes=[(64, 64)])
+    assert not any(isinstance(m, BoundaryRefinement) for m in plain.modules())
+    assert sum(isinstance(m, BoundaryRefinement) for m in build("gcn", 2, 1, **FAST["gcn"]).modules()) == 9
 
 
 def test_fastseg_stays_small():

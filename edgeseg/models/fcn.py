@@ -1,4 +1,5 @@
-"""FCN-8s (Long, Shelhamer & Darrell 2015): skip fusion of class scores from strides 32, 16 and 8.
+"""FCN-8s (Long, Shelhamer & Darrell 2015): skip fusion of class scores from strides 32, 16 and 8; and
+FCN-32s, the same net without skips (stride-32 scores upsampled x32), the paper's baseline for the skip net.
 
 A 1x1 classifier scores each of the last three encoder stages. The stride-32 scores are upsampled x2
 by a learned deconvolution initialised to bilinear, cropped to the stride-16 map and added to its
@@ -45,3 +46,22 @@ def fcn(num_classes: int, in_channels: int = 3, encoder: str = "resnet18", width
     ``width``: the encoder's width (ResNet: first-stage channels, 64; MobileNet: multiplier, 1.0).
     """
     return FCN8s(num_classes, in_channels, encoder, **encoder_options(width))
+
+
+class FCN32s(nn.Module):
+    """``(N, in_channels, H, W)`` -> logits: a 1x1 classifier on the stride-32 features, bilinear x32 (no skips)."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, encoder: str = "resnet18", **encoder_kwargs):
+        super().__init__()
+        self.encoder = create_encoder(encoder, in_channels, output_stride=32, **encoder_kwargs)
+        self.score32 = nn.Conv2d(self.encoder.out_channels[-1], num_classes, 1)
+        init_weights(self.score32, mode="fan_in")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return resize_to(self.score32(self.encoder(x)[-1]), x)
+
+
+@register_model("fcn32s")
+def fcn32s(num_classes: int, in_channels: int = 3, encoder: str = "resnet18", width: float | None = None) -> FCN32s:
+    """FCN-32s: stride-32 scores upsampled x32 bilinearly, no skips (FCN-8s's baseline; ResNet-18 encoder)."""
+    return FCN32s(num_classes, in_channels, encoder, **encoder_options(width))

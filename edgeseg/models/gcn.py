@@ -5,7 +5,8 @@ and (1 x k then k x 1), summed, giving dense k x k connectivity for classificati
 instead of O(k^2), with no nonlinearity inside. A Boundary Refinement block (x + conv3x3(relu(conv3x3(x))))
 sharpens each score map. Coarse scores are upsampled x2 by learned deconvolutions (bilinear init),
 added to the next finer stage's scores and refined again; two more x2 upsamplings with refinement
-reach the input size.
+reach the input size. ``boundary_refinement=False`` replaces every BR block by the identity (the
+paper's ablation of BR).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class GCN(nn.Module):
     """``(N, in_channels, H, W)`` -> logits ``(N, num_classes, H, W)``."""
 
     def __init__(self, num_classes: int, in_channels: int = 3, encoder: str = "resnet18", kernel_size: int = 15,
-                 **encoder_kwargs):
+                 boundary_refinement: bool = True, **encoder_kwargs):
         super().__init__()
         self.encoder = create_encoder(encoder, in_channels, output_stride=32, **encoder_kwargs)
         self.indices = [self.encoder.stage_index(s) for s in (4, 8, 16, 32)]
@@ -59,10 +60,11 @@ class GCN(nn.Module):
             raise InputError(f"gcn encoder {encoder!r}: first stage stride {self.encoder.strides[0]}, expected 2")
         c = num_classes
         self.gcn = nn.ModuleList(GlobalConv(self.encoder.out_channels[i], c, kernel_size) for i in self.indices)
-        self.br_stage = nn.ModuleList(BoundaryRefinement(c) for _ in self.indices)
-        self.br_fused = nn.ModuleList(BoundaryRefinement(c) for _ in self.indices[:-1])
+        br = BoundaryRefinement if boundary_refinement else (lambda _: nn.Identity())
+        self.br_stage = nn.ModuleList(br(c) for _ in self.indices)
+        self.br_fused = nn.ModuleList(br(c) for _ in self.indices[:-1])
         self.up = nn.ModuleList(BilinearDeconv(c) for _ in range(len(self.indices) + 1))
-        self.br_final = nn.ModuleList(BoundaryRefinement(c) for _ in range(2))
+        self.br_final = nn.ModuleList(br(c) for _ in range(2))
         init_weights(self.gcn, mode="fan_in")
         refinements = nn.ModuleList([self.br_stage, self.br_fused, self.br_final])
         init_weights(refinements, mode="fan_in")
@@ -82,6 +84,9 @@ class GCN(nn.Module):
 
 @register_model("gcn")
 def gcn(num_classes: int, in_channels: int = 3, encoder: str = "resnet18", kernel_size: int = 15,
-        width: float | None = None) -> GCN:
-    """GCN: large-kernel (k x 1 + 1 x k) score branches + Boundary Refinement on ResNet-18 stages."""
-    return GCN(num_classes, in_channels, encoder, kernel_size, **encoder_options(width))
+        width: float | None = None, boundary_refinement: bool = True) -> GCN:
+    """GCN: large-kernel (k x 1 + 1 x k) score branches + Boundary Refinement on ResNet-18 stages.
+
+    ``boundary_refinement=False``: no BR blocks (identity), for the paper's BR ablation.
+    """
+    return GCN(num_classes, in_channels, encoder, kernel_size, bool(boundary_refinement), **encoder_options(width))

@@ -16,6 +16,7 @@ _BUILTIN = {
     "fastseg_small": "edgeseg.models.fastseg",
     "fastseg_large": "edgeseg.models.fastseg",
     "fcn": "edgeseg.models.fcn",
+    "fcn32s": "edgeseg.models.fcn",
     "deeplabv3": "edgeseg.models.deeplabv3",
     "deeplabv3_dcn": "edgeseg.models.deeplabv3",
     "pspnet": "edgeseg.models.pspnet",
