@@ -213,6 +213,18 @@ def test_what_rtx_lacks_is_refused_with_the_route(rtx, tmp_path):
         engine_from_onnx(art, flavour="rtx", plugins="edgeseg")
 
 
+def test_nvidia_plugin_library_registers_in_the_real_registry(rtx):
+    from edgeseg.export.trt_build import register_plugins
+    from edgeseg.export.trt_flavour import load_flavour
+
+    flavour = load_flavour("rtx")
+    register_plugins(flavour, "native")
+    creators = {(c.name, c.plugin_namespace) for c in rtx.get_plugin_registry().all_creators}
+    assert ("ROIAlign_TRT", "") in creators  # NVIDIA's RoIAlign, the native route's plugin
+    with pytest.raises(InputError, match="plugins: got 'nvidia'"):
+        register_plugins(flavour, "nvidia")
+
+
 def test_parser_error_names_node_op_and_reason(rtx, tmp_path):
     from edgeseg.export.trt_build import EngineBuildError, engine_from_onnx
 
@@ -280,7 +292,6 @@ def test_shipped_hc18_fp32_builds(rtx, tmp_path):
     _build_and_check(ASSET, tmp_path / "hc18.engine", "fp32", rtx)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_shipped_hc18_quantized_variants_build(rtx, tmp_path, precision):
     if precision == "int8" and not (HC18 / "images").is_dir():
