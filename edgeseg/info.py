@@ -87,7 +87,7 @@ def _metadata_version(module: str, dist: str) -> str | None:
 
 def cuda_probe() -> Probe:
     """Find a CUDA GPU through CuPy, then torch, then nvidia-smi."""
-    if not _may_have_gpu():  # neither CuPy nor torch could see one, and importing them costs seconds
+    if not may_have_gpu():  # neither CuPy nor torch could see one, and importing them costs seconds
         return Probe("cuda", False, "no driver (no /dev/nvidia0) and no GPU found")
     try:
         import cupy
@@ -122,7 +122,7 @@ def cuda_probe() -> Probe:
     return Probe("cuda", False, "a device node exists but neither cupy nor torch can use it")
 
 
-def _may_have_gpu() -> bool:
+def may_have_gpu() -> bool:
     """False only where no NVIDIA device node can exist (Linux without /dev/nvidia*, /dev/nvhost-*, WSL's /dev/dxg)."""
     if not platform.system() == "Linux":
         return True
@@ -177,7 +177,7 @@ def tensorrt_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
 
 def collect(deep: bool = False) -> dict:
     """Everything ``edgeseg info`` prints, as a JSON-ready dict (``deep``: import every library, slower)."""
-    light = (*METADATA_ONLY, *(() if _may_have_gpu() else ("cupy",)))
+    light = (*METADATA_ONLY, *(() if may_have_gpu() else ("cupy",)))
     libs = {module: library_version(module, dist, load=deep or module not in light)
             for module, dist in OPTIONAL_LIBRARIES}
     cuda = cuda_probe()

@@ -189,3 +189,14 @@ def test_server_stopped_mid_stream_then_back(model, tmp_path):
             runner.deactivate()
     finally:
         srv.stop()
+
+
+def test_cpu_machine_log_explains_the_cuda_lines_and_has_no_gpu_metrics_errors(server):
+    from edgeseg.info import may_have_gpu
+    from edgeseg.triton.server import NO_GPU_NOTE
+
+    log = server.log.read_text(errors="replace")
+    if may_have_gpu():
+        assert NO_GPU_NOTE not in log
+    else:  # one line explains what tritonserver logs about CUDA; NVML/DCGM (GPU metrics) are not started
+        assert NO_GPU_NOTE in log and "NVML" not in log and "DCGM" not in log

@@ -31,6 +31,13 @@ from .repository import triton_config_from_artifact
 log = logging.getLogger("edgeseg.triton.server")
 
 
+# tritonserver probes CUDA at start even on a CPU machine and logs W/E lines about it (pinned memory, CUDA
+# driver, CudaDriverHelper), plus a PyTriton quirk ("Failed to set config modification time"); GPU metrics
+# (NVML, DCGM) are switched off there, which silences their errors.
+NO_GPU_NOTE = ("edgeseg serve: no NVIDIA GPU on this machine, so Triton serves on the CPU; its start-up lines about "
+               "pinned memory, the CUDA driver and 'config modification time' are expected, not failures")
+
+
 @dataclass
 class ServeOptions:
     """What ``edgeseg serve`` configures. Ports must be free; ``host`` is the bind address."""
@@ -161,12 +168,17 @@ def serve(model: str | Path | Artifact, options: ServeOptions | None = None,
         raise InputError(f"instances: got {options.instances!r}, expected an int >= 1")
     from pytriton.triton import Triton, TritonConfig
 
+    from ..info import may_have_gpu
+
     stop = stop or threading.Event()
     _stop_on_signals(stop)
+    gpu = may_have_gpu()
+    if not gpu:
+        print(NO_GPU_NOTE, flush=True)
     config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
                           grpc_port=options.grpc_port, metrics_address=options.host,
                           metrics_port=options.metrics_port, exit_timeout_secs=5,
-                          log_verbose=options.log_verbose)
+                          log_verbose=options.log_verbose, allow_gpu_metrics=gpu)
     with Triton(config=config) as triton:
         name = bind_model(triton, artifact, options)
         if options.segmenter:
