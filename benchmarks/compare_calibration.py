@@ -11,8 +11,8 @@ B is A's runner wrapped so every inference busy-waits ``effect`` times its own m
 effect 0). Conditions run round-robin so load changes over the run hit every condition alike.
 
 Reported per condition: the share of comparisons whose infer verdict is "B worse" / "B better" (A/A: false
-alarms; A/B: detections), with the shipped noise floor (edgeseg.bench.compare.MIN_EFFECT), with the t-test alone
-(no floor) and with the old bootstrap over iterations; and the A/A noise (95th percentile of |B/A - 1|).
+alarms; A/B: detections) with the shipped rank test and noise floor (edgeseg.bench.compare.TESTS, MIN_EFFECT), the
+same test without the floor, the t-test with the floor, and the old bootstrap over iterations; and the A/A noise (95th percentile of |B/A - 1|).
 
     nice .venv/bin/python benchmarks/compare_calibration.py                  # 20 per condition, ~10-20 min
     .venv/bin/python benchmarks/compare_calibration.py --runs 3 --iterations 100 --blocks 10   # smoke test
@@ -31,10 +31,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeseg.bench.compare import MIN_EFFECT  # noqa: E402
+from edgeseg.bench.compare import MIN_EFFECT, T_TESTS, TESTS  # noqa: E402
 from edgeseg.bench.environment import capture as machine_info  # noqa: E402
 from edgeseg.bench.measure import FrameTimer, _artifact_at_size, _segmenter, run_interleaved, synthetic_frames  # noqa: E402
-from edgeseg.bench.stats import block_medians, bootstrap_ratio, paired_block_test, welch_block_test  # noqa: E402
+from edgeseg.bench.stats import block_medians, bootstrap_ratio  # noqa: E402
 from edgeseg.runtime.base import Runner  # noqa: E402
 
 MODEL = REPO / "edgeseg" / "assets" / "hc18_fastseg.onnx"
@@ -70,7 +70,7 @@ class SlowedRunner(Runner):
 def interleaved(effect: float, args, frames) -> dict:
     a, b = run_interleaved(MODEL, MODEL, size=args.size, iterations=args.iterations, warmup=args.warmup,
                            threads=args.threads, frames=frames, blocks=args.blocks, progress=False,
-                           pause=args.pause_ms / 1e3,
+                           pause=args.pause_ms / 1e3, reload_every=args.reload_every,
                            wrap=lambda role, runner: SlowedRunner(runner, effect if role == "B" else 0.0))
     return {stage: (a.samples[stage], a.blocks[stage], b.samples[stage], b.blocks[stage]) for stage in STAGES}
 
@@ -103,10 +103,10 @@ def judge(mode: str, data: dict) -> dict:
 
 def verdicts(mode: str, ma, mb) -> dict:
     """The block test with the shipped floor and without; block medians kept so --summarize can redo this."""
-    test = paired_block_test if mode == "interleaved" else welch_block_test
-    floored = test(ma, mb, min_effect=MIN_EFFECT[mode])
+    floored = TESTS[mode](ma, mb, min_effect=MIN_EFFECT[mode])
     return {"ratio": floored.ratio, "low": floored.low, "high": floored.high, "spread": floored.spread,
-            "verdict": floored.verdict, "t_only": test(ma, mb).verdict,
+            "verdict": floored.verdict, "no_floor": TESTS[mode](ma, mb).verdict,
+            "t_test": T_TESTS[mode](ma, mb, min_effect=MIN_EFFECT[mode]).verdict,
             "blocks_a": [round(float(v), 8) for v in ma], "blocks_b": [round(float(v), 8) for v in mb]}
 
 
@@ -123,7 +123,7 @@ def summarize(records: list[dict]) -> list[dict]:
                  "median_ratio_infer": float(np.median(ratios)),
                  "median_ratio_end_to_end": float(np.median([r["end_to_end"]["ratio"] for r in rows])),
                  "median_block_spread": float(np.median([r["infer"]["spread"] for r in rows]))}
-        for key in ("verdict", "t_only", "bootstrap"):
+        for key in ("verdict", "no_floor", "t_test", "bootstrap"):
             entry[f"worse_{key}"] = rate(rows, key, "B worse")
             entry[f"better_{key}"] = rate(rows, key, "B better")
         entry["worse_end_to_end"] = rate(rows, "verdict", "B worse", "end_to_end")
@@ -135,15 +135,16 @@ def summarize(records: list[dict]) -> list[dict]:
 
 
 def markdown(table: list[dict]) -> str:
-    lines = ["| mode | injected | runs | called worse (floor) | called better (floor) | t-test alone: worse / better "
-             "| old bootstrap: worse / better | median B/A infer | A/A noise q95 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| mode | injected | runs | called worse | called better | no floor: worse / better "
+             "| t-test + floor: worse / better | old bootstrap: worse / better | median B/A infer | A/A noise q95 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e in table:
         noise = f"{e['aa_noise_q95'] * 100:.1f} %" if "aa_noise_q95" in e else ""
         lines.append(
             f"| {e['mode']} (floor {e['min_effect'] * 100:.0f} %) | +{e['effect'] * 100:.0f} % | {e['runs']} | "
             f"{e['worse_verdict'] * 100:.0f} % | {e['better_verdict'] * 100:.0f} % | "
-            f"{e['worse_t_only'] * 100:.0f} / {e['better_t_only'] * 100:.0f} % | "
+            f"{e['worse_no_floor'] * 100:.0f} / {e['better_no_floor'] * 100:.0f} % | "
+            f"{e['worse_t_test'] * 100:.0f} / {e['better_t_test'] * 100:.0f} % | "
             f"{e['worse_bootstrap'] * 100:.0f} / {e['better_bootstrap'] * 100:.0f} % | "
             f"{e['median_ratio_infer']:.3f} | {noise} |")
     return "\n".join(lines)
@@ -164,7 +165,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="comparisons per condition (default 20)")
     parser.add_argument("--effects", type=float, nargs="+", default=[0.03, 0.05, 0.10])
-    parser.add_argument("--separate-effects", type=float, nargs="*", default=[0.05, 0.10],
+    parser.add_argument("--separate-effects", type=float, nargs="*", default=[0.10],
                         help="A/B effects also run as separate runs (A/A always is)")
     parser.add_argument("--iterations", type=int, default=600, help="timed frames per model (default 600)")
     parser.add_argument("--blocks", type=int, default=20, help="blocks per model (default 20)")
@@ -175,6 +176,7 @@ def main() -> int:
     parser.add_argument("--pause-ms", type=float, default=1.0,
                         help="random idle of 0 to this many ms before each frame (default 1; see run_interleaved)")
     parser.add_argument("--out", default=str(RESULTS / "compare_calibration.json"))
+    parser.add_argument("--reload-every", type=int, default=2, help="rebuild sessions every N pairs (default 2)")
     parser.add_argument("--summarize", metavar="JSON", help="only re-judge a saved run with the current floors")
     args = parser.parse_args()
     if args.summarize:
@@ -193,7 +195,7 @@ def main() -> int:
                             **judge(mode, data)})
             r = records[-1]["infer"]
             print(f"[{i + 1}/{args.runs}] {mode:<11} +{effect * 100:4.1f} %  B/A {r['ratio']:.3f} "
-                  f"[{r['low']:.3f}, {r['high']:.3f}]  {r['verdict']:<26} (t only: {r['t_only']}, "
+                  f"[{r['low']:.3f}, {r['high']:.3f}]  {r['verdict']:<26} (t-test: {r['t_test']}, "
                   f"bootstrap: {r['bootstrap']})  {time.time() - started:.0f} s", flush=True)
         table = summarize(records)
         out.write_text(json.dumps({"settings": {k: v for k, v in vars(args).items() if k != "out"},

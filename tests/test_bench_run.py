@@ -60,11 +60,11 @@ def test_interleaved_halves_of_one_run_show_no_significant_difference(fastseg_ar
     halves = [BenchResult(res.artifact, res.model, res.backend, res.input_size, 1,
                           {k: v[i::2] for k, v in res.samples.items()}, blocks={k: [5] * 8 for k in res.samples},
                           config={"interleave": {"id": "x", "role": "AB"[i]}}) for i in (0, 1)]
-    # Halves of the same blocks are an ideal A/A pair: at 99.9 % with the 2 % floor a biased test still fails
-    # this, a sound one only once in a thousand runs on a shared machine.
-    rows = compare(*halves, confidence=0.999)
+    # Halves of the same blocks are an ideal A/A pair: at 99 % with the 2 % floor a biased test still fails this,
+    # a sound one rarely on a shared machine (8 pairs: the interval is the range of the Walsh averages).
+    rows = compare(*halves, confidence=0.99)
     infer = next(r for r in rows if r.stage == "infer")
-    assert infer.test.paired
+    assert infer.test.paired and np.isfinite(infer.test.high)
     assert infer.verdict in ("no significant difference", "within noise"), (infer.test, np.median(res.samples["infer"]))
 
 

@@ -109,21 +109,27 @@ def _ar1(rng, n, phi, sigma):
     return x
 
 
-def test_autocorrelated_runs_fool_the_iteration_bootstrap_but_not_the_block_test():
+def test_autocorrelated_runs_fool_the_iteration_bootstrap_but_not_the_block_tests():
+    from edgeseg.bench.stats import rank_sum_block_test
+
     rng = np.random.default_rng(2026)
-    naive = blocked = 0
+    naive = welch = ranks = 0
     runs = 100
     for i in range(runs):
         a = 0.010 * np.exp(_ar1(rng, 400, 0.9, 0.05))  # correlation time ~10 frames, blocks of 40
         b = 0.010 * np.exp(_ar1(rng, 400, 0.9, 0.05))
         naive += bootstrap_ratio(a, b, resamples=400, seed=i).significant
-        blocked += welch_block_test(block_medians(a, blocks=10), block_medians(b, blocks=10)).significant
+        ma, mb = block_medians(a, blocks=10), block_medians(b, blocks=10)
+        welch += welch_block_test(ma, mb).significant
+        ranks += rank_sum_block_test(ma, mb).significant
     # same process, so every "significant" is a false alarm: 5 % expected from a valid test
     assert naive / runs > 0.4
-    assert blocked / runs <= 0.1
+    assert welch / runs <= 0.1 and ranks / runs <= 0.1
 
 
 def test_run_level_shifts_need_the_noise_floor_and_interleaving_cancels_drift():
+    from edgeseg.bench.stats import rank_sum_block_test, signed_rank_block_test
+
     rng = np.random.default_rng(7)
     runs, blocks = 100, 20
     separate_t = separate_floor = paired_false = paired_hits = 0
@@ -133,14 +139,73 @@ def test_run_level_shifts_need_the_noise_floor_and_interleaving_cancels_drift():
         b = 0.01 * np.exp(rng.normal(0, 0.02) + rng.normal(0, 0.03, blocks))
         separate_t += welch_block_test(a, b).significant
         separate_floor += welch_block_test(a, b, min_effect=0.06).verdict in ("B worse", "B better")
+        separate_floor += rank_sum_block_test(a, b, min_effect=0.06).verdict in ("B worse", "B better")
         # interleaved: a random-walk drift (10 % over the run) shared by the blocks of a pair, 2 % own noise
         drift = np.cumsum(rng.normal(0, 0.02, blocks))
         a = 0.01 * np.exp(drift + rng.normal(0, 0.02, blocks))
         same = 0.01 * np.exp(drift + rng.normal(0, 0.02, blocks))
         slower = 0.01 * np.exp(drift + np.log(1.05) + rng.normal(0, 0.02, blocks))
-        paired_false += paired_block_test(a, same, min_effect=0.02).verdict in ("B worse", "B better")
-        paired_hits += paired_block_test(a, slower, min_effect=0.02).verdict == "B worse"
+        for test in (paired_block_test, signed_rank_block_test):
+            paired_false += test(a, same, min_effect=0.02).verdict in ("B worse", "B better")
+            paired_hits += test(a, slower, min_effect=0.02).verdict == "B worse"
     assert separate_t / runs > 0.3  # the blocks do not see the run-level shift ...
-    assert separate_floor / runs <= 0.05  # ... the A/A floor does
-    assert paired_false / runs <= 0.05
-    assert paired_hits / runs >= 0.9
+    assert separate_floor / (2 * runs) <= 0.05  # ... the A/A floor does (t and rank test)
+    assert paired_false / (2 * runs) <= 0.05
+    assert paired_hits / (2 * runs) >= 0.9
+
+
+from edgeseg.bench.stats import (  # noqa: E402
+    rank_sum_block_test, rank_sum_null, signed_rank_block_test, signed_rank_null,
+)
+
+
+def test_rank_null_distributions_give_scipys_exact_p_values():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.01, 0.05, 11)
+    t_plus = float(np.sum(np.argsort(np.argsort(np.abs(d)))[d > 0] + 1))
+    counts = signed_rank_null(11)
+    ours = 2 * min(counts[: int(t_plus) + 1].sum(), counts[int(t_plus):].sum()) / counts.sum()
+    assert min(ours, 1.0) == pytest.approx(sps.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+    a, b = rng.normal(0, 1, 7), rng.normal(0.5, 1, 9)
+    u = int(np.sum(b[None, :] > a[:, None]))  # pairs where B is larger
+    counts = rank_sum_null(7, 9)
+    ours = 2 * min(counts[: u + 1].sum(), counts[u:].sum()) / counts.sum()
+    assert min(ours, 1.0) == pytest.approx(sps.mannwhitneyu(b, a, method="exact").pvalue, rel=1e-12)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_rank_intervals_are_exactly_the_shifts_scipy_does_not_reject(paired):
+    rng = np.random.default_rng(11)
+    a = np.exp(rng.normal(np.log(0.01), 0.05, 12))
+    b = a * np.exp(rng.normal(0.03, 0.04, 12)) if paired else np.exp(rng.normal(np.log(0.0103), 0.05, 10))
+    test = (signed_rank_block_test if paired else rank_sum_block_test)(a, b)
+    la, lb = np.log(a), np.log(b)
+
+    def p_value(shift):
+        if paired:
+            return sps.wilcoxon(lb - la - shift, method="exact").pvalue
+        return sps.mannwhitneyu(lb - shift, la, method="exact").pvalue
+
+    for bound in (np.log(test.low), np.log(test.high)):
+        inside = bound + (1e-9 if bound == np.log(test.low) else -1e-9)
+        outside = bound - (1e-9 if bound == np.log(test.low) else -1e-9)
+        assert p_value(inside) > 0.05 >= p_value(outside)
+    walsh = [(x + y) / 2 for i, x in enumerate(lb - la) for y in (lb - la)[i:]] if paired else \
+        [y - x for x in la for y in lb]
+    assert test.ratio == pytest.approx(np.exp(np.median(walsh)))  # Hodges-Lehmann
+
+
+def test_stalled_blocks_cost_the_t_test_its_power_but_not_the_rank_test():
+    rng = np.random.default_rng(4)
+    runs, rank_hits, t_hits = 100, 0, 0
+    for _ in range(runs):
+        drift = np.cumsum(rng.normal(0, 0.01, 20))
+        a = 0.001 * np.exp(drift + rng.normal(0, 0.03, 20))
+        b = 0.001 * np.exp(drift + np.log(1.05) + rng.normal(0, 0.03, 20))
+        stalled = rng.choice(20, 2, replace=False)  # the process was descheduled through two whole blocks
+        b[stalled[0]] *= 20
+        a[stalled[1]] *= 20
+        rank_hits += signed_rank_block_test(a, b, min_effect=0.02).verdict == "B worse"
+        t_hits += paired_block_test(a, b, min_effect=0.02).verdict == "B worse"
+    assert rank_hits / runs >= 0.9
+    assert t_hits / runs < 0.5

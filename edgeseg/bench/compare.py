@@ -1,7 +1,7 @@
 """Compare two benchmark runs stage by stage: B / A from block medians, a test across blocks, a noise floor.
 
-Two results of one interleaved run (``bench compare --interleave``) are compared pair by pair (paired t-test on
-log block medians); two separate runs with Welch's t-test across their blocks. Either way a difference smaller
+Two results of one interleaved run (``bench compare --interleave``) are compared pair by pair (signed-rank test
+on log block medians); two separate runs with the rank-sum test across their blocks. Either way a difference smaller
 than ``min_effect`` (the A/A noise measured by ``benchmarks/compare_calibration.py``) is "within noise".
 """
 
@@ -13,10 +13,15 @@ import numpy as np
 
 from ..errors import InputError
 from .result import BenchResult
-from .stats import DEFAULT_BLOCKS, BlockTest, block_medians, paired_block_test, welch_block_test
+from .stats import (DEFAULT_BLOCKS, BlockTest, block_medians, paired_block_test, rank_sum_block_test,
+                    signed_rank_block_test, welch_block_test)
 
 # Smallest B/A difference reported as real: the A/A noise on a shared 2-core Xeon (README, "Comparing runs").
 MIN_EFFECT = {"interleaved": 0.02, "separate": 0.06}
+# The tests across blocks: rank-based (a block stalled by the scheduler is one outlier, not a variance blow-up);
+# the t-tests are the textbook alternative, kept for the calibration's comparison.
+TESTS = {"interleaved": signed_rank_block_test, "separate": rank_sum_block_test}
+T_TESTS = {"interleaved": paired_block_test, "separate": welch_block_test}
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,8 @@ def compare(a: BenchResult, b: BenchResult, confidence: float = 0.95, min_effect
     for stage in [s for s in a.samples if s in b.samples and a.samples[s] and b.samples[s]]:
         med_a = block_medians(a.samples[stage], a.block_sizes(stage), blocks)
         med_b = block_medians(b.samples[stage], b.block_sizes(stage), blocks)
-        if paired and med_a.size == med_b.size:
-            test = paired_block_test(med_a, med_b, confidence, floor)
-        else:
-            test = welch_block_test(med_a, med_b, confidence, floor)
+        mode = "interleaved" if paired and med_a.size == med_b.size else "separate"
+        test = TESTS[mode](med_a, med_b, confidence, floor)
         rows.append(StageComparison(stage, float(np.median(a.samples[stage])), float(np.median(b.samples[stage])),
                                     test))
     return rows
@@ -89,10 +92,10 @@ def _method_notes(a: BenchResult, b: BenchResult, rows: list[StageComparison]) -
                          f"{DEFAULT_BLOCKS} consecutive chunks, which captures slow drift inside that run but "
                          "nothing between runs")
     if t.paired:
-        notes.append(f"interleaved run: {t.blocks_a} A/B block pairs in one process, paired t-test on log block "
-                     "medians (drift hits both blocks of a pair alike)")
+        notes.append(f"interleaved run: {t.blocks_a} A/B block pairs in one process, signed-rank test on log block "
+                     "medians (drift hits both blocks of a pair alike); B/A is the Hodges-Lehmann estimate")
     else:
-        notes.append(f"separate runs: {t.blocks_a} vs {t.blocks_b} blocks, Welch t-test on log block medians; "
+        notes.append(f"separate runs: {t.blocks_a} vs {t.blocks_b} blocks, rank-sum test on log block medians; "
                      "drift between the two runs is not in the blocks, for small effects use "
                      "`bench compare --interleave A B`")
     notes.append(f"noise floor: differences under {t.min_effect * 100:.1f} % are 'within noise' (A/A noise of "

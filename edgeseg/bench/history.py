@@ -1,7 +1,7 @@
 """Regression tracking: one metric across saved benchmark results, ordered by time, regressions flagged.
 
 Results of the same configuration (model, backend, input size, batch) form one series; each point is compared
-with the one before it across blocks (Welch t-test on log block medians) and flagged only when the change is
+with the one before it across blocks (rank-sum test on log block medians) and flagged only when the change is
 significant *and* larger than the noise floor of separate runs (``MIN_EFFECT["separate"]``, from the A/A
 calibration), so run-to-run drift of a shared machine is not reported as a regression.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .compare import MIN_EFFECT
+from .compare import MIN_EFFECT, TESTS
 from .result import SCHEMA, BenchResult
-from .stats import BlockTest, block_medians, welch_block_test
+from .stats import BlockTest, block_medians
 
 
 @dataclass
@@ -73,14 +73,14 @@ def load_history(folder: str | Path, metric: str = "infer", min_effect: float | 
     floor = MIN_EFFECT["separate"] if min_effect is None else min_effect
     for before, point in zip(points, points[1:]):
         if before.series == point.series and before.medians.size >= 2 and point.medians.size >= 2:
-            point.versus_previous = welch_block_test(before.medians, point.medians, min_effect=floor)
+            point.versus_previous = TESTS["separate"](before.medians, point.medians, min_effect=floor)
     return points
 
 
 def history_table(points: list[HistoryPoint], metric: str) -> str:
     floor = next((p.versus_previous.min_effect for p in points if p.versus_previous), MIN_EFFECT["separate"])
     lines = [f"{metric} across {len(points)} saved results; each compared with the previous one of its series "
-             f"(Welch t-test across blocks; changes under {floor * 100:.1f} % are within run-to-run noise)",
+             f"(rank-sum test across blocks; changes under {floor * 100:.1f} % are within run-to-run noise)",
              f"{'series':<34}{'created':<27}{'revision':<16}{'median ms':>10}{'vs prev':>9}  verdict"]
     for p in points:
         t = p.versus_previous

@@ -165,6 +165,7 @@ def run_interleaved(
     progress: bool = True,
     wrap: Any = None,
     pause: float = 0.001,
+    reload_every: int = 2,
 ) -> tuple[BenchResult, BenchResult]:
     """Benchmark two artifacts in one process, alternating blocks A B B A A B ... (``iterations`` each).
 
@@ -175,9 +176,14 @@ def run_interleaved(
     may replace the runner built for a path ("A" or "B"), e.g. to inject a known slowdown. ``pause``: an
     untimed idle of 0 to ``pause`` seconds (seeded random) before each frame; on a loaded machine it keeps the
     frame loop from running in lockstep with the scheduler, which otherwise preempts the same stage of every frame
-    and biases one model's blocks more than the other's.
+    and biases one model's blocks more than the other's. ``reload_every``: rebuild both models' sessions every
+    this many pairs (0: never), alternating which is built first; a session's memory layout makes it a few
+    percent faster or slower for its whole life, so one session per model would turn that luck into a
+    systematic difference the blocks cannot see.
     """
     blocks = _check_run_options(1, warmup, iterations, duration, blocks)
+    if isinstance(reload_every, bool) or not isinstance(reload_every, int) or reload_every < 0:
+        raise InputError(f"--reload-every: got {reload_every!r}, expected 0 (never) or a positive number of pairs")
     if block_warmup < 0:
         raise InputError(f"--block-warmup: got {block_warmup}, expected 0 or more")
     frames = frames or synthetic_frames(DEFAULT_FRAME_SIZE)
@@ -203,6 +209,13 @@ def run_interleaved(
         per_block = duration / (2 * blocks) if duration else None
         order = []
         for k, count in enumerate(_block_counts(iterations, blocks)):
+            if reload_every and k and k % reload_every == 0 and len(opened) == 2:
+                epoch = k // reload_every
+                for seg in (opened if epoch % 2 == 0 else opened[::-1]):
+                    seg.runner.deactivate()
+                    seg.runner.activate()
+                for timer in timers:
+                    timer.warm(max(block_warmup, 2))
             for role in ("AB" if k % 2 == 0 else "BA"):
                 timer = timers[role == "B"]
                 timer.warm(block_warmup)  # the other model just ran: refill caches before timing
@@ -220,7 +233,7 @@ def run_interleaved(
                 samples, block_sizes, 1,
                 {"warmup": warmup, "iterations": iterations, "duration": duration, "crf": bool(crf),
                  "threads": threads_used, "frame_size": list(frames[0].shape[:2]), "frames": len(frames),
-                 "blocks": blocks, "block_warmup": block_warmup, "pause": pause,
+                 "blocks": blocks, "block_warmup": block_warmup, "pause": pause, "reload_every": reload_every,
                  "interleave": {"id": run_id, "role": role, "order": "".join(order)}}))
     finally:
         for seg in opened:
