@@ -262,6 +262,7 @@ def test_build_check_lists_each_failing_node(rtx, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 problem(s)" in out
     assert "pool_with_indices  [MaxPool]" in out and "mystery  [NoSuchOp]" in out and "Plugin not found" in out
+    assert "MaxPool: re-export with `edgeseg export --route decomposed`" in out
     assert cli.main(["build", "--check", str(_fails_at_build(tmp_path / "b.onnx").path), "--flavour", "rtx",
                      "--max-batch", "2"]) == 1
     assert "mismatching dimensions" in capsys.readouterr().out

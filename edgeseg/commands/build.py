@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 HELP = "compile an ONNX artifact into a TensorRT engine (or --check what would not build)"
+ROUTED_OPS = {"DeformConv", "DeformConv2d", "DenseCRF", "RoiAlign", "RoIAlign", "MaxPool"}  # edgeseg export --route
 
 
 def add_arguments(parser) -> None:
@@ -78,6 +79,9 @@ def run(args) -> int:
         print(f"{args.onnx}: {len(problems)} problem(s) with {where}:")
         for problem in problems:
             print(f"  {problem}")
+        routed = sorted({p.op_type for p in problems} & ROUTED_OPS)
+        if routed:
+            print(f"  {', '.join(routed)}: re-export with `edgeseg export --route decomposed` (standard ops only)")
         return 1
     timing = False if args.no_timing_cache else (args.timing_cache or True)
     options = dict(
