@@ -5,7 +5,7 @@
 ``motion``: the same blend with a per-pixel weight that falls to 0 where the image changed,
 
             d = dilate3x3(|I_t - I_(t-1)|)       (gray, 0..255, at the probabilities' resolution)
-            w = a * max(0, 1 - d / threshold)
+            w = a * (1 - clip((d - noise) / (threshold - noise), 0, 1))      (noise 4, threshold 16)
             p_t = w p_(t-1) + (1 - w) x_t
 
             so still regions are averaged (no flicker) and moving ones follow the current frame (no ghost).
@@ -35,10 +35,12 @@ class Stabilizer:
     Args:
         mode: ``"none"``, ``"ema"`` or ``"motion"``.
         alpha: weight of the past in [0, 1) (``motion``: where the image is still); default 0.5 (ema), 0.8 (motion).
-        threshold: ``motion``: gray-level change at which the past gets no weight (default 12).
+        threshold: ``motion``: gray-level change at which the past gets no weight (default 16).
+        noise: ``motion``: change still counted as no change (sensor and codec noise; default 4).
     """
 
-    def __init__(self, mode: str = "motion", alpha: float | None = None, threshold: float = 12.0):
+    def __init__(self, mode: str = "motion", alpha: float | None = None, threshold: float = 16.0,
+                 noise: float = 4.0):
         if mode not in MODES:
             raise InputError(f"stabilize: got {mode!r}, expected one of {', '.join(MODES)}")
         alpha = DEFAULT_ALPHA.get(mode, 0.0) if alpha is None else alpha
@@ -46,7 +48,9 @@ class Stabilizer:
             raise InputError(f"alpha: got {alpha!r}, expected a number in [0, 1)")
         if not (isinstance(threshold, (int, float)) and threshold > 0):
             raise InputError(f"threshold: got {threshold!r}, expected gray levels > 0")
-        self.mode, self.alpha, self.threshold = mode, float(alpha), float(threshold)
+        if not (isinstance(noise, (int, float)) and 0 <= noise < threshold):
+            raise InputError(f"noise: got {noise!r}, expected gray levels in [0, threshold={threshold})")
+        self.mode, self.alpha, self.threshold, self.noise = mode, float(alpha), float(threshold), float(noise)
         self.cv2 = require("cv2", "temporal stabilisation")
         self._kernel = np.ones((3, 3), np.uint8)
         self.reset()
@@ -66,9 +70,12 @@ class Stabilizer:
             return self.alpha
         cv2 = self.cv2
         change = cv2.dilate(cv2.absdiff(gray, self._gray), self._kernel)
-        # w = a * max(0, 1 - d / T), as a * (1 - min(d / T, 1)); thresholds in place, no temporaries
+        # w = a * (1 - clip((d - n) / (T - n), 0, 1)); thresholds in place, no temporaries
         cv2.threshold(change, self.threshold, self.threshold, cv2.THRESH_TRUNC, dst=change)
-        change *= np.float32(-self.alpha / self.threshold)
+        if self.noise:
+            change -= np.float32(self.noise)
+            cv2.threshold(change, 0.0, 0.0, cv2.THRESH_TOZERO, dst=change)
+        change *= np.float32(-self.alpha / (self.threshold - self.noise))
         change += np.float32(self.alpha)
         return change
 

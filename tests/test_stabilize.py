@@ -31,16 +31,16 @@ def test_ema_is_the_literal_recursion():
         assert np.allclose(stab(None, x), p, atol=1e-6)
 
 
-def test_motion_weight_is_alpha_times_one_minus_the_dilated_change():
+def test_motion_weight_falls_from_alpha_to_zero_as_the_dilated_change_goes_from_noise_to_threshold():
     rng = np.random.default_rng(1)
     grays = rng.integers(0, 40, (4, 9, 11)).astype(np.float32)
     xs = rng.random((4, 2, 9, 11)).astype(np.float32)
     xs[:, 0] = 1 - xs[:, 1]
-    stab = Stabilizer("motion", alpha=0.8, threshold=20)
+    stab = Stabilizer("motion", alpha=0.8, threshold=20, noise=5)
     p = xs[0]
     stab(grays[0], xs[0])
     for t in range(1, 4):
-        w = 0.8 * np.maximum(0, 1 - _dilate3(np.abs(grays[t] - grays[t - 1])) / 20)
+        w = 0.8 * (1 - np.clip((_dilate3(np.abs(grays[t] - grays[t - 1])) - 5) / 15, 0, 1))
         p = w * p + (1 - w) * xs[t]
         out = stab(grays[t], xs[t])
         assert np.allclose(out, p, atol=1e-5)
@@ -50,7 +50,7 @@ def test_motion_weight_is_alpha_times_one_minus_the_dilated_change():
 def test_motion_averages_still_pixels_and_follows_moving_ones():
     rng = np.random.default_rng(2)
     h, w, frames = 40, 60, 12
-    ema, motion = Stabilizer("ema", alpha=0.8), Stabilizer("motion", alpha=0.8, threshold=12)
+    ema, motion = Stabilizer("ema", alpha=0.8), Stabilizer("motion", alpha=0.8)
     still_ema, still_motion, still_raw, ghost_ema, ghost_motion = [], [], [], [], []
     for t in range(frames):
         gray = np.full((h, w), 50, np.float32)
