@@ -251,10 +251,9 @@ class Flavour:
                 raise InputError(f"compute_capabilities: got {list(targets)}, but standard TensorRT builds only for "
                                  f"the GPU it runs on (compute capability {here}); use --flavour rtx for other targets")
             return [here] if here else []
-        if not targets:
-            return [here] if here and here not in RTX_DEFAULT_TARGETS else list(RTX_DEFAULT_TARGETS)
-        known = sorted((_cc_text(n) for n in self.trt.ComputeCapability.__members__ if n.startswith("SM")),
-                       key=lambda cc: tuple(map(int, cc.split("."))))
+        known = self.known_targets()
+        if not targets:  # this GPU's when the portable default leaves it out but the library knows it (Turing)
+            return [here] if here in known and here not in RTX_DEFAULT_TARGETS else list(RTX_DEFAULT_TARGETS)
         chosen = []
         for text in targets:
             text = str(text).strip()
@@ -268,6 +267,11 @@ class Flavour:
             if text not in chosen:
                 chosen.append(text)
         return chosen
+
+    def known_targets(self) -> list[str]:
+        """Compute capabilities this TensorRT-RTX can target (``ComputeCapability.SM*``), e.g. ``["7.5", ...]``."""
+        names = self.trt.ComputeCapability.__members__ if self.name == "rtx" else {}
+        return sorted((_cc_text(n) for n in names if n.startswith("SM")), key=lambda cc: tuple(map(int, cc.split("."))))
 
     def apply_targets(self, config, targets: list[str]) -> None:
         """Set resolved ``targets`` on a builder config (TensorRT-RTX only; the default needs no call)."""

@@ -79,7 +79,17 @@ def _trt_problem() -> str | None:
     standard, rtx = _import_problem("tensorrt"), _import_problem("tensorrt_rtx")
     if standard and rtx:
         return f"no TensorRT library: {standard}; {rtx}"
-    return _gpu_problem()
+    problem = _gpu_problem()
+    if problem or not standard:
+        return problem
+    from edgeseg.export.engine_cache import gpu_info  # only TensorRT-RTX here: does it know this GPU?
+    from edgeseg.export.trt_flavour import load_flavour
+
+    gpu = gpu_info()
+    if gpu.compute_capability not in load_flavour("rtx").known_targets():
+        return (f"only TensorRT-RTX is installed and it does not run on {gpu.name} "
+                f"(compute capability {gpu.compute_capability}); install standard tensorrt")
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -199,6 +199,13 @@ def test_compute_capability_targets_go_onto_the_real_config(rtx, tmp_path):
         flavour.resolve_targets(["9.0"], None)
     with pytest.raises(InputError, match="no GPU"):
         flavour.resolve_targets(["current"], None)
+    from edgeseg.export.engine_cache import GpuInfo
+
+    assert flavour.resolve_targets(None, GpuInfo("RTX 2080 Ti", "7.5")) == ["7.5"]  # Turing: not in the default
+    assert flavour.resolve_targets(None, GpuInfo("RTX 4090", "8.9")) == ["8.0", "8.6", "8.9", "12.0"]
+    assert flavour.resolve_targets(None, GpuInfo("H200", "9.0")) == ["8.0", "8.6", "8.9", "12.0"]  # no RTX target
+    with pytest.raises(InputError, match="got '9.0'"):
+        flavour.resolve_targets(["current"], GpuInfo("H200", "9.0"))
 
 
 def test_what_rtx_lacks_is_refused_with_the_route(rtx, tmp_path):
