@@ -215,10 +215,9 @@ def tensorrt_latency(artifact, model, workdir: Path, iterations, warmup, flavour
     rows = {}
     for precision, art in variants.items():
         label = f"{lib.label} {lib.version} {precision}"
-        try:  # TensorRT-RTX: build for this card ("current"); standard TensorRT always does
+        try:  # for this card ("current"): TensorRT-RTX otherwise builds its portable default set
             engine = engine_from_onnx(art, workdir / f"{flavour}-{precision}.engine", flavour=flavour,
-                                      compute_capabilities=["current"] if flavour == "rtx" else None,
-                                      timing_cache=workdir / "timing.cache")
+                                      compute_capabilities=["current"], timing_cache=workdir / "timing.cache")
         except Exception as exc:  # noqa: BLE001 - e.g. RTX has no target for a data-centre card: record why
             report["errors"][precision] = f"build: {type(exc).__name__}: {str(exc)[:400]}"
             report["accepted"] = False

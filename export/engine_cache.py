@@ -143,22 +143,22 @@ def check_engine_compatible(artifact: Artifact, plan_header: bytes, trt_version:
             f"{artifact.path} was built with TensorRT {recorded} (sidecar) but this machine runs TensorRT "
             f"{trt_version}. {rebuild}"
         )
-    targets = info.get("target_compute_capabilities")
-    if flavour == "rtx" and targets:
-        if gpu.compute_capability not in targets:
-            raise ArtifactError(
-                f"{artifact.path} was built by TensorRT-RTX for compute capabilities {targets} but this device is "
-                f"{gpu.name} (compute capability {gpu.compute_capability}). Rebuild it for this GPU: `edgeseg build "
-                f"{_onnx_name(artifact)} --flavour rtx --compute-capability current`."
-            )
+    if info.get("hardware_compatibility"):
         return
-    cc = info.get("compute_capability")
-    if cc and cc != gpu.compute_capability and not info.get("hardware_compatibility"):
+    targets = info.get("target_compute_capabilities") or ([info["compute_capability"]] if info.get("compute_capability") else [])
+    if not targets or gpu.compute_capability in targets:
+        return
+    if info.get("gpu"):  # built on (and for) one GPU
         raise ArtifactError(
-            f"{artifact.path} was built for {info.get('gpu', 'a GPU')} (compute capability {cc}) but this "
+            f"{artifact.path} was built for {info['gpu']} (compute capability {targets[0]}) but this "
             f"device is {gpu.name} (compute capability {gpu.compute_capability}); engines do not move between "
             f"GPU architectures. {rebuild}"
         )
+    raise ArtifactError(  # built ahead of time for a list of targets (TensorRT-RTX)
+        f"{artifact.path} was built for compute capabilities {targets} but this device is {gpu.name} (compute "
+        f"capability {gpu.compute_capability}). Rebuild it for this GPU: `edgeseg build {_onnx_name(artifact)} "
+        f"--flavour {built_by} --compute-capability current`."
+    )
 
 
 def _onnx_name(artifact: Artifact) -> str:

@@ -77,7 +77,7 @@ def register_plugins(flavour: Flavour, plugins: str = "native") -> None:
         raise InputError(f"plugins: got {plugins!r}, expected one of {PLUGIN_CHOICES}")
     flavour.init_plugins()
     if plugins == "edgeseg":
-        if flavour.name != "tensorrt":
+        if not flavour.python_plugins:
             raise InputError(
                 f"plugins: got 'edgeseg', but {flavour.label} cannot run Python-defined plugins (tensorrt.plugin is "
                 "standard TensorRT only); export with standard-op routes or use --flavour tensorrt"
@@ -463,7 +463,7 @@ def to_trt(
     gpu = _build_gpu(lib)
     targets = lib.resolve_targets(build_options.get("compute_capabilities"), gpu)
     options = _effective_options(source, {**build_options, "flavour": lib.name, "compute_capabilities": targets})
-    key = cache_key(file_digest(source.path), gpu if lib.name == "tensorrt" else None, lib.version,
+    key = cache_key(file_digest(source.path), gpu if lib.engine_per_gpu else None, lib.version,
                     source.precision, options, flavour=lib.name, targets=targets)
     cached = None if rebuild else store.lookup(source.path.stem, key)
     if cached is None:

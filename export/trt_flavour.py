@@ -171,6 +171,23 @@ class Flavour:
         return self.name == "tensorrt"
 
     @property
+    def engine_per_gpu(self) -> bool:
+        """Standard TensorRT tunes the engine on the GPU model it runs on (the cache keys on that GPU);
+        TensorRT-RTX engines are portable across their target compute capabilities (the key has those)."""
+        return self.name == "tensorrt"
+
+    @property
+    def python_plugins(self) -> bool:
+        """``tensorrt.plugin`` (edgeseg's Python-defined plugins) exists only in standard TensorRT; TensorRT-RTX
+        networks have no ``add_plugin*`` and its registry loads only C++ plugin libraries."""
+        return self.name == "tensorrt"
+
+    @property
+    def runtime_cache(self) -> bool:
+        """TensorRT-RTX compiles kernels just in time on the GPU and can keep them in a runtime cache."""
+        return self.name == "rtx"
+
+    @property
     def timing_cache(self) -> bool:
         """TensorRT-RTX ignores timing caches and asking for one makes its AOT build look for a GPU."""
         return self.name == "tensorrt"
@@ -218,7 +235,7 @@ class Flavour:
         version is refused by TensorRT-RTX and the context starts empty) and ``save()`` writes it back.
         Standard TensorRT has nothing to keep: ``save`` does nothing.
         """
-        if self.name != "rtx" or cache_file is None:
+        if not self.runtime_cache or cache_file is None:
             return engine.create_execution_context(), lambda: None
         config = engine.create_runtime_config()
         cache = config.create_runtime_cache()
@@ -247,7 +264,7 @@ class Flavour:
         """
         here = gpu.compute_capability if gpu is not None else None
         if self.name == "tensorrt":
-            if targets and list(targets) != [here]:
+            if targets and [here if t == "current" else t for t in targets] != [here]:
                 raise InputError(f"compute_capabilities: got {list(targets)}, but standard TensorRT builds only for "
                                  f"the GPU it runs on (compute capability {here}); use --flavour rtx for other targets")
             return [here] if here else []

@@ -194,7 +194,7 @@ class TrtRunner(Runner):
             raise ArtifactError(f"TensorRT could not load {self.artifact.path}:\n{log_text(logger, worst=1)}")
         gpu = gpu_info(self.device_index)
         context, self._save_runtime_cache = flavour.execution_context(
-            engine, runtime_cache_path(self.artifact.path, gpu) if flavour.name == "rtx" else None)
+            engine, runtime_cache_path(self.artifact.path, gpu) if flavour.runtime_cache else None)
         if context is None:
             raise ArtifactError(f"TensorRT could not create an execution context for {self.artifact.path}:\n"
                                 f"{log_text(logger, worst=1)}")
