@@ -26,7 +26,8 @@ RESIZE_MODES = ("stretch", "letterbox")
 COLOR_ORDERS = ("bgr", "rgb", "gray")
 # Sane bounds, checked at load so a corrupt or hostile sidecar fails with a message instead of exhausting memory.
 MAX_CLASSES = 4096  # ADE20K has 150, LVIS 1203
-MAX_SIDE = 8192  # preprocess.size and every fixed tensor dim (8K video is 7680 wide)
+MAX_SIDE = 8192  # preprocess.size and every fixed input dim (8K video is 7680 wide)
+MAX_TENSOR_ELEMENTS = 1 << 28  # an output's fixed dims multiplied (1 GiB of float32): boxes/anchors may pass MAX_SIDE
 MAX_MODEL_KWARG = 4096  # any number in model_kwargs (widths, kernel sizes, strides)
 MIN_STD, MAX_STD, MAX_ABS_MEAN = 1e-6, 1e6, 1e3  # x = (pixel / 255 - mean) / std stays finite and meaningful
 
@@ -233,9 +234,14 @@ class Artifact:
         problems += _model_kwargs_problems(self.model_kwargs)
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
             for i, spec in enumerate(specs):
-                bad = [d for d in spec.shape if not isinstance(d, str) and not (_is_int(d) and 0 < d <= MAX_SIDE)]
-                if bad:
-                    problems.append(f"{kind}[{i}].shape is {spec.shape!r}, expected fixed dims in 1..{MAX_SIDE} "
+                fixed = [d for d in spec.shape if not isinstance(d, str)]
+                if kind == "inputs":  # images: every side bounded
+                    ok, expected = all(_is_int(d) and 0 < d <= MAX_SIDE for d in fixed), f"in 1..{MAX_SIDE}"
+                else:  # outputs may list many anchors or boxes: bound the size in all
+                    ok = all(_is_int(d) and d > 0 for d in fixed) and math.prod(fixed) <= MAX_TENSOR_ELEMENTS
+                    expected = f"positive, at most {MAX_TENSOR_ELEMENTS} elements in all,"
+                if not ok:
+                    problems.append(f"{kind}[{i}].shape is {spec.shape!r}, expected fixed dims {expected} "
                                     "and names (strings) for dynamic dims")
         if not problems and self.extra.get("task") != "instances":
             problems += self._class_count_problems()

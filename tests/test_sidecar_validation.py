@@ -110,3 +110,21 @@ def test_class_count_against_the_graph_output_when_the_sidecar_leaves_it_dynamic
 def test_shipped_sidecars_still_load():
     for side in ASSETS.glob("*.json"):
         Artifact.load(side.with_suffix(""))
+
+
+
+def _instances_sidecar(tmp_path: Path, boxes: int) -> Path:
+    path = _copy(tmp_path, outputs=[{"name": "boxes", "shape": [boxes, 4], "dtype": "float32"}])
+    data = json.loads(path.with_name(path.name + ".json").read_text())
+    data.setdefault("extra", {})["task"] = "instances"
+    path.with_name(path.name + ".json").write_text(json.dumps(data))
+    return path
+
+
+def test_outputs_may_list_more_boxes_than_an_image_side(tmp_path):
+    """Mask R-CNN's decomposed export has a 12096-anchor output: outputs are bounded by size in all, not per dim."""
+    from edgeseg.artifact import MAX_TENSOR_ELEMENTS
+
+    Artifact.load(_instances_sidecar(tmp_path, 12096))
+    with pytest.raises(ArtifactError, match=r"outputs\[0\]\.shape .*elements in all"):
+        Artifact.load(_instances_sidecar(tmp_path, MAX_TENSOR_ELEMENTS))
