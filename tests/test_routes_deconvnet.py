@@ -80,8 +80,8 @@ def test_deconvnet_matches_pytorch_on_hc18_and_builds_on_tensorrt_rtx(tmp_path, 
     ckpt = tmp_path / "deconvnet.safetensors"
     save_checkpoint(model, ckpt, Artifact(path=ckpt, classes=["background", "head"],
                                           preprocess=Preprocess(size=(64, 64), **GRAY)))
-    art = to_onnx(model, Artifact.load(ckpt), tmp_path / "deconvnet.onnx")
+    art = to_onnx(model, Artifact.load(ckpt), tmp_path / "deconvnet.onnx", dynamic=False)  # one export: < 60 s
     report = parity_report(art.path, images=hc18_dir / "images", limit=4)
     assert report.max_abs <= 1e-4, report.text()
-    seconds, size = build_rtx(art.path, {"input": ((1, 1, 64, 64), (1, 1, 64, 64), (2, 1, 128, 128))})
+    seconds, size = build_rtx(art.path)  # static 1x1x64x64
     assert size > 0
