@@ -69,7 +69,8 @@ def add_arguments(parser) -> None:
                       help="class names, background first (default: background foreground; class-folders: "
                            "background + the folder names)")
     data.add_argument("--color", default="gray", choices=("gray", "rgb", "bgr"), help="model input colour (default gray)")
-    data.add_argument("--size", nargs=2, type=int, default=(256, 256), metavar=("H", "W"), help="training size")
+    data.add_argument("--size", nargs=2, type=int, default=(256, 256), metavar=("H", "W"),
+                      help="training size, multiples of 32 (pspnet: 64) (default: 256 256)")
     data.add_argument("--group-regex", default=None,
                       help="regex whose first group is the split key (e.g. '^(\\d{3})_'); default: each file")
     data.add_argument("--val-fraction", type=float, default=0.2, help="fraction of groups for validation")
@@ -83,15 +84,16 @@ def add_arguments(parser) -> None:
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--model", default="fastseg", help="zoo model name (edgeseg.models.list_models())")
     model.add_argument("--model-kwargs", default="{}", help="JSON options for the model, e.g. '{\"width\": 1.0}'")
-    model.add_argument("--epochs", type=int, default=30)
-    model.add_argument("--batch-size", type=int, default=8)
+    model.add_argument("--epochs", type=int, default=30, help="passes over the training images")
+    model.add_argument("--batch-size", type=int, default=8, help="images per optimisation step")
     model.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (cosine decay)")
-    model.add_argument("--weight-decay", type=float, default=1e-4)
+    model.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     model.add_argument("--dice-weight", type=float, default=1.0,
                        help="weight of the soft Dice term (mean of the foreground classes' Dice) added to CE")
     model.add_argument("--class-weights", nargs="+", default=None, metavar="W",
                        help="cross-entropy class weights: 'auto' (1/sqrt of pixel frequency) or one number per class")
-    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--seed", type=int, default=0,
+                       help="seed of the split, the initial weights, augmentation and batch order")
     model.add_argument("--max-minutes", type=float, default=None,
                        help="wall-clock budget: if epochs would overrun it, the LR schedule is compressed and "
                             "training stops within it (the sidecar records that it did)")
