@@ -74,3 +74,4 @@ def test_tiny_busi_model_eval_matches_numpy_from_the_confusion_matrix(tmp_path):
     assert set(m["boundary_f"]) == set(classes) and m["boundary_width_px"] == 3
     grid = cv2.imread(str(tmp_path / "grid.png"))
     assert grid is not None and grid.shape[1] == 3 * 320  # worst + best rows, then the legend
+

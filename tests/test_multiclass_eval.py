@@ -121,3 +121,13 @@ def test_boundary_f_per_class_counts_within_the_tolerance():
     assert missed[1] == 0.0
     everywhere = boundary_f_per_class(np.full_like(truth, 2), truth, 3, tolerance=2)
     assert everywhere[2] == 0.0  # predicted over the whole image, absent from the truth
+
+
+def test_compare_lesion_scores_from_a_hand_matrix(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from busi_compare import lesion_scores
+
+    # rows truth, columns prediction: background, benign, malignant
+    miou, dice = lesion_scores([[90, 4, 1], [2, 6, 2], [0, 1, 4]])
+    assert miou == pytest.approx((6 / (10 + 11 - 6) + 4 / (5 + 7 - 4)) / 2)
+    assert dice == pytest.approx(2 * 13 / (2 * 13 + 5 + 2))  # a lesion pixel found as either lesion class counts

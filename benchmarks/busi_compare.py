@@ -1,0 +1,308 @@
+"""The classic segmentation models compared on BUSI breast ultrasound (3 classes), one command.
+
+Every model trains with the same budget (epochs, input size, seed, batch, LR, class weights, the same
+train/validation split by image) through ``edgeseg train --layout class-folders``, then is scored by
+``edgeseg eval`` on the validation split at the images' own resolution. Per row: mean IoU, per-class
+IoU, lesion mIoU (benign + malignant), lesion-vs-background Dice, boundary F, parameters, GFLOPs at
+256x256 (torch FlopCounterMode, multiply-add = 2), ONNX Runtime CPU latency at 256 and 512 (batch 1,
+median), and the mIoU change of FP16 and INT8 (calibrated on training images) ONNX models. Writes
+``report.md``, ``results.json`` and plots (mIoU vs latency, per-class IoU bars) to --out.
+
+Encoders: ResNet-18 (``--width`` scales it) for FCN-8s/32s, DeepLabv3(-DCN), DeepLab-attention, PSPNet
+and GCN; DeconvNet keeps its VGG-style encoder and fastseg its MobileNetV3 (both are the point of those
+models). All start from random weights (no pretrained ResNet can be downloaded here).
+
+BUSI is research-only: checkpoints go to --work (default runs/busi_compare, not in git); never commit them.
+
+    .venv/bin/python benchmarks/busi_compare.py                                   # the full comparison
+    .venv/bin/python benchmarks/busi_compare.py --models fastseg fcn32s --epochs 1 --size 64 \\
+        --latency-sizes 64 --quant-images 4 --out /tmp/busi_micro --work /tmp/busi_micro/runs   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BUSI = REPO.parent / "shared" / "data" / "busi"
+RESULTS = REPO / "benchmarks" / "results" / "busi"
+
+# row name -> (zoo model, options); ResNet widths are set from --width at run time
+MODELS = {
+    "fcn8s": ("fcn", {}),
+    "fcn32s": ("fcn32s", {}),
+    "deconvnet": ("deconvnet", {}),
+    "deeplabv3": ("deeplabv3", {}),
+    "deeplab_attention": ("deeplab_attention", {}),
+    "pspnet": ("pspnet", {}),
+    "gcn_no_br": ("gcn", {"boundary_refinement": False}),
+    "gcn_br": ("gcn", {}),
+    "deeplabv3_dcn": ("deeplabv3_dcn", {}),
+    "fastseg": ("fastseg", {}),
+}
+RESNET = {"fcn", "fcn32s", "deeplabv3", "deeplab_attention", "pspnet", "gcn", "deeplabv3_dcn"}
+
+# (claim, row with the idea, row without it)
+CLAIMS = [
+    ("skip connections recover detail (FCN-8s vs FCN-32s)", "fcn8s", "fcn32s"),
+    ("dilation + ASPP beat plain upsampling (DeepLabv3 vs FCN-8s)", "deeplabv3", "fcn8s"),
+    ("pyramid pooling adds global context (PSPNet vs FCN-8s)", "pspnet", "fcn8s"),
+    ("large kernels fix region misclassification (GCN w/o BR vs FCN-8s)", "gcn_no_br", "fcn8s"),
+    ("Boundary Refinement recovers boundaries (GCN+BR vs GCN w/o BR)", "gcn_br", "gcn_no_br"),
+    ("multi-scale attention helps (DeepLab-attention vs DeepLabv3)", "deeplab_attention", "deeplabv3"),
+    ("deformable conv adapts the receptive field (DeepLabv3-DCN vs DeepLabv3)", "deeplabv3_dcn", "deeplabv3"),
+    ("unpooling decoder (DeconvNet vs FCN-8s)", "deconvnet", "fcn8s"),
+]
+
+
+def model_options(row: str, width: int | None) -> tuple[str, dict]:
+    name, options = MODELS[row]
+    options = dict(options)
+    if width and name in RESNET:
+        options["width"] = width
+    return name, options
+
+
+def lesion_scores(confusion: list[list[int]]) -> tuple[float, float]:
+    """(mean IoU of the lesion classes 1.., lesion-vs-background Dice) from a confusion matrix."""
+    n = np.asarray(confusion, np.float64)
+    tp = np.diag(n)
+    iou = [tp[c] / d for c in range(1, len(n)) if (d := n[c].sum() + n[:, c].sum() - tp[c]) > 0]
+    fg_tp, fp, fn = n[1:, 1:].sum(), n[0, 1:].sum(), n[1:, 0].sum()
+    dice = 2 * fg_tp / (2 * fg_tp + fp + fn) if fg_tp + fp + fn else float("nan")
+    return (float(np.mean(iou)) if iou else float("nan")), float(dice)
+
+
+def gflops(torch, model, channels: int, size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from model_table import _register_deform_conv_flops
+
+    try:
+        _register_deform_conv_flops(torch)
+    except Exception:  # noqa: BLE001 - registered already in this process
+        pass
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, channels, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def ort_latency_ms(onnx_path: Path, channels: int, size: int, threads: int, iterations: int) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(np.float32)
+    for _ in range(3):
+        session.run(None, {name: x})
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        session.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def run_row(row: str, args) -> dict:
+    import torch
+
+    from edgeseg.evaluate import evaluate
+    from edgeseg.export.onnx_export import onnx_from_torch
+    from edgeseg.models import load_checkpoint
+    from edgeseg.train import TrainConfig, train
+
+    name, options = model_options(row, args.width)
+    ckpt = args.work / f"{row}.safetensors"
+    seconds = None
+    if args.retrain or not ckpt.exists():
+        cfg = TrainConfig(images=str(args.data), layout="class-folders", mask_suffix="_mask", background=["normal"],
+                          out=str(ckpt), model=name, model_kwargs=options, size=(args.size, args.size),
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                          class_weights="auto" if args.class_weights == "auto" else None, limit=args.limit,
+                          val_fraction=0.2, threads=args.threads, max_minutes=args.max_minutes, progress=False,
+                          command="benchmarks/busi_compare.py " + " ".join(sys.argv[1:]))
+        seconds = train(cfg).seconds
+    model, art = load_checkpoint(ckpt)
+    report = evaluate(ckpt, args.data, None, split="val", threads=args.threads)
+    m = report.metrics
+    lesion_miou, lesion_dice = lesion_scores(m["confusion_matrix"])
+    channels = art.preprocess.channels
+    out = {
+        "row": row, "model": name, "options": options, "classes": m["classes"],
+        "train_seconds": seconds if seconds is not None else art.extra["train"]["state"].get("seconds"),
+        "epochs_run": len(art.extra["train"]["history"]), "best_epoch": art.extra["train"]["state"]["best_epoch"] + 1,
+        "stopped_by_time_budget": art.extra["train"]["state"].get("stopped_by_time_budget", False),
+        "val_images": report.images, "miou": m["mean_iou"], "iou": m["iou"], "lesion_miou": lesion_miou,
+        "lesion_dice": lesion_dice, "pixel_accuracy": m["pixel_accuracy"],
+        "mean_class_accuracy": m["mean_class_accuracy"], "fw_iou": m["frequency_weighted_iou"],
+        "boundary_f": m["mean_boundary_f"], "boundary_f_per_class": m["boundary_f"],
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gflops_256": gflops(torch, model, channels, 256),
+    }
+    onnx_path = args.work / f"{row}.onnx"
+    onnx_from_torch(model, art, onnx_path)
+    out["latency_ms"] = {str(s): ort_latency_ms(onnx_path, channels, s, args.threads, args.latency_iterations)
+                         for s in args.latency_sizes}
+    if args.quant_images:
+        out.update(quant_deltas(onnx_path, art, args))
+    return out
+
+
+def quant_deltas(onnx_path: Path, art, args) -> dict:
+    """FP16 and INT8 ONNX mIoU minus the FP32 ONNX's, all on the first --quant-images validation images."""
+    from edgeseg.data.class_folders import class_folder_samples
+    from edgeseg.evaluate import evaluate
+    from edgeseg.export.quantize import quantize_fp16, quantize_int8
+
+    val = set(art.extra["train"]["split"]["val_files"])
+    samples, _ = class_folder_samples(args.data, "_mask", ["normal"], list(art.classes))
+    train_images = [s.image for s in samples if s.name not in val]
+    pick = np.random.default_rng(args.seed).choice(len(train_images), min(64, len(train_images)), replace=False)
+    paths, errors = {"fp32": onnx_path}, {}
+    for key, convert in (("fp16", lambda: quantize_fp16(onnx_path, onnx_path.with_suffix(".fp16.onnx"))),
+                         ("int8", lambda: quantize_int8(onnx_path, onnx_path.with_suffix(".int8.onnx"),
+                                                        calibration=[train_images[i] for i in sorted(pick)]))):
+        try:
+            paths[key] = convert().path
+        except Exception as exc:  # noqa: BLE001 - a failed conversion is a result of the row, not the end of the run
+            errors[key] = f"{type(exc).__name__}: {exc}"[:200]
+            print(f"{onnx_path.stem} {key}: conversion failed: {errors[key]}", file=sys.stderr, flush=True)
+    scores = {key: evaluate(path, args.data, None, split="val", limit=args.quant_images,
+                            threads=args.threads).metrics["mean_iou"] for key, path in paths.items()}
+    return {"onnx_miou": scores["fp32"], "quant_images": args.quant_images, "quant_errors": errors,
+            **{f"{k}_delta": scores[k] - scores["fp32"] if k in scores else None for k in ("fp16", "int8")}}
+
+
+def fmt(v, digits: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _delta(row: dict, key: str) -> str:
+    if key in row.get("quant_errors", {}):
+        return "conversion failed*"
+    return fmt(row.get(f"{key}_delta"), 4)
+
+
+def markdown(rows: list[dict], setup: dict) -> str:
+    sizes = setup["latency_sizes"]
+    classes = rows[0]["classes"] if rows else []
+    head = (["model", "mIoU"] + [f"IoU {c}" for c in classes] + ["lesion mIoU", "lesion Dice", "boundary F",
+            "params (M)", "GFLOPs@256"] + [f"ORT ms@{s}" for s in sizes] + ["FP16 ΔmIoU", "INT8 ΔmIoU"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["row"], fmt(r["miou"])] + [fmt(r["iou"][c]) for c in classes] + [
+            fmt(r["lesion_miou"]), fmt(r["lesion_dice"]), fmt(r["boundary_f"]), fmt(r["params_m"], 2),
+            fmt(r["gflops_256"], 2)] + [fmt(r["latency_ms"][str(s)], 1) for s in sizes] + [
+            _delta(r, "fp16"), _delta(r, "int8")]
+        lines.append("| " + " | ".join(cells) + " |")
+    by_row = {r["row"]: r for r in rows}
+    claims = ["| claim | with | without | ΔmIoU | Δboundary F | held on this data? |", "|---|---|---|---|---|---|"]
+    for text, with_, without in CLAIMS:
+        if with_ in by_row and without in by_row:
+            a, b = by_row[with_], by_row[without]
+            d_miou, d_bf = a["miou"] - b["miou"], (a["boundary_f"] or 0) - (b["boundary_f"] or 0)
+            held = "yes" if d_miou > 0.01 else ("no" if d_miou < -0.01 else "within ±0.01 (single seed: no call)")
+            claims.append(f"| {text} | {with_} | {without} | {d_miou:+.3f} | {d_bf:+.3f} | {held} |")
+    return "\n".join([
+        "# BUSI comparison (3 classes: background, benign, malignant)", "",
+        f"Budget per model: {setup['epochs']} epochs"
+        + (f" or {setup['max_minutes']} min" if setup["max_minutes"] else "")
+        + f", input {setup['size']}x{setup['size']} gray, batch {setup['batch_size']}, AdamW lr {setup['lr']}, "
+        f"seed {setup['seed']}, class weights {setup['class_weights']}, random init; ResNet-18 width "
+        f"{setup['width'] or 64}. Validation: {rows[0]['val_images'] if rows else 0} images (20 % by image, seed "
+        f"{setup['seed']}), metrics at original resolution. Latency: ONNX Runtime CPU, {setup['threads']} "
+        f"thread(s), batch 1, median of {setup['latency_iterations']}. Trained on: {setup['device']}. "
+        f"FP16/INT8 ΔmIoU on the first {setup['quant_images']} validation images.", "",
+        *lines, "", *[f"\\* {r['row']} {k}: {e}" for r in rows for k, e in r.get("quant_errors", {}).items()], "",
+        "## Classic claims on this data", "", *claims, "",
+        "![mIoU vs latency](miou_vs_latency.png)", "", "![per-class IoU](per_class_iou.png)", "",
+        f"Command: `{setup['command']}` ({setup['total_minutes']:.1f} min).", ""])
+
+
+def plots(rows: list[dict], out: Path, size: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r["latency_ms"][str(size)], r["miou"])
+        ax.annotate(r["row"], (r["latency_ms"][str(size)], r["miou"]), fontsize=7)
+    ax.set_xlabel(f"ONNX Runtime CPU latency at {size}x{size} (ms)")
+    ax.set_ylabel("validation mIoU")
+    ax.set_xscale("log")
+    fig.tight_layout()
+    fig.savefig(out / "miou_vs_latency.png", dpi=120)
+    plt.close(fig)
+    classes = rows[0]["classes"]
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.8), 4))
+    x = np.arange(len(rows))
+    for i, c in enumerate(classes):
+        ax.bar(x + (i - 1) * 0.27, [r["iou"][c] or 0 for r in rows], 0.27, label=c)
+    ax.set_xticks(x, [r["row"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("validation IoU")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "per_class_iou.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--data", type=Path, default=BUSI)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock cap per model (schedule compressed)")
+    parser.add_argument("--size", type=int, default=128, help="training input size (square, multiple of 32)")
+    parser.add_argument("--width", type=int, default=32, help="ResNet-18 first-stage channels (64 = the standard net)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--class-weights", default="auto", choices=("auto", "none"))
+    parser.add_argument("--limit", type=int, default=None, help="use only N images (smoke runs)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--latency-sizes", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--latency-iterations", type=int, default=20)
+    parser.add_argument("--quant-images", type=int, default=40, help="validation images for FP16/INT8 deltas (0: skip)")
+    parser.add_argument("--device-note", default="this machine's CPU", help="where the rows were trained (report)")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "busi_compare", help="checkpoints (never commit)")
+    parser.add_argument("--retrain", action="store_true", help="train even when --work has the checkpoint")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not (args.data / "benign").is_dir():
+        raise SystemExit(f"--data: {args.data} is not the BUSI folder (expected benign/, malignant/, normal/)")
+    if args.class_weights == "none":
+        args.class_weights = None
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started, rows = time.perf_counter(), []
+    for row in args.models:
+        t0 = time.perf_counter()
+        rows.append(run_row(row, args))
+        r = rows[-1]
+        print(f"{row}: mIoU {fmt(r['miou'])} lesion mIoU {fmt(r['lesion_miou'])} lesion Dice {fmt(r['lesion_dice'])} "
+              f"boundary F {fmt(r['boundary_f'])} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
+        setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        setup.update(device=args.device_note, total_minutes=(time.perf_counter() - started) / 60,
+                     command="python benchmarks/busi_compare.py " + " ".join(sys.argv[1:] if argv is None else argv))
+        (args.out / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
+        (args.out / "report.md").write_text(markdown(rows, setup))  # rewritten after every row: partial runs count
+    plots(rows, args.out, args.latency_sizes[0])
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
