@@ -77,6 +77,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         from .data.class_folders import LAYOUTS
+        from .sizes import check_size, zoo_multiple
 
         if self.layout not in LAYOUTS:
             raise InputError(f"layout: got {self.layout!r}, expected one of {LAYOUTS}")
@@ -86,8 +87,7 @@ class TrainConfig:
             self.classes = ["background", "foreground"]
         if self.classes is not None and len(self.classes) < 2:
             raise InputError(f"classes: got {self.classes!r}, expected at least two names (background first)")
-        if len(self.size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.size):
-            raise InputError(f"size: got {list(self.size)!r}, expected [height, width], multiples of 32")
+        check_size(self.size, "size", zoo_multiple(self.model), self.model)
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name}: got {getattr(self, name)!r}, expected a positive int")
@@ -314,6 +314,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     torch = require("torch", "training")
     tqdm = require("tqdm", "progress bars").tqdm
     from .models import create_model, load_checkpoint, save_checkpoint
+    from .sizes import check_size, model_multiple
 
     cfg.validate()
     if cfg.threads:
@@ -359,6 +360,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                              f"{len(cfg.classes)} classes and {pre.channels}")
     else:
         model = create_model(cfg.model, num_classes=len(cfg.classes), in_channels=pre.channels, **cfg.model_kwargs)
+    check_size(cfg.size, "size", model_multiple(model), cfg.model)  # e.g. PSPNet's bins: 64, before any epoch
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.resume and _optim_path_of(Path(cfg.resume)).exists():
         _load_optimizer(opt, _optim_path_of(Path(cfg.resume)))

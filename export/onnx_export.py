@@ -213,6 +213,9 @@ def onnx_from_checkpoint(checkpoint: str | Path, out_path: str | Path | None = N
 def _export(torch, model, channels: int, size: tuple[int, int], opset: int, dynamic: bool):
     h, w = size
     batch = 2 if dynamic else 1   # torch.export specialises size-1 dims, so trace a dynamic batch at 2
+    m = input_multiple(model)
+    if dynamic and m > 1 and not fixed_input_size(model):  # likewise a side of one block (m * Dim == m): two
+        h, w = max(h, 2 * m), max(w, 2 * m)
     x = torch.randn(batch, channels, h, w, generator=torch.Generator().manual_seed(0))
     kwargs: dict[str, Any] = {"dynamo": True, "opset_version": opset, "input_names": [INPUT_NAME],
                               "output_names": [OUTPUT_NAME], "verbose": False, "optimize": True}
