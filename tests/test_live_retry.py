@@ -56,6 +56,14 @@ def test_http_stream_that_comes_up_late_is_connected_after_retries(tmp_path):
     assert any("connected after" in e for e in source.events)
 
 
+def test_stream_that_never_comes_up_fails_after_the_retries_naming_it():
+    url = f"http://127.0.0.1:{_free_port()}/none.avi"
+    source = open_source(url, retries=2, backoff=0.01)
+    with pytest.raises(SourceError, match=f"cannot open stream '{url}'.*2 reconnect attempts over .* failed too"):
+        source.open()
+    assert sum("cannot connect to the live source; reconnect attempt" in e for e in source.events) == 2
+
+
 def test_live_source_stops_waiting_when_interrupted():
     FakeCamera.opens = 0
     source = open_source(0, retries=5, backoff=5.0, capture_factory=lambda target, api: FakeCamera([None]))

@@ -101,7 +101,8 @@ class VideoSource(Source):
         capture = self._new_capture()
         if not capture.isOpened():
             capture.release()
-            kind = "camera" if self.reconnecting else "video"
+            kind = "video" if not self.reconnecting else (
+                "stream" if "://" in self.uri and not self.uri.startswith("csi://") else "camera")
             problem = None if self.reconnecting else mp4_problem(self.target)
             if problem:
                 raise SourceError(f"cannot open video {self.uri!r}: {problem}")
