@@ -175,7 +175,7 @@ def score_hc18(limit: int | None) -> dict:
 
 
 def side_by_side(frames, outputs, path: Path, index: int) -> None:
-    """Top: frame, bilinear mask, guided mask. Bottom (2x crop at the hair edge): frame, green replacement with
+    """Top: frame, bilinear mask, guided mask. Bottom (1:1 crop at the hair edge): frame, green replacement with
     each mask (the BackgroundEffect the selfie command runs, feather 0)."""
     import cv2
 
@@ -194,11 +194,11 @@ def side_by_side(frames, outputs, path: Path, index: int) -> None:
 
     ys, xs = np.nonzero(bilinear > 0.5)
     top, cx = int(ys.min()), int(np.median(xs[ys < ys.min() + 10]))  # the top of the head: hair
-    y0 = int(np.clip(top - ph // 4, 0, frame.shape[0] - ph // 2))
-    x0 = int(np.clip(cx - pw // 4, 0, frame.shape[1] - pw // 2))
+    y0 = int(np.clip(top - ph // 3, 0, frame.shape[0] - ph))
+    x0 = int(np.clip(cx - pw // 2, 0, frame.shape[1] - pw))
 
     def crop(img):
-        return cv2.resize(img[y0:y0 + ph // 2, x0:x0 + pw // 2], (pw, ph), interpolation=cv2.INTER_NEAREST)
+        return img[y0:y0 + ph, x0:x0 + pw]
 
     rows = [np.hstack([panel(frame), panel(bilinear), panel(guided)]),
             np.hstack([crop(frame), crop(green[0]), crop(green[1])])]

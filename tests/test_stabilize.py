@@ -152,3 +152,28 @@ def test_run_command_takes_the_filters_and_reports_video_quality(tmp_path, model
     assert main(["run", "--model", str(model), "--source", str(clip), "--sink", "null", "--quiet",
                  "--stabilize", "none", "--smooth", "0.5"]) == 2
     assert "--smooth" in capsys.readouterr().err
+
+
+def test_demo_and_selfie_default_to_the_motion_stabilizer_unless_smooth_is_given():
+    import argparse
+
+    from edgeseg.commands import demo, selfie
+    from edgeseg.commands.run import temporal_options
+
+    for command in (demo, selfie):
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        base = ["--source", "x.mp4"] if command is selfie else []
+        args = parser.parse_args(base)
+        smooth, stab = temporal_options(args.smooth, args.stabilize, args.stabilize_default)
+        assert smooth is None and stab.mode == "motion"
+        args = parser.parse_args([*base, "--smooth", "0.5"])  # today's EMA, unchanged
+        assert temporal_options(args.smooth, args.stabilize, args.stabilize_default) == (0.5, None)
+        args = parser.parse_args([*base, "--stabilize", "none"])
+        assert temporal_options(args.smooth, args.stabilize, args.stabilize_default) == (None, None)
+    from edgeseg.commands import run
+
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    args = parser.parse_args(["--model", "m.onnx", "--source", "x.mp4"])
+    assert temporal_options(args.smooth, args.stabilize, args.stabilize_default) == (None, None)  # run: opt-in

@@ -34,7 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ultrasound", action="store_true",
                         help="run the HC18 ultrasound model on the echo cine instead of the selfie demo")
     parser.add_argument("--video", default=str(MEGAMIND), help=f"selfie demo input (default {MEGAMIND})")
-    add_stream_options(parser, default_sink="demo.mp4", effect_default="blur; overlay with --ultrasound")
+    add_stream_options(parser, default_sink="demo.mp4", effect_default="blur; overlay with --ultrasound",
+                       stabilize_default="motion")
 
 
 def hc18_model() -> Path:

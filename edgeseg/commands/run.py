@@ -41,8 +41,10 @@ def add_arguments(parser) -> None:
     add_bare_onnx_options(parser)
 
 
-def add_stream_options(parser, default_sink: str, effect_default: str = "overlay") -> None:
-    """Options shared by `edgeseg run` and `edgeseg demo` (``effect_default``: the text for --effect's default)."""
+def add_stream_options(parser, default_sink: str, effect_default: str = "overlay",
+                       stabilize_default: str | None = None) -> None:
+    """Options shared by `edgeseg run` and `edgeseg demo` (``effect_default``: the text for --effect's default;
+    ``stabilize_default``: the --stabilize used when neither it nor --smooth is given)."""
     parser.add_argument("--sink", default=default_sink,
                         help=f"out.mp4, out.avi, a folder, window or null (default {default_sink})")
     parser.add_argument("--backend", default="auto",
@@ -54,7 +56,7 @@ def add_stream_options(parser, default_sink: str, effect_default: str = "overlay
     parser.add_argument("--smooth", type=float, default=None, metavar="A",
                         help="temporal EMA of probabilities, A in [0, 1), e.g. 0.5 (= --stabilize ema); with "
                              "--stabilize: that filter's weight of the past")
-    add_mask_filter_options(parser)
+    add_mask_filter_options(parser, stabilize_default)
     parser.add_argument("--effect", choices=EFFECTS, default=None,
                         help="overlay: class colours; blur: blur the background (class 0); hc: fetal head "
                              f"ellipse and a stable head circumference (needs --pixel-size) (default: {effect_default})")
@@ -75,20 +77,26 @@ def add_stream_options(parser, default_sink: str, effect_default: str = "overlay
     parser.add_argument("--quiet", action="store_true", help="no live status line and no table")
 
 
-def add_mask_filter_options(parser, stabilize: str | None = None, refine: str | None = None) -> None:
-    """``--stabilize`` and ``--refine`` (render-stage MaskFilter); the defaults None mean "not asked for"."""
-    parser.add_argument("--stabilize", choices=("none", "ema", "motion"), default=stabilize,
+def add_mask_filter_options(parser, stabilize_default: str | None = None) -> None:
+    """``--stabilize`` and ``--refine`` (render-stage MaskFilter). ``stabilize_default`` applies when neither
+    --stabilize nor --smooth is given (demo/selfie: motion, as benchmarks/video_quality.py showed it wins)."""
+    when = (f"default {stabilize_default}, or the EMA when --smooth is given" if stabilize_default
+            else "default: none, or the EMA when --smooth is given")
+    parser.add_argument("--stabilize", choices=("none", "ema", "motion"), default=None,
                         help="temporal filter of the mask: ema (= --smooth, ghosts behind movement) or motion "
-                             "(averages only where the frame is still: less flicker, no ghost)"
-                             + (f" (default {stabilize})" if stabilize else ""))
-    parser.add_argument("--refine", choices=("none", "guided"), default=refine,
-                        help="upsample the mask to the frame with the fast guided filter (edges follow the frame)"
-                             + (f" (default {refine})" if refine else ""))
+                             f"(averages only where the frame is still: less flicker, no ghost) ({when})")
+    parser.add_argument("--refine", choices=("none", "guided"), default=None,
+                        help="upsample the mask to the frame with the fast guided filter (edges follow the frame; "
+                             "default none: bilinear)")
+    parser.set_defaults(stabilize_default=stabilize_default)
 
 
-def temporal_options(smooth: float | None, stabilize: str | None):
+def temporal_options(smooth: float | None, stabilize: str | None, default: str | None = None):
     """``--smooth``/``--stabilize`` -> (Segmenter smooth, stream stabilize). ``--smooth A`` alone keeps today's
-    Segmenter EMA; with ``--stabilize ema|motion`` A becomes that filter's weight of the past."""
+    Segmenter EMA; with ``--stabilize ema|motion`` A becomes that filter's weight of the past; ``default`` is
+    the stabiliser when neither is given."""
+    if stabilize is None and smooth is None:
+        stabilize = default
     if stabilize is None:
         return smooth, None
     if stabilize == "none":
@@ -171,7 +179,8 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
     check_outputs(args)
     render = make_render(effect, args.blur, getattr(args, "pixel_size", None), getattr(args, "hc_window", 15))
     backend, threads, crf = args.backend, args.threads, args.crf or None
-    smooth, stabilize = temporal_options(args.smooth, getattr(args, "stabilize", None))
+    smooth, stabilize = temporal_options(args.smooth, getattr(args, "stabilize", None),
+                                         getattr(args, "stabilize_default", None))
     model_label = str(getattr(model, "path", model))  # a path, or an Artifact built from --mean/--std/...
     if getattr(args, "url", None):  # a remote runner: build the Segmenter here with the server's address
         from ..pipeline import Segmenter

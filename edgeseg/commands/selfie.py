@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--feather", type=int, default=3, help="mask edge softening radius in pixels (default 3)")
     parser.add_argument("--smooth", type=float, default=None,
                         help="temporal EMA of the mask in [0, 1), e.g. 0.5; with --stabilize: its weight of the past")
-    add_mask_filter_options(parser)
+    add_mask_filter_options(parser, stabilize_default="motion")
     parser.add_argument("--sink", default="window", help="out.mp4, a folder, window or null (default window)")
     parser.add_argument("--variant", default="general", choices=["general", "landscape"],
                         help="general (256x256) or landscape (144x256) model")
@@ -48,7 +48,7 @@ def run(args) -> int:
     check_outputs(args)
     model = args.model or selfie_model_path(args.variant)
     effect = BackgroundEffect(blur=args.blur, replace=args.replace, color=args.color, feather=args.feather)
-    smooth, stabilize = temporal_options(args.smooth, args.stabilize)
+    smooth, stabilize = temporal_options(args.smooth, args.stabilize, args.stabilize_default)
     with stream(args.source, model, sink=args.sink, render=effect, smooth=smooth, backend=args.backend,
                 threads=args.threads, max_frames=args.max_frames, status=None, sink_options=sink_options_from(args),
                 stabilize=stabilize, refine=args.refine) as frames:
