@@ -29,7 +29,8 @@ class GuidedUpsampler:
     Args:
         radius: box radius in low-resolution pixels (the window is 2r+1 wide).
         eps: regularisation on the guide's variance (guide in 0..1): larger keeps more of the bilinear result.
-        clip: clamp the output to [0, 1] (probabilities).
+        clip: keep probabilities valid: one plane is clamped to [0, 1]; several class planes (which sum to one)
+            are clamped at 0 and divided by their sum, so each pixel still sums to one.
     """
 
     def __init__(self, radius: int = 2, eps: float = 1e-3, clip: bool = True):
@@ -78,7 +79,9 @@ class GuidedUpsampler:
             big_a = cv2.resize(box(a) * np.float32(1.0 / 255.0), (width, height), interpolation=cv2.INTER_LINEAR)
             cv2.accumulateProduct(guide_f, big_a, out[k])
             if self.clip:
-                np.clip(out[k], 0.0, 1.0, out=out[k])
+                np.clip(out[k], 0.0, 1.0 if c == 1 else None, out=out[k])
+        if self.clip and c > 1:
+            out /= np.maximum(out.sum(axis=0), np.float32(1e-12))
         return out
 
 

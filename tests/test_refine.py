@@ -58,6 +58,11 @@ def test_class_planes_that_sum_to_one_still_do():
     out = GuidedUpsampler(radius=2, eps=1e-3, clip=False)(frame, probs)
     assert out.shape == (3, 32, 40)
     assert np.abs(out.sum(0) - 1).max() < 1e-4
+    assert out.min() < 0  # overshoot at this noise; clip=True (the default) clamps at 0 and renormalises
+    clipped = GuidedUpsampler(radius=2, eps=1e-3)(frame, probs)
+    assert clipped.min() >= 0 and np.abs(clipped.sum(0) - 1).max() < 1e-5
+    kept = out.min(axis=0) >= 0  # pixels without overshoot are left as they were
+    assert np.abs(clipped[:, kept] - out[:, kept]).max() < 1e-5
 
 
 def test_guided_edges_follow_the_frame_better_than_bilinear():

@@ -177,3 +177,24 @@ def test_demo_and_selfie_default_to_the_motion_stabilizer_unless_smooth_is_given
     run.add_arguments(parser)
     args = parser.parse_args(["--model", "m.onnx", "--source", "x.mp4"])
     assert temporal_options(args.smooth, args.stabilize, args.stabilize_default) == (None, None)  # run: opt-in
+
+
+def test_any_segmenter_and_class_count_goes_through_the_render_stage_filter():
+    from edgeseg.pipeline import Segmentation
+    from edgeseg.postprocess import argmax_labels
+
+    def three_classes(frame):  # a plain callable at frame size: class from the gray level, soft probabilities
+        g = frame[..., 1].astype(np.float32) / 255.0
+        logits = np.stack([-4 * g, np.zeros_like(g), 4 * g - 2])
+        probs = np.exp(logits) / np.exp(logits).sum(0)
+        return Segmentation(labels=argmax_labels(probs), probs=probs.astype(np.float32))
+
+    frames = [np.repeat(np.repeat(f, 8, 0), 8, 1) for f in _frames(3)]  # 512x768: halved before filtering
+    results = list(edgeseg.stream(FrameSource(frames), three_classes, render=False, stabilize="motion",
+                                  refine="guided"))
+    for r in results:
+        probs = r.segmentation.probs
+        assert probs.shape == (3, 512, 768)
+        assert probs.min() >= 0 and np.abs(probs.sum(0) - 1).max() < 1e-5  # clamped at 0, renormalised
+        assert (r.labels == argmax_labels(probs)).all()
+        assert set(np.unique(r.labels)) <= {0, 1, 2}
