@@ -52,6 +52,17 @@ def test_pspnet_needs_64_before_training():
         check_size((96, 96), "size", model_multiple(model), "pspnet")
 
 
+def test_bench_size_follows_the_model_rule(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    if not SHIPPED.exists():
+        pytest.skip("the shipped hc18_fastseg model is not in edgeseg/assets")
+    rc = main(["bench", str(SHIPPED), "--size", "7x7", "--iterations", "2", "--out", str(tmp_path / "b")])
+    assert rc == 2
+    assert "--size: got 7x7, expected height and width that are multiples of 32 for a fastseg model" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.slow
 def test_pspnet_traced_at_one_block_exports_dynamic_height_and_width(tmp_path):
     torch = pytest.importorskip("torch")

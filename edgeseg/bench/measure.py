@@ -20,6 +20,7 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import InputError
+from ..sizes import artifact_multiple, check_size
 from . import environment
 from .result import BenchResult
 from .stats import DEFAULT_BLOCKS
@@ -68,6 +69,7 @@ def _artifact_at_size(path: str | Path, size: tuple[int, int] | None) -> Artifac
                 f"--size: got {size[0]}x{size[1]}, but {Path(path).name} has a fixed input "
                 f"{spec.shape[2]}x{spec.shape[3]}; export it with dynamic height/width to sweep sizes"
             )
+    check_size(size, "--size", artifact_multiple(artifact), artifact.model)  # the rule train and export follow
     artifact.preprocess = replace(artifact.preprocess, size=tuple(size))
     return artifact
 
