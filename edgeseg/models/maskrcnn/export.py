@@ -147,9 +147,13 @@ def export_artifact(model, artifact, path, opset: int = 19) -> Path:
         path, post = split_onnx_from_maskrcnn(model, path, size=size, opset=opset)
         with torch.no_grad():
             dense = MaskRCNNDense(model)(torch.zeros(1, channels, *size))
-        outputs = [TensorSpec(name, list(t.shape), "float32") for name, t in zip(ENGINE_OUTPUTS, dense)]
+        anchors = int(dense[1].shape[1])  # named in the specs: sidecar dims are at most 8192, anchors can be more
+        outputs = [TensorSpec("feature", list(dense[0].shape), "float32"),
+                   TensorSpec("objectness", [1, "anchors"], "float32"),
+                   TensorSpec("rpn_deltas", [1, "anchors", 4], "float32")]
         extra["export"] = {**extra.get("export", {}), "after_engine": {
             "stage": "maskrcnn_post", "onnx": post.name, "runtime": "onnxruntime", "inputs": ENGINE_OUTPUTS,
+            "anchors": anchors,
             "outputs": [{"name": s.name, "shape": s.shape, "dtype": s.dtype} for s in detections],
             "why": "TensorRT-RTX implements neither NonZero nor NonMaxSuppression"}}
     else:
