@@ -1,7 +1,7 @@
 """Train a segmentation model on a folder of images and a folder of masks, or on one folder per class.
 
---layout pairs (default): images and masks are paired by name (--mask-pattern, a glob with {stem} = image name without suffix;
-several matching masks are OR-ed). The split into train/validation is by group (--group-regex, e.g. a
+--layout pairs (default): images and masks are paired by name (--mask-pattern, a glob with {stem} =
+image name without suffix; several matching masks are OR-ed). The split into train/validation is by group (--group-regex, e.g. a
 patient prefix) so that no group leaks into validation. The best checkpoint by validation mean IoU is
 written to --out (safetensors + JSON sidecar), the last epoch to <out>.last.safetensors for --resume.
 
@@ -10,12 +10,15 @@ with images/ + masks/ sub-folders or images and masks side by side. An image X.p
 mask files X_mask.png, X_mask_1.png, ... (--mask-suffix _mask): every non-zero pixel of any of them
 takes the folder's class. Folders in --background (default: normal) are background-only images. Class
 names come from the folders (background first, then sorted), are stored in the sidecar and shown by
-eval, run and bench; --classes NAME... sets their order.
+eval (table, grid legend); --classes NAME... sets their order. Validation names are <folder>/<file>.
 
 Class imbalance (e.g. lesions are a few % of the pixels): --class-weights auto weighs cross-entropy by
 1/sqrt(pixel frequency) of each class (normalised to a pixel-weighted mean of 1), --class-weights
 0.5 2 4 sets them; the soft Dice term (--dice-weight, on by default) averages each foreground class's
-Dice, so a small class counts as much as a large one.
+Dice, so a small class counts as much as a large one. Measured on BUSI (fastseg, 128x128, 12 epochs,
+seed 0, Dice term on, 134 validation images): --class-weights auto raised mIoU 0.544 -> 0.556, benign
+IoU 0.244 -> 0.288 (malignant 0.440 -> 0.440), mean class accuracy 0.614 -> 0.679 and lesion Dice
+0.592 -> 0.604, at the cost of pixel accuracy 0.945 -> 0.937 (more lesion false positives); one seed.
 
 Examples:
   # the shipped HC18 fetal-head model (grayscale, split by the 3-digit patient prefix; ~36 min on 2 cores)
