@@ -194,9 +194,9 @@ def _zoo_model(name):
 
 
 @pytest.mark.slow
-# tflite_graph is built from an imported file; maskrcnn outputs instances and has its own exporter and
-# parity test (tests/test_maskrcnn.py).
-@pytest.mark.parametrize("name", [n for n in list_models() if n not in ("tflite_graph", "maskrcnn")])
+# tflite_graph is built from an imported file; the instance models have their own exporter and parity tests
+# (tests/test_maskrcnn.py, test_fcis.py, test_bottomup.py).
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in ("tflite_graph", "maskrcnn", "fcis", "bottomup")])
 def test_zoo_model_exports_and_passes_check_on_hc18(name, tmp_path, hc18_dir):
     model = _zoo_model(name)
     multiple = getattr(model, "input_multiple", 1)

@@ -34,7 +34,8 @@ FAST = {
     "deeplab_attention": {"width": 16, "aspp_channels": 32},
 }
 # Registered by other components and tested there: the TFLite importer, the CRF-as-RNN op.
-ELSEWHERE = {"tflite_graph", "deeplabv3_crf", "maskrcnn"}  # tested in test_tflite_import, test_crf_rnn, test_maskrcnn
+# tested in test_tflite_import, test_crf_rnn, test_maskrcnn, test_fcis, test_bottomup
+ELSEWHERE = {"tflite_graph", "deeplabv3_crf", "maskrcnn", "fcis", "bottomup"}
 ZOO = sorted(set(list_models()) - ELSEWHERE)
 MODELS = sorted(FAST)
 SLOW_EXPORT = {"fcn", "fcn32s", "deeplabv3", "deeplabv3_dcn", "pspnet", "gcn", "deconvnet", "deeplab_attention",

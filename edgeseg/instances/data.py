@@ -162,3 +162,22 @@ def compose_instances(pieces: list[tuple[np.ndarray, np.ndarray]], canvas: tuple
         image[y:y + ch, x:x + cw] = crop
         masks[i, y:y + ch, x:x + cw] = mask > 0
     return image, target_from_masks(masks, np.ones(len(pieces), np.int64))
+
+
+def busi_instances(root, folders=("benign", "malignant")) -> list[InstanceItem]:
+    """BUSI (``root/<folder>/images/<name>.png``, masks ``<name>_mask.png``, ``<name>_mask_1.png``, ...): each mask
+    file is one lesion instance of class 1. Research use only: never ship BUSI or a model trained on it."""
+    cv2 = require("cv2", "reading BUSI masks")
+    items = []
+    for folder in folders:
+        images = sorted((Path(root) / folder / "images").glob("*.png"))
+        if not images:
+            raise InputError(f"BUSI folder {Path(root) / folder / 'images'}: got no .png images, expected the "
+                             f"layout of ../shared/data/busi/README.md")
+        for path in images:
+            files = sorted((Path(root) / folder / "masks").glob(f"{path.stem}_mask*.png"))
+            masks = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) > 0 for f in files]
+            if not masks or not any(m.any() for m in masks):
+                continue
+            items.append(InstanceItem(path, masks=np.stack(masks).astype(np.uint8), labels=np.ones(len(masks), np.int64)))
+    return items

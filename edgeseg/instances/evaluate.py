@@ -15,20 +15,35 @@ from .segmenter import InstanceSegmenter
 
 def evaluate_model_on_folder(model, data, split: str = "val", group_regex: str | None = r"^(\d{3})_",
                              val_fraction: float = 0.2, seed: int = 0, limit: int | None = None,
-                             threads: int | None = 1, results_json=None) -> dict:
+                             threads: int | None = 1, results_json=None, dataset: str = "hc18",
+                             composites: int = 64, canvas: int = 512) -> dict:
     """Run ``model`` (.onnx / .safetensors) on every image of ``split`` (score threshold 0: AP ranks them all)
-    -> {"segm": AP dict, "bbox": AP dict, "images": N, "median_ms": per-frame latency}."""
-    items = hc18_instances(data)
+    -> {"segm": AP dict, "bbox": AP dict, "images": N, "median_ms": per-frame latency}.
+
+    ``dataset="hc18_composites"`` scores ``composites`` canvases of ``canvas`` x ``canvas`` pixels tiled from the
+    split's scans (seed ``seed + 1``, the validation canvases of training, drawn at this size); "busi" reads
+    BUSI lesions (split by image)."""
+    if dataset == "busi":
+        from .data import busi_instances
+        items, group_regex = busi_instances(data), None
+    else:
+        items = hc18_instances(data)
     if split == "val":
         by_name = {it.image.name: it for it in items}
         _, val = split_by_group([Sample(it.image, (it.instance_png,)) for it in items], group_regex, val_fraction,
                                 seed)
         items = [by_name[s.name] for s in val]
-    items = items[:limit] if limit else items
     seg = InstanceSegmenter(model, score_threshold=0.0, threads=threads)
+    if dataset == "hc18_composites":
+        from ..artifact import Preprocess
+        from .composites import CompositeDataset
+        ds = CompositeDataset(items, Preprocess(size=(canvas, canvas), color="gray"), length=limit or composites,
+                              seed=seed + 1)
+        frames = [ds.canvas_at(i) for i in range(len(ds))]
+    else:
+        frames = (item.load() for item in (items[:limit] if limit else items))
     preds, targets, sizes, times = [], [], [], []
-    for item in items:
-        image, target = item.load()
+    for image, target in frames:
         t0 = time.perf_counter()
         preds.append(seg(image).instances)
         times.append(time.perf_counter() - t0)
@@ -39,4 +54,4 @@ def evaluate_model_on_folder(model, data, split: str = "val", group_regex: str |
     if results_json:
         write_results_json(results, results_json)
     return {"model": str(Path(model)), "segm": coco_ap(gt, results, "segm"), "bbox": coco_ap(gt, results, "bbox"),
-            "images": len(items), "median_ms": float(np.median(times) * 1000)}
+            "images": len(targets), "median_ms": float(np.median(times) * 1000)}

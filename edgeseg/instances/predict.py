@@ -22,12 +22,16 @@ def instances_from_detections(boxes, scores, labels, masks, input_size: tuple[in
 
 
 def predict_torch(model, image: np.ndarray, frame_size: tuple[int, int] | None = None) -> Instances:
-    """Run an eval-mode Mask R-CNN on one preprocessed image (C, H, W) float32 -> Instances at ``frame_size``
+    """Run an eval-mode instance model (Mask R-CNN, FCIS, bottom-up) on one preprocessed image (C, H, W) float32 -> Instances at ``frame_size``
     (default: the input size)."""
     import torch
 
     size = tuple(image.shape[-2:])
     with torch.no_grad():
         out = model(torch.from_numpy(np.ascontiguousarray(image))[None])[0]
+    if "image_masks" in out:  # bottom-up: whole-image soft masks per seed, no boxes
+        from ..models.bottomup import instances_from_seeds
+        return instances_from_seeds(out["scores"].numpy(), out["labels"].numpy(), out["image_masks"].numpy(),
+                                    frame_size=frame_size or size)
     return instances_from_detections(out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy(),
                                      out["masks"].numpy(), size, frame_size or size)

@@ -1,5 +1,5 @@
-"""Run an instance model (Mask R-CNN ``.onnx`` through ONNX Runtime, or ``.safetensors`` through PyTorch) on
-frames: ``seg(frame) -> Segmentation`` with ``instances`` filled, and an overlay with one colour per instance.
+"""Run an instance model (Mask R-CNN, FCIS or bottom-up; ``.onnx`` through ONNX Runtime, or ``.safetensors``
+through PyTorch) on frames: ``seg(frame) -> Segmentation`` with ``instances`` filled, and an overlay with one colour per instance.
 
 >>> seg = InstanceSegmenter("runs/hc18_maskrcnn.onnx", score_threshold=0.5)   # doctest: +SKIP
 >>> result = seg(frame)               # frame (H, W) gray or (H, W, 3) BGR uint8          # doctest: +SKIP
@@ -50,6 +50,8 @@ class InstanceSegmenter:
         path = Path(model)
         self.artifact = Artifact.load(path)
         self.score_threshold = float(score_threshold)
+        self._bottomup = self.artifact.model == "bottomup"
+        names = ["scores", "labels", "image_masks"] if self._bottomup else list(_OUTPUTS)
         if path.suffix == ".onnx":
             ort = require("onnxruntime", "running ONNX models")
             options = ort.SessionOptions()
@@ -57,25 +59,24 @@ class InstanceSegmenter:
                 options.intra_op_num_threads = threads
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._input = self._session.get_inputs()[0].name
-            self._run = lambda blob: self._session.run(list(_OUTPUTS), {self._input: blob})
+            self._run = lambda blob: self._session.run(names, {self._input: blob})
         elif path.suffix == ".safetensors":
             torch = require("torch", "running PyTorch checkpoints")
-            import edgeseg.models.maskrcnn  # noqa: F401 - registers "maskrcnn"
-
             from ..models import load_checkpoint
             from ..models.maskrcnn.export import MaskRCNNDetections
+            from .export import bottomup_module
 
             if threads:
                 torch.set_num_threads(threads)
             model, _ = load_checkpoint(path)
-            wrapper = MaskRCNNDetections(model)
+            wrapper = bottomup_module(model) if self._bottomup else MaskRCNNDetections(model)
 
             def run(blob):
                 with torch.no_grad():
                     return [t.numpy() for t in wrapper(torch.from_numpy(blob))]
             self._run = run
         else:
-            raise InputError(f"model: got {str(path)!r}, expected a .onnx or .safetensors Mask R-CNN artifact")
+            raise InputError(f"model: got {str(path)!r}, expected a .onnx or .safetensors instance model artifact")
 
     @property
     def classes(self) -> list[str]:
@@ -90,11 +91,16 @@ class InstanceSegmenter:
         pre = self.artifact.preprocess
         blob = preprocess_image(frame, pre)[None]
         t1 = time.perf_counter()
-        boxes, scores, labels, masks = self._run(blob)
+        outputs = self._run(blob)
         t2 = time.perf_counter()
-        keep = scores >= self.score_threshold
-        inst = instances_from_detections(boxes[keep], scores[keep], labels[keep], masks[keep], tuple(pre.size),
-                                         frame.shape[:2])
+        if self._bottomup:
+            from ..models.bottomup import instances_from_seeds
+            inst = instances_from_seeds(*outputs, score_threshold=self.score_threshold, frame_size=frame.shape[:2])
+        else:
+            boxes, scores, labels, masks = outputs
+            keep = scores >= self.score_threshold
+            inst = instances_from_detections(boxes[keep], scores[keep], labels[keep], masks[keep], tuple(pre.size),
+                                             frame.shape[:2])
         seg_labels, probs = _semantic_view(inst, len(self.classes), frame.shape[:2])
         t3 = time.perf_counter()
         return Segmentation(labels=seg_labels, probs=probs, timings={"pre": t1 - t0, "infer": t2 - t1,

@@ -1,4 +1,8 @@
-"""Train the light Mask R-CNN on an instance dataset within a time budget; evaluate COCO mask/box AP.
+"""Train an instance model (``maskrcnn``, ``fcis``, ``bottomup``) within a time budget; evaluate COCO mask/box AP.
+
+Data: HC18 scans (one head each), HC18 composites (2-4 real scans tiled per canvas, generated from the seed
+at training time; validation canvases from validation patients only) or BUSI lesions (one instance per mask
+file; research use only, never ship the model).
 
 >>> cfg = InstanceTrainConfig(data="../shared/data/hc18", out="runs/hc18_maskrcnn.safetensors")  # doctest: +SKIP
 >>> report = train_instances(cfg)      # {"segm": {"AP": ...}, "bbox": {...}, "steps": ...}    # doctest: +SKIP
@@ -42,13 +46,31 @@ class InstanceTrainConfig:
     warmup_steps: int = 10
     init_encoder: str | None = None            # a checkpoint whose ``encoder.*`` weights start the encoder
     freeze_encoder: bool = False               # keep those weights (and BatchNorm statistics) fixed
+    model: str = "maskrcnn"                    # maskrcnn | fcis | bottomup
+    dataset: str = "hc18"                      # hc18 | hc18_composites | busi
+    val_composites: int = 64                   # validation canvases (hc18_composites)
+
+
+#: instance models and datasets train_instances accepts
+MODELS = ("maskrcnn", "fcis", "bottomup")
+DATASETS = ("hc18", "hc18_composites", "busi")
+
+
+def _items(cfg: InstanceTrainConfig):
+    if cfg.dataset not in DATASETS:
+        raise InputError(f"dataset: got {cfg.dataset!r}, expected one of {list(DATASETS)}")
+    if cfg.dataset == "busi":
+        from .data import busi_instances
+        return busi_instances(cfg.data)
+    return hc18_instances(cfg.data)
 
 
 def _split(cfg: InstanceTrainConfig):
-    items = hc18_instances(cfg.data)
+    items = _items(cfg)
     by_name = {it.image.name: it for it in items}
     samples = [Sample(it.image, (it.instance_png,)) for it in items]
-    train, val = split_by_group(samples, cfg.group_regex, cfg.val_fraction, cfg.seed)
+    group = None if cfg.dataset == "busi" else cfg.group_regex  # BUSI has no patient key: split by image
+    train, val = split_by_group(samples, group, cfg.val_fraction, cfg.seed)
     return [by_name[s.name] for s in train], [by_name[s.name] for s in val]
 
 
@@ -78,7 +100,7 @@ def evaluate_instances(model, dataset: InstanceDataset, classes: list[str], resu
     model.eval()
     preds, targets = [], []
     for i in range(len(dataset)):
-        image, target = dataset.cache[i]
+        image, target = dataset[i]  # no flips on validation sets: InstanceDataset's cache, or composite i
         preds.append(predict_torch(model, image))
         targets.append(target)
     size = tuple(dataset.preprocess.size)
@@ -90,13 +112,14 @@ def evaluate_instances(model, dataset: InstanceDataset, classes: list[str], resu
 
 
 def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
-    """Train ``maskrcnn`` on HC18-style data for at most ``max_minutes`` / ``max_steps`` (AdamW, warm-up then
+    """Train ``cfg.model`` on ``cfg.dataset`` for at most ``max_minutes`` / ``max_steps`` (AdamW, warm-up then
     cosine decay over the time budget), save the checkpoint and its sidecar, evaluate on the validation split."""
     import torch
 
-    import edgeseg.models.maskrcnn  # noqa: F401 - registers "maskrcnn"
-
     from ..models import create_model, save_checkpoint
+
+    if cfg.model not in MODELS:
+        raise InputError(f"model: got {cfg.model!r}, expected one of {list(MODELS)}")
 
     if not str(cfg.out).endswith(".safetensors"):
         raise InputError(f"out: got {cfg.out!r}, expected a path ending in .safetensors")
@@ -111,10 +134,16 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
     if cfg.init_encoder:  # the encoder's weights expect the normalisation it was trained with
         pre = Preprocess(**{**Artifact.load(cfg.init_encoder).preprocess.__dict__, "size": (cfg.size, cfg.size)})
     t_load = time.time()
-    train_ds = InstanceDataset(train_items, pre, flip=True, seed=cfg.seed)
-    val_ds = InstanceDataset(val_items, pre)
+    if cfg.dataset == "hc18_composites":
+        from .composites import CompositeDataset
+        # train canvases are drawn by index from an effectively endless seeded stream; val ones are fixed
+        train_ds = CompositeDataset(train_items, pre, length=10**9, seed=cfg.seed, flip=True)
+        val_ds = CompositeDataset(val_items, pre, length=cfg.val_composites, seed=cfg.seed + 1)
+    else:
+        train_ds = InstanceDataset(train_items, pre, flip=True, seed=cfg.seed)
+        val_ds = InstanceDataset(val_items, pre)
     log(f"loaded {len(train_ds)} train / {len(val_ds)} val images in {time.time() - t_load:.1f} s")
-    model = create_model("maskrcnn", num_classes=len(cfg.classes), in_channels=1, **cfg.model_kwargs)
+    model = create_model(cfg.model, num_classes=len(cfg.classes), in_channels=1, **cfg.model_kwargs)
     if cfg.init_encoder:
         log(f"encoder: {load_encoder_weights(model, cfg.init_encoder)} tensors from {cfg.init_encoder}")
     if cfg.freeze_encoder:
@@ -146,7 +175,7 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
             log(f"step {step} {time.time() - start:.0f}s lr {lr:.2e} loss {float(loss):.3f} {parts}")
     train_s = time.time() - start
     out = Path(cfg.out)
-    artifact = Artifact(path=out, model="maskrcnn", model_kwargs=dict(model.model_kwargs), preprocess=pre,
+    artifact = Artifact(path=out, model=cfg.model, model_kwargs=dict(model.model_kwargs), preprocess=pre,
                         classes=list(cfg.classes),
                         inputs=[TensorSpec("input", ["batch", 1, cfg.size, cfg.size], "float32")],
                         outputs=[TensorSpec("detections", ["batch", "D"], "float32")],

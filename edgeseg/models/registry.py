@@ -27,6 +27,8 @@ _BUILTIN = {
     "tflite_graph": "edgeseg.tflite.graph_model",   # a graph imported from TFLite (edgeseg import-tflite)
     "deeplabv3_crf": "edgeseg.ops.crf_rnn",         # DeepLabv3 + CRF-as-RNN layer
     "maskrcnn": "edgeseg.models.maskrcnn",          # instance segmentation (boxes, scores, masks)
+    "fcis": "edgeseg.models.fcis",                  # instances: position-sensitive inside/outside maps
+    "bottomup": "edgeseg.models.bottomup",          # instances: pixel embeddings + seediness
 }
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
