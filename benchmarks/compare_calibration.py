@@ -2,10 +2,10 @@
 
 Each comparison builds fresh ONNX Runtime sessions of the shipped HC18 fastseg (edgeseg/assets/hc18_fastseg.onnx,
 at a small input so one comparison takes seconds) and times whole frames in blocks:
-  - interleaved: both models in one process, blocks alternating A B B A ... (`bench compare --interleave`),
-    paired t-test on log block medians;
+  - interleaved: both models in one process, blocks alternating A B B A ... (`bench compare --interleave`:
+    sessions rebuilt every 2 pairs, 0-1 ms idle before each frame), signed-rank test on log block medians;
   - separate: A's blocks, then B's blocks with a fresh session (like two `edgeseg bench` runs back to back),
-    Welch t-test on log block medians.
+    rank-sum test on log block medians.
 B is A's runner wrapped so every inference busy-waits ``effect`` times its own measured time afterwards: a true
 +3 %, +5 % or +10 % on the infer stage under whatever load the machine has (A runs through the same wrapper with
 effect 0). Conditions run round-robin so load changes over the run hit every condition alike.
@@ -167,6 +167,7 @@ def main() -> int:
     parser.add_argument("--effects", type=float, nargs="+", default=[0.03, 0.05, 0.10])
     parser.add_argument("--separate-effects", type=float, nargs="*", default=[0.10],
                         help="A/B effects also run as separate runs (A/A always is)")
+    parser.add_argument("--no-separate", action="store_true", help="interleaved conditions only")
     parser.add_argument("--iterations", type=int, default=600, help="timed frames per model (default 600)")
     parser.add_argument("--blocks", type=int, default=20, help="blocks per model (default 20)")
     parser.add_argument("--warmup", type=int, default=10)
@@ -184,7 +185,8 @@ def main() -> int:
     args.size = (args.size, args.size)
     frames = synthetic_frames(tuple(int(v) for v in args.frame.split("x")))
     conditions = [("interleaved", 0.0)] + [("interleaved", e) for e in args.effects]
-    conditions += [("separate", 0.0)] + [("separate", e) for e in args.separate_effects]
+    if not args.no_separate:
+        conditions += [("separate", 0.0)] + [("separate", e) for e in args.separate_effects]
     records, started = [], time.time()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

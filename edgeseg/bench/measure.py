@@ -202,10 +202,12 @@ def run_interleaved(
             timers.append(FrameTimer(seg, frames, pause=pause))
         if len(opened) == 2:
             # ONNX Runtime on a 2-core Xeon: of two sessions created back to back, the first ran 2-4 % slower
-            # (18 of 18 A/A runs); reloading the first after the second removed that (benchmarks/compare_calibration.py).
+            # (18 of 18 A/A runs); building the first again after the second removed that.
             opened[0].runner.deactivate()
             opened[0].runner.activate()
-        for timer in timers:
+        # Every pair of pairs runs A B B A: B's second block follows its own first. A's first block must follow
+        # A's own warm-up for the same advantage, so A warms last (without this B measured 1 % faster in A/A).
+        for timer in timers[::-1]:
             timer.warm(warmup)
         bar = _progress(2 * iterations if iterations else None, duration, progress)
         per_block = duration / (2 * blocks) if duration else None
@@ -216,7 +218,7 @@ def run_interleaved(
                 for seg in (opened if epoch % 2 == 0 else opened[::-1]):
                     seg.runner.deactivate()
                     seg.runner.activate()
-                for timer in timers:
+                for timer in timers[::-1]:
                     timer.warm(max(block_warmup, 2))
             for role in ("AB" if k % 2 == 0 else "BA"):
                 timer = timers[role == "B"]

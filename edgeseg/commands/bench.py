@@ -70,6 +70,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pause-ms", type=float, default=1.0,
                         help="compare --interleave: random idle of 0 to this many ms before each frame, so the "
                              "frame loop does not lock step with the scheduler on a loaded machine (default 1)")
+    parser.add_argument("--reload-every", type=int, default=2, metavar="PAIRS",
+                        help="compare --interleave: rebuild both models every N block pairs (0: never; default 2)")
     add_bare_onnx_options(parser, input_size=False)  # --size sets the size
 
 
@@ -169,7 +171,7 @@ def _interleave(args, path_a: Path, path_b: Path):
     a, b = run_interleaved(path_a, path_b, backend=args.backend, size=_size(args.size[0]) if args.size else None,
                            iterations=args.iterations, duration=args.duration, warmup=args.warmup, crf=args.crf,
                            threads=args.threads, frames=frames, blocks=args.blocks, progress=not args.no_progress,
-                           pause=args.pause_ms / 1e3)
+                           pause=args.pause_ms / 1e3, reload_every=args.reload_every)
     for name, result in (("A", a), ("B", b)):
         result.save_json(out / name / "result.json")
     print(f"wrote {out}/A/result.json and {out}/B/result.json (`bench compare` of them pairs the blocks again)")
