@@ -62,7 +62,8 @@ def custom_translation_table() -> dict:
         if exc.name != "edgeseg.export.op_translations":
             raise
     else:
-        table.update(module.translation_table())  # the current route's (edgeseg.ops.routes)
+        routed = getattr(module, "translation_table", None)  # the current route's (edgeseg.ops.routes)
+        table.update(routed() if callable(routed) else getattr(module, "CUSTOM_TRANSLATION_TABLE", {}))
     crf = sys.modules.get("edgeseg.ops.crf_rnn")
     if crf is not None and hasattr(crf, "crf_translation_table"):
         table.update(crf.crf_translation_table())

@@ -151,7 +151,7 @@ def test_input_multiple_gives_dynamic_sizes_in_steps(tmp_path):
         art = to_onnx(model, gray_artifact(size=(30, 44), classes=("a", "b", "c")), tmp_path / "s8.onnx")
     assert art.preprocess.size == (32, 48)
     assert art.extra["export"] == {"shapes": "dynamic", "traced_size": [32, 48], "input_multiple": 8,
-                                   "source": "m.safetensors"}
+                                   "source": "m.safetensors", "route": "native"}
     assert art.inputs[0].shape == ["batch", 1, "height", "width"]
     x = np.random.default_rng(0).normal(size=(2, 1, 40, 24)).astype(np.float32)
     with OrtRunner(art) as runner:
