@@ -110,7 +110,7 @@ class _GlassTimer:
 
 
 def glass_table(result) -> str:
-    """p50 / p99 per stage in ms, in pipeline order, with each stage's share of the glass-to-glass median."""
+    """p50 / p99 per stage in ms, in pipeline order; share: of the glass-to-glass median (capture is before it)."""
     stages = result.stages
     total = stages["glass_to_glass"]["median"]
     lines = [f"glass to glass: {result.config.get('source')} -> {result.config.get('sink', {}).get('uri')} "
@@ -119,7 +119,8 @@ def glass_table(result) -> str:
     for stage in GLASS_STAGES:
         if stage in stages:
             s = stages[stage]
-            share = "" if stage in ("end_to_end", "glass_to_glass") else f"{100 * s['median'] / total:7.0f}%"
+            inside = stage not in ("capture", "end_to_end", "glass_to_glass")  # capture ends at the timestamp
+            share = f"{100 * s['median'] / total:7.0f}%" if inside else ""
             lines.append(f"{stage:<16}{s['median'] * 1e3:9.2f}{s['p99'] * 1e3:9.2f}{share:>8}")
     return "\n".join(lines)
 
