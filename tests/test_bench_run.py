@@ -109,6 +109,7 @@ def test_compare_interleave_measures_both_and_saved_halves_pair_again(fastseg_ar
                  "--warmup", "2", "--size", "96x96", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "interleaved run: 4 A/B block pairs" in text and "noise floor: differences under 2.0 %" in text
+    assert "too few blocks for a 95% interval" in text
     a = json.loads((out / "A" / "result.json").read_text())
     b = json.loads((out / "B" / "result.json").read_text())
     assert a["blocks"]["infer"] == [6] * 4 and a["config"]["interleave"]["order"] == "ABBAABBA"

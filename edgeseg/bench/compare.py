@@ -98,6 +98,9 @@ def _method_notes(a: BenchResult, b: BenchResult, rows: list[StageComparison]) -
         notes.append(f"separate runs: {t.blocks_a} vs {t.blocks_b} blocks, rank-sum test on log block medians; "
                      "drift between the two runs is not in the blocks, for small effects use "
                      "`bench compare --interleave A B`")
+    if not np.isfinite(t.high):
+        notes.append(f"too few blocks for a {t.confidence:.0%} interval (a rank test needs 6 pairs, or about 4 blocks per "
+                     "run): every verdict is 'no significant difference'; record more with --blocks")
     notes.append(f"noise floor: differences under {t.min_effect * 100:.1f} % are 'within noise' (A/A noise of "
                  f"{'interleaved' if t.paired else 'separate'} runs); 'block noise' is one block's spread here")
     return notes
