@@ -301,11 +301,37 @@ def _write_sidecar(artifact: Artifact, out_path: Path, proto, opset: int, dims: 
         extra["export"]["after_engine"] = after_engine
     if custom_domains(proto):
         extra["export"]["custom_domains"] = custom_domains(proto)
+    grid_nodes = sampling_grid_nodes(proto)
+    if grid_nodes:
+        extra["export"]["fp32_nodes"] = grid_nodes
     preprocess = {**asdict(artifact.preprocess), "size": list(size)}
     exported = artifact.with_path(out_path, inputs=inputs, outputs=outputs, opset=opset, precision="fp32",
                                   versions=_versions(), engine=None, extra=extra, preprocess=preprocess)
     exported.save()
     return exported
+
+
+#: ops that compute sampling coordinates (shapes, index arithmetic); the walk stops at anything else (a Conv)
+_COORDINATE_OPS = {"Add", "Sub", "Mul", "Div", "Cast", "Range", "Reshape", "Concat", "Unsqueeze", "Squeeze", "Slice",
+                   "Gather", "Shape", "Expand", "Transpose", "Constant", "ConstantOfShape", "Identity"}
+
+
+def sampling_grid_nodes(proto) -> list[str]:
+    """Names of the nodes that compute ``GridSample`` grids (the decomposed DeformConv/RoIAlign coordinates).
+
+    Recorded as ``extra.export.fp32_nodes``: in FP16 a pixel coordinate near 256 is off by up to 1/16 px
+    and a normalised one by 1/2048 of the side, so ``edgeseg quantize`` keeps these nodes in FP32.
+    """
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    found: dict[str, None] = {}
+    stack = [node.input[1] for node in proto.graph.node if node.op_type == "GridSample" and len(node.input) > 1]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or not node.name or node.name in found or node.op_type not in _COORDINATE_OPS:
+            continue
+        found[node.name] = None
+        stack.extend(node.input)
+    return sorted(found)
 
 
 def _relative_source(source: Path, out_path: Path) -> str:

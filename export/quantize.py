@@ -101,6 +101,8 @@ def quantize_fp16(onnx: str | Path | Artifact, out_path: str | Path | None = Non
     unknown = sorted(set(keep_nodes) - names)
     if unknown:
         raise InputError(f"keep_nodes: {unknown[:5]} are not nodes of {source.path.name}")
+    # sampling-grid coordinates of a decomposed export (onnx_export.sampling_grid_nodes) stay FP32
+    keep_nodes = sorted(set(keep_nodes) | (set((source.extra.get("export") or {}).get("fp32_nodes", [])) & names))
     fp32_layers = {n.name: "fp32" for n in model.graph.node if n.op_type in block or n.name in set(keep_nodes)}
     converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
                                                  node_block_list=list(keep_nodes))
@@ -108,6 +110,7 @@ def quantize_fp16(onnx: str | Path | Artifact, out_path: str | Path | None = Non
     # onnxconverter-common bug: ORT then refuses the model); intermediate value_info is optional.
     del converted.graph.value_info[:]
     _restore_float32_outputs(onnx_lib, model_outputs, converted)
+    _drop_cast_round_trips(converted)
     onnx_lib.checker.check_model(converted)
     onnx_lib.save(converted, str(out))
     kept = sorted({n.op_type for n in converted.graph.node if n.op_type in set(keep_fp32)})
@@ -135,6 +138,34 @@ def _restore_float32_outputs(onnx_lib, original: dict[str, int], model) -> None:
                 n.output[:] = [inner if o == output.name else o for o in n.output]
             model.graph.node.append(onnx_lib.helper.make_node("Cast", [inner], [output.name], to=float32))
         output.type.tensor_type.elem_type = float32
+
+
+def _drop_cast_round_trips(model) -> int:
+    """Remove FP32 -> FP16 -> FP32 Cast pairs the converter puts between two FP32 nodes; returns the count.
+
+    Beside the lost precision, TensorRT refuses one on a shape value (ShapeHostToDeviceCopy: FP16 output).
+    """
+    def target(node):
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    float16, float32 = 10, 1  # onnx.TensorProto.FLOAT16, FLOAT
+    nodes = model.graph.node
+    graph_outputs = {o.name for o in model.graph.output}
+    removed = 0
+    for node in list(nodes):
+        if node.op_type != "Cast" or target(node) != float16 or node.output[0] in graph_outputs:
+            continue
+        users = [u for u in nodes if node.output[0] in u.input]
+        if not users or not all(u.op_type == "Cast" and target(u) == float32 and u.output[0] not in graph_outputs
+                                for u in users):
+            continue
+        for user in users:
+            for other in nodes:
+                other.input[:] = [node.input[0] if name == user.output[0] else name for name in other.input]
+            nodes.remove(user)
+        nodes.remove(node)
+        removed += 1
+    return removed
 
 
 def image_batches(source: Artifact, images: Iterable[str | Path], batch: int = 1) -> Iterable[np.ndarray]:

@@ -90,6 +90,27 @@ def test_decomposed_route_is_standard_ops_matches_pytorch_on_hc18_and_builds_on_
     assert size > 0
 
 
+def test_decomposed_route_in_fp16_keeps_its_sampling_grid_fp32_and_builds_on_tensorrt_rtx(block, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from edgeseg.export.quantize import quantize_fp16
+
+    art = _export(block, tmp_path, "decomposed")
+    grid_nodes = art.extra["export"]["fp32_nodes"]
+    ops = {n.name: n.op_type for n in onnx.load(str(art.path)).graph.node}
+    assert grid_nodes and {ops[name] for name in grid_nodes} >= {"Add", "Div"}
+    assert not {ops[name] for name in grid_nodes} & {"Conv", "GridSample", "Sigmoid"}
+    half = quantize_fp16(art, tmp_path / "dcn.fp16.onnx")
+    assert set(grid_nodes) <= set(half.extra["quantization"]["layer_precisions"])
+    x = hc18_frames(1, (40, 56))
+    got, want = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+                 for p in (half.path, art.path))
+    assert np.abs(got - want).max() <= 5e-3 * max(1.0, float(np.abs(want).max()))
+    seconds, size = build_rtx(half.path, {"input": ((1, 1, 16, 16), (1, 1, 40, 56), (2, 1, 64, 64))})
+    assert size > 0
+
+
 def test_native_route_keeps_onnx_deformconv_which_tensorrt_rtx_cannot_parse(block, tmp_path):
     import onnx
 
