@@ -17,7 +17,7 @@ hold; the cut-head table crops the left 30 % of each head away and measures what
 inference + resize back per image, after one warm-up, on whatever backend ``create_runner`` picks;
 model-only FPS: ONNX Runtime, one thread, batch 1 at the model's input size.
 
-Run:  .venv/bin/python benchmarks/hc18_eval.py                        (shipped ONNX; ~2 min on 2 cores)
+Run:  .venv/bin/python benchmarks/hc18_eval.py                        (first and current shipped ONNX; ~5 min)
       .venv/bin/python benchmarks/hc18_eval.py --model a.onnx b.onnx  (several models, one table)
 """
 
@@ -43,7 +43,21 @@ from edgeseg.evaluate import open_predictor  # noqa: E402
 ASSETS = REPO / "edgeseg" / "assets"
 SPLIT = REPO / "benchmarks" / "results" / "hc18_val_files.txt"
 BIG_ERROR_MM = 10.0
+FIRST_COMMIT = "ca5b4cb"  # the first shipped HC18 model
 HC_KEYS = ("hc_before", "hc_skull", "hc_offset", "hc_gt_raw", "hc_gt")
+
+
+def first_shipped() -> Path:
+    """The first shipped model (trained on patients 000-639), from git, as hc18_fastseg_v1.onnx in a temp folder."""
+    import subprocess
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="hc18_v1_"))
+    for suffix in ("", ".json"):
+        blob = subprocess.run(["git", "show", f"{FIRST_COMMIT}:edgeseg/assets/hc18_fastseg.onnx{suffix}"], cwd=REPO,
+                              check=True, capture_output=True).stdout
+        (folder / f"hc18_fastseg_v1.onnx{suffix}").write_bytes(blob)
+    return folder / "hc18_fastseg_v1.onnx"
 
 
 def read_split(path: Path) -> list[str]:
@@ -231,7 +245,8 @@ def print_tables(results: list[dict]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="*", help="model files (default: the shipped hc18_fastseg.onnx)")
+    parser.add_argument("--model", nargs="*",
+                        help="model files (default: the first shipped model, from git, and the shipped one)")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "hc18"))
     parser.add_argument("--split", default=str(SPLIT), help="validation file list (one name a line)")
     parser.add_argument("--limit", type=int, default=None, help="first N validation images only")
@@ -239,7 +254,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-cut", action="store_true", help="skip the cut-head experiment")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "hc18_eval.json"))
     args = parser.parse_args(argv)
-    models = [Path(m) for m in args.model] if args.model else [ASSETS / "hc18_fastseg.onnx"]
+    models = [Path(m) for m in args.model] if args.model else [first_shipped(), ASSETS / "hc18_fastseg.onnx"]
     names = read_split(Path(args.split))
     results = []
     for path in models:
