@@ -178,8 +178,16 @@ def quant_deltas(onnx_path: Path, art, args) -> dict:
         except Exception as exc:  # noqa: BLE001 - a failed conversion is a result of the row, not the end of the run
             errors[key] = f"{type(exc).__name__}: {exc}"[:200]
             print(f"{onnx_path.stem} {key}: conversion failed: {errors[key]}", file=sys.stderr, flush=True)
-    scores = {key: evaluate(path, args.data, None, split="val", limit=args.quant_images,
-                            threads=args.threads).metrics["mean_iou"] for key, path in paths.items()}
+    scores = {}
+    for key, path in paths.items():
+        try:
+            scores[key] = evaluate(path, args.data, None, split="val", limit=args.quant_images,
+                                   threads=args.threads).metrics["mean_iou"]
+        except Exception as exc:  # noqa: BLE001 - e.g. an FP16 graph ONNX Runtime refuses to load
+            if key == "fp32":
+                raise
+            errors[key] = f"{type(exc).__name__}: {exc}"[:200]
+            print(f"{onnx_path.stem} {key}: evaluation failed: {errors[key]}", file=sys.stderr, flush=True)
     return {"onnx_miou": scores["fp32"], "quant_images": args.quant_images, "quant_errors": errors,
             **{f"{k}_delta": scores[k] - scores["fp32"] if k in scores else None for k in ("fp16", "int8")}}
 
@@ -190,7 +198,7 @@ def fmt(v, digits: int = 3) -> str:
 
 def _delta(row: dict, key: str) -> str:
     if key in row.get("quant_errors", {}):
-        return "conversion failed*"
+        return "failed*"
     return fmt(row.get(f"{key}_delta"), 4)
 
 
