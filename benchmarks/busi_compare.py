@@ -117,10 +117,11 @@ def ort_latency_ms(onnx_path: Path, channels: int, size: int, threads: int, iter
 def run_row(row: str, args) -> dict:
     import torch
 
+    from edgeseg.artifact import Artifact
     from edgeseg.evaluate import evaluate
     from edgeseg.export.onnx_export import onnx_from_torch
     from edgeseg.models import load_checkpoint
-    from edgeseg.train import TrainConfig, train
+    from edgeseg.train import TrainConfig, last_path_of, train
 
     name, options = model_options(row, args.width)
     ckpt = args.work / f"{row}.safetensors"
@@ -134,15 +135,16 @@ def run_row(row: str, args) -> dict:
                           command="benchmarks/busi_compare.py " + " ".join(sys.argv[1:]))
         seconds = train(cfg).seconds
     model, art = load_checkpoint(ckpt)
+    last = Artifact.load(last_path_of(ckpt)).extra["train"]  # the best checkpoint's history stops at its epoch
     report = evaluate(ckpt, args.data, None, split="val", threads=args.threads)
     m = report.metrics
     lesion_miou, lesion_dice = lesion_scores(m["confusion_matrix"])
     channels = art.preprocess.channels
     out = {
         "row": row, "model": name, "options": options, "classes": m["classes"],
-        "train_seconds": seconds if seconds is not None else art.extra["train"]["state"].get("seconds"),
-        "epochs_run": len(art.extra["train"]["history"]), "best_epoch": art.extra["train"]["state"]["best_epoch"] + 1,
-        "stopped_by_time_budget": art.extra["train"]["state"].get("stopped_by_time_budget", False),
+        "train_seconds": seconds if seconds is not None else last["state"].get("seconds"),
+        "epochs_run": len(last["history"]), "best_epoch": last["state"]["best_epoch"] + 1,
+        "stopped_by_time_budget": last["state"].get("stopped_by_time_budget", False),
         "val_images": report.images, "miou": m["mean_iou"], "iou": m["iou"], "lesion_miou": lesion_miou,
         "lesion_dice": lesion_dice, "pixel_accuracy": m["pixel_accuracy"],
         "mean_class_accuracy": m["mean_class_accuracy"], "fw_iou": m["frequency_weighted_iou"],
@@ -205,11 +207,12 @@ def _delta(row: dict, key: str) -> str:
 def markdown(rows: list[dict], setup: dict) -> str:
     sizes = setup["latency_sizes"]
     classes = rows[0]["classes"] if rows else []
-    head = (["model", "mIoU"] + [f"IoU {c}" for c in classes] + ["lesion mIoU", "lesion Dice", "boundary F",
+    head = (["model", "epochs (best)", "train min", "mIoU"] + [f"IoU {c}" for c in classes] + ["lesion mIoU", "lesion Dice", "boundary F",
             "params (M)", "GFLOPs@256"] + [f"ORT ms@{s}" for s in sizes] + ["FP16 ΔmIoU", "INT8 ΔmIoU"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["row"], fmt(r["miou"])] + [fmt(r["iou"][c]) for c in classes] + [
+        cells = [r["row"], f"{r['epochs_run']} ({r['best_epoch']})", fmt((r["train_seconds"] or 0) / 60, 1),
+                 fmt(r["miou"])] + [fmt(r["iou"][c]) for c in classes] + [
             fmt(r["lesion_miou"]), fmt(r["lesion_dice"]), fmt(r["boundary_f"]), fmt(r["params_m"], 2),
             fmt(r["gflops_256"], 2)] + [fmt(r["latency_ms"][str(s)], 1) for s in sizes] + [
             _delta(r, "fp16"), _delta(r, "int8")]
