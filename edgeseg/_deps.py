@@ -45,7 +45,7 @@ def require(name: str, purpose: str = "") -> ModuleType:
         package, extra = _PROVIDERS.get(root, (name, None))
         why = f" for {purpose}" if purpose else ""
         if root in _ROUTES:
-            from edgeseg.export.trt_flavour import install_route
+            from edgeseg.runtime.tensorrt_env import install_route
 
             raise MissingDependencyError(f"{name} is needed{why} but cannot be imported ({exc}). "
                                          f"Install it: {install_route(_ROUTES[root])}") from exc

@@ -154,7 +154,7 @@ def backend_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
 def tensorrt_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
     """Both TensorRT flavours: what each can do here and why not, e.g.
     ``tensorrt_rtx 1.7.1.116: builds here (AOT), runs only on a GPU``."""
-    from edgeseg.export.trt_flavour import install_route
+    from edgeseg.runtime.tensorrt_env import install_route
 
     probes = []
     for module in ("tensorrt", "tensorrt_rtx"):

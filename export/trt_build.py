@@ -11,7 +11,7 @@ Before parsing, NVIDIA's plugin library (``ModulatedDeformConv2d``, ``ROIAlign_T
 messages are captured and raised as :class:`EngineBuildError` (both return None/False on failure
 and say why only in the log). The engine gets a sidecar naming the library (flavour, version), the
 GPU and compute capabilities and the precision it was built for. Library differences live in
-:mod:`trt_flavour`.
+:mod:`edgeseg.runtime.tensorrt_env`.
 
 >>> from edgeseg.export import to_trt                                                # doctest: +SKIP
 >>> engine = to_trt("edgeseg/assets/hc18_fastseg.onnx", flavour="rtx", max_batch=4)  # doctest: +SKIP
@@ -29,62 +29,26 @@ from typing import Any
 
 from edgeseg.artifact import Artifact
 from edgeseg.errors import EdgesegError, InputError, MissingDependencyError
-
-from .engine_cache import (
-    EngineCache,
+from edgeseg.runtime.engine_fit import file_digest
+from edgeseg.runtime.tensorrt_env import (  # noqa: F401 - import_tensorrt, log_text: re-exported, old home
+    RTX_PIN,
+    Flavour,
     GpuInfo,
-    cache_key,
-    file_digest,
+    capturing_logger,
     gpu_info,
-    timing_cache_path,
+    import_tensorrt,
+    load_flavour,
+    log_text,
 )
-from .trt_flavour import RTX_PIN, Flavour, load_flavour, process_logger
-from .trt_flavour import log_text as _log_text
+from edgeseg.runtime.tensorrt_plugins import PLUGIN_CHOICES, register_plugins  # noqa: F401 - PLUGIN_CHOICES: old home
 
-PLUGIN_CHOICES = ("native", "edgeseg")
+from .engine_cache import EngineCache, cache_key, timing_cache_path
+
 Shape = Sequence[int]
 
 
 class EngineBuildError(EdgesegError):
     """TensorRT could not parse or build the network; the message carries TensorRT's own log."""
-
-
-def log_text(logger, worst: int = 2, last: int = 40, since: int = 0) -> str:
-    """The process logger's messages at ``worst`` or worse since mark ``since`` (see trt_flavour.log_text)."""
-    return _log_text(logger, worst, last, since)
-
-
-# --- TensorRT module, logger, plugins ---------------------------------------------------------------
-def import_tensorrt(flavour: str = "tensorrt"):
-    """The TensorRT module of ``flavour`` (see :func:`load_flavour`) with one clear error when missing or too old."""
-    return load_flavour(flavour).trt
-
-
-def capturing_logger(trt, echo_severity: int = 2):
-    """The process-wide logger of library ``trt`` (TensorRT keeps one per process; see trt_flavour)."""
-    logger = process_logger(trt)
-    if hasattr(logger, "echo"):
-        logger.echo = echo_severity
-    return logger
-
-
-def register_plugins(flavour: Flavour, plugins: str = "native") -> None:
-    """Register NVIDIA's plugin library (always) and edgeseg's plugins (``plugins="edgeseg"``).
-
-    Must run before parsing, building or deserializing a network that uses them.
-    """
-    if plugins not in PLUGIN_CHOICES:
-        raise InputError(f"plugins: got {plugins!r}, expected one of {PLUGIN_CHOICES}")
-    flavour.init_plugins()
-    if plugins == "edgeseg":
-        if not flavour.python_plugins:
-            raise InputError(
-                f"plugins: got 'edgeseg', but {flavour.label} cannot run Python-defined plugins (tensorrt.plugin is "
-                "standard TensorRT only); export with standard-op routes or use --flavour tensorrt"
-            )
-        from edgeseg.plugins.tensorrt import register_all
-
-        register_all()
 
 
 # --- shapes -------------------------------------------------------------------------------------------

@@ -351,8 +351,9 @@ import pytest  # noqa: E402
 
 from edgeseg.artifact import Artifact  # noqa: E402
 from edgeseg.errors import InputError  # noqa: E402
-from edgeseg.export import engine_cache  # noqa: E402
-from edgeseg.export.engine_cache import GpuInfo, read_plan_version  # noqa: E402
+from edgeseg.export.engine_cache import read_plan_version  # noqa: E402
+from edgeseg.runtime import tensorrt_env  # noqa: E402
+from edgeseg.runtime.tensorrt_env import GpuInfo  # noqa: E402
 from test_trt_build import tiny_onnx  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not API_DIR.is_dir(), reason=f"TensorRT API surface not found at {API_DIR}")
@@ -368,7 +369,7 @@ def fake(monkeypatch):
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         return trt
 
-    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
     import edgeseg.export.trt_build as trt_build
 
     monkeypatch.setattr(trt_build, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
@@ -467,7 +468,7 @@ def stub_plugins(monkeypatch):
     trt, trtp, registry = _stub_modules()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda device=0: GpuInfo("Orin (stand-in)", "8.7"))
     _common.plugin_implementation.cache_clear()
 
     def load():
@@ -515,7 +516,7 @@ def test_aot_ptx_records_its_isa_and_refuses_an_older_driver(monkeypatch):
     from edgeseg.plugins.roi_align import KERNEL_SOURCE
     from edgeseg.plugins.tensorrt import _common
 
-    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: GpuInfo("RTX 3090 (stand-in)", "8.6"))
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda device=0: GpuInfo("RTX 3090 (stand-in)", "8.6"))
     monkeypatch.setattr(_common, "driver_cuda_version", lambda: (99, 0))
     ptx = _common.ptx_for(KERNEL_SOURCE, "roi_align_aot")
     isa = _common.ptx_isa(ptx)

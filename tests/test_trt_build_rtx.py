@@ -86,7 +86,7 @@ def test_auto_uses_standard_tensorrt_when_it_loads_else_rtx(rtx, monkeypatch):
 def test_no_tensorrt_at_all_names_the_route_per_platform(monkeypatch, tmp_path, capsys):
     pytest.importorskip("onnx")
     from edgeseg import cli
-    from edgeseg.export import trt_flavour
+    from edgeseg.runtime import tensorrt_env as trt_flavour  # the flavour adapter's home
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     monkeypatch.setitem(sys.modules, "tensorrt_rtx", None)
@@ -130,7 +130,7 @@ def test_one_logger_per_process(rtx):
 def test_plugin_library_gets_the_process_logger_once(rtx, tmp_path, monkeypatch):
     """NVIDIA's plugin library keeps a raw pointer to the logger it was initialised with: it must be the
     process logger (never freed), handed over once, not a logger made per build and freed after it."""
-    from edgeseg.export import trt_flavour
+    from edgeseg.runtime import tensorrt_env as trt_flavour  # the flavour adapter's home
     from edgeseg.export.trt_build import engine_from_onnx
 
     seen = []

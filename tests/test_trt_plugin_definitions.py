@@ -80,9 +80,9 @@ def _stub_modules():
 
 @pytest.fixture
 def plugins(monkeypatch):
-    from edgeseg.export import engine_cache
+    from edgeseg.runtime import tensorrt_env
 
-    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: engine_cache.GpuInfo("Orin (stand-in)", "8.7"))
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda device=0: tensorrt_env.GpuInfo("Orin (stand-in)", "8.7"))
     trt, trtp, registry = _stub_modules()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import InputError
-from edgeseg.export import engine_cache
-from edgeseg.export.engine_cache import GpuInfo
+from edgeseg.runtime import tensorrt_env
+from edgeseg.runtime.tensorrt_env import GpuInfo
 from test_trt_build import tiny_onnx
 from test_trt_build_offline import API_DIR, make_fake_tensorrt
 
@@ -174,7 +174,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "cupy", cp)
     gpu = GpuInfo("Orin (stand-in)", "8.7")
-    monkeypatch.setattr(engine_cache, "gpu_info", lambda device=0: gpu)
+    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda device=0: gpu)
     import edgeseg.export.trt_build as trt_build
 
     monkeypatch.setattr(trt_build, "gpu_info", lambda device=0: gpu)
@@ -291,12 +291,12 @@ def test_data_dependent_output_goes_through_the_output_allocator(offline):
 
 
 def test_engine_with_python_plugins_never_captures(offline, monkeypatch):
-    import edgeseg.export.trt_build as trt_build
+    from edgeseg.runtime import tensorrt_plugins
     from edgeseg.runtime.trt_runner import TrtRunner
 
     trt, _, art, engine = offline
     registered = []
-    monkeypatch.setattr(trt_build, "register_plugins", lambda *args: registered.append(args[-1]))
+    monkeypatch.setattr(tensorrt_plugins, "register_plugins", lambda *args: registered.append(args[-1]))
     engine.engine["plugins"] = "edgeseg"
     engine.extra["export"] = {"custom_domains": ["edgeseg"]}
     with TrtRunner(engine, cuda_graph=True) as runner:

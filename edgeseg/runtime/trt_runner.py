@@ -174,9 +174,9 @@ class TrtRunner(Runner):
 
     # --- lifecycle -------------------------------------------------------------------------------
     def _activate(self) -> None:
-        from edgeseg.export.engine_cache import check_engine_compatible, gpu_info, runtime_cache_path
-        from edgeseg.export.trt_build import capturing_logger, log_text, register_plugins
-        from edgeseg.export.trt_flavour import load_flavour
+        from .engine_fit import check_engine_compatible, runtime_cache_path
+        from .tensorrt_env import capturing_logger, gpu_info, load_flavour, log_text
+        from .tensorrt_plugins import register_plugins
 
         flavour = load_flavour((self.artifact.engine or {}).get("flavour", "tensorrt"))  # the library that built it
         trt = flavour.trt
@@ -359,7 +359,7 @@ class TrtRunner(Runner):
 
 
 def _log(logger) -> str:
-    from edgeseg.export.trt_build import log_text
+    from .tensorrt_env import log_text
 
     return log_text(logger, worst=1)
 

@@ -31,7 +31,7 @@ MODULES = ("deform_conv", "roi_align", "dense_crf")
 
 def register_all() -> list[str]:
     """Register the three plugins with TensorRT's registry (idempotent); return their names."""
-    from edgeseg.export.engine_cache import parse_version
+    from edgeseg.runtime.tensorrt_env import parse_version
 
     from edgeseg._deps import require
     from edgeseg.errors import EdgesegError

@@ -128,7 +128,7 @@ def _compiled_ptx(source: Path, kernel_prefix: str, arch: str) -> str:
 def ptx_for(source: Path, kernel_prefix: str) -> str:
     """PTX text of ``source`` for this GPU's compute capability; its ISA is checked against the driver
     and recorded in :data:`PTX_BUILT` (the engine sidecar reports it)."""
-    from edgeseg.export.engine_cache import gpu_info
+    from edgeseg.runtime.tensorrt_env import gpu_info
 
     ptx = _compiled_ptx(source, kernel_prefix, "sm_" + gpu_info().compute_capability.replace(".", ""))
     isa = ptx_isa(ptx)
