@@ -86,7 +86,7 @@ def _export(module, example: tuple, path: Path, input_names, output_names, opset
     from ...export.op_translations import translation_table
 
     table = {**translation_table(), **NMS_TRANSLATION}
-    program = torch.onnx.export(module, example, dynamo=True, opset_version=opset, input_names=input_names,
+    program = torch.onnx.export(module.eval(), example, dynamo=True, opset_version=opset, input_names=input_names,
                                 output_names=output_names, custom_translation_table=table, optimize=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))
