@@ -59,7 +59,9 @@ def run(args) -> int:
     print(f"  {spec_in.name}: {spec_in.shape} {spec_in.dtype} -> {spec_out.name}: {spec_out.shape} (route {args.route})")
     after = artifact.extra.get("export", {}).get("after_engine")
     if after:
-        print(f"  after the engine: {after['stage']} on {after['engine_output']} (edgeseg.ops.crf_rnn.run_after_engine)")
+        runner = {"dense_crf": "edgeseg.ops.crf_rnn.run_after_engine",
+                  "maskrcnn_post": f"{after.get('onnx')} in ONNX Runtime: edgeseg.models.maskrcnn.export.run_after_engine"}
+        print(f"  after the engine: {after['stage']} ({runner.get(after['stage'], 'see the sidecar')})")
     print(f"  check it: edgeseg check {artifact.path}")
     if args.triton:
         from ..triton.repository import write_repository
