@@ -2,7 +2,8 @@
 
 - :func:`~edgeseg.triton.repository.write_repository`: a Triton model repository (``config.pbtxt`` for
   ``onnxruntime_onnx`` / ``tensorrt_plan``, versioned folders, the sidecar beside the model).
-- :mod:`edgeseg.triton.server`: ``edgeseg serve`` — a real local Triton (PyTriton) serving an ONNX artifact.
+- :mod:`edgeseg.triton.server`: ``edgeseg serve`` — a real local Triton (PyTriton) serving an ONNX artifact;
+  its options and the Triton venv's python: :mod:`edgeseg.triton.serve_options`.
 - :class:`~edgeseg.runtime.triton_runner.TritonRunner`: the Runner contract against a server
   (``create_runner(path, backend="triton", url="127.0.0.1:8000")``).
 

@@ -48,7 +48,7 @@ class LocalServer:
 
     def __init__(self, model: str | Path, *extra: str, log: str | Path | None = None,
                  start_timeout_s: float = 120.0, stop_timeout_s: float = 30.0) -> None:
-        from ..commands.serve import TRITON_PYTHON_ENV, triton_python
+        from .serve_options import TRITON_PYTHON_ENV, triton_python
 
         self.python = triton_python()
         if self.python is None:

@@ -202,18 +202,21 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
+SERVER_PROCESS_HELP = ("The Triton server process that `edgeseg serve` re-executes in the Triton venv; "
+                       "see `edgeseg serve --help` for the examples.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m edgeseg.triton.server MODEL [options]`` with the options of ``edgeseg serve``."""
     import argparse
 
-    from ..commands import serve as serve_command
+    from .serve_options import add_arguments, options_from_args
 
-    parser = argparse.ArgumentParser(prog="edgeseg serve", description=serve_command.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve_command.add_arguments(parser)
+    parser = argparse.ArgumentParser(prog="edgeseg serve", description=SERVER_PROCESS_HELP)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return serve(args.model, serve_command.options_from_args(args))
+        return serve(args.model, options_from_args(args))
     except EdgesegError as exc:
         print(f"edgeseg serve: error: {exc}", file=sys.stderr)
         return 2
