@@ -90,6 +90,7 @@ def main() -> int:
                              "close, ~0.2 KB/frame); null: overlay rendered and discarded")
     parser.add_argument("--out", default=str(RESULTS / "soak.json"))
     args = parser.parse_args()
+    edgeseg.tune_process()  # as the edgeseg CLI does; the timings assume per-frame buffers keep their pages
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
     threads_before = {t.name for t in threading.enumerate()}

@@ -175,6 +175,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every case")
     parser.add_argument("--out", default=str(RESULTS / "stream.json"))
     args = parser.parse_args()
+    edgeseg.tune_process()  # as the edgeseg CLI does; the timings assume per-frame buffers keep their pages
     name, video = choose(args.model)
     frames = decode(video, args.alone_frames)
     cases = []

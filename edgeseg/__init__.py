@@ -28,7 +28,16 @@ _LAZY = {
     "list_models": "edgeseg.models",
 }
 
-__all__ = ["__version__", "stream", *_LAZY]
+__all__ = ["__version__", "stream", "tune_process", *_LAZY]
+
+
+def tune_process() -> str:
+    """Tune this process for video: pin glibc's malloc thresholds so per-frame buffers reuse mapped pages
+    (see :mod:`edgeseg._malloc`). The ``edgeseg`` CLI does this; library users call it once at start-up.
+    Returns ``"tuned"`` or why it was skipped (``EDGESEG_MALLOC=default``, another allocator, not glibc)."""
+    from ._malloc import keep_frame_buffers_mapped
+
+    return keep_frame_buffers_mapped()
 
 
 _lazy_getattr, _lazy_dir = lazy_attributes(__name__, _LAZY)
@@ -41,4 +50,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(_lazy_dir()) | {"stream"})
+    return sorted(set(_lazy_dir()) | {"stream", "tune_process"})

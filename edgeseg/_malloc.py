@@ -7,7 +7,8 @@ fault per 4 KB it touches: on a 720x528 selfie frame that was 0.4 ms of preproce
 blur, more than the model's own margin over LiteRT. Pinning the thresholds to what glibc's dynamic threshold
 converges to for large blocks (mmap above 32 MB, trim above twice that) keeps those pages mapped and reused.
 
-Skipped when the user already chose: ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` set, another
+Process-wide, so a library constructor never applies it: the ``edgeseg`` CLI does at start-up, library users
+call ``edgeseg.tune_process()``. Skipped when the user already chose: ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` set, another
 allocator preloaded (jemalloc, tcmalloc, mimalloc), or ``EDGESEG_MALLOC=default``.
 """
 

@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 import sys
 
-from . import __version__, commands
+from . import __version__, commands, tune_process
 from .errors import EdgesegError
 
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_process()  # process-wide: the CLI owns its process, a library constructor does not
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from . import postprocess
-from ._malloc import keep_frame_buffers_mapped
 from .artifact import Artifact
 from .errors import ArtifactError, InputError, MissingDependencyError
 from .preprocess import Preprocessor, Region, check_frame
@@ -232,7 +231,6 @@ class Segmenter:
             raise InputError(f"smooth: got {smooth!r}, expected None or a number in [0, 1)")
         if crf not in (None, False, True) and not isinstance(crf, dict):
             raise InputError(f"crf: got {crf!r}, expected None, True or a dict of dense_crf parameters")
-        keep_frame_buffers_mapped()  # per-frame arrays reuse heap pages instead of faulting in fresh ones
         if isinstance(model, Runner):
             self.runner = model
         else:

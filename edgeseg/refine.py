@@ -40,9 +40,6 @@ class GuidedUpsampler:
             raise InputError(f"eps: got {eps!r}, expected a number > 0")
         self.radius, self.eps, self.clip = radius, float(eps), clip
         self.cv2 = require("cv2", "guided upsampling")
-        from ._malloc import keep_frame_buffers_mapped
-
-        keep_frame_buffers_mapped()  # two frame-size coefficient planes per call: no fresh pages each frame
 
     def gray(self, frame: np.ndarray) -> np.ndarray:
         """The guide: (H, W) uint8 gray of a BGR or gray frame."""

@@ -1,5 +1,6 @@
 """edgeseg keeps per-frame buffers mapped: after the tuning, allocating and freeing frame-size arrays costs
-no page faults (glibc's defaults fault on every 4 KB page of them)."""
+no page faults (glibc's defaults fault on every 4 KB page of them). The tuning is process-wide, so only the
+CLI entry point and an explicit ``edgeseg.tune_process()`` apply it, never a library constructor."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 PROGRAM = textwrap.dedent("""
     import resource, sys
     import numpy as np
-    from edgeseg._malloc import keep_frame_buffers_mapped
+    import edgeseg
     if sys.argv[1] == "tuned":
-        print(keep_frame_buffers_mapped())
+        print(edgeseg.tune_process())
     def frame():  # a few frame-size buffers alive together, then freed: one frame of a video pipeline
         buffers = [np.ones(size, np.uint8) for size in (5 << 20, 1 << 20, 3 << 20, 7 << 20)]
         return len(buffers)
@@ -53,3 +55,32 @@ def test_user_choice_is_respected():
     assert status == "skipped: EDGESEG_MALLOC=default"
     (status,), _ = _faults_per_frame("tuned", MALLOC_MMAP_THRESHOLD_="1048576")
     assert status.startswith("skipped: MALLOC_")
+
+
+STATE = textwrap.dedent("""
+    import sys
+    from edgeseg import _malloc
+    if sys.argv[1] == "segmenter":
+        from edgeseg import Segmenter
+        Segmenter("edgeseg/assets/hc18_fastseg.onnx", backend="onnxruntime")
+    else:
+        from edgeseg import cli
+        cli.main([])  # no command: prints the help
+    print(_malloc._state.get("result", "untouched"))
+""")
+
+
+def _malloc_state(mode: str) -> str:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "EDGESEG_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", STATE, mode], env=environ, capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1]).stdout.splitlines()
+    return out[-1]
+
+
+def test_a_segmenter_leaves_the_process_allocator_alone():
+    pytest.importorskip("onnxruntime")
+    assert _malloc_state("segmenter") == "untouched"
+
+
+def test_the_cli_entry_point_tunes_the_process():
+    assert _malloc_state("cli") != "untouched"

@@ -16,7 +16,6 @@ from typing import Self
 import numpy as np
 
 from .._deps import require
-from .._malloc import keep_frame_buffers_mapped
 from ..artifact import Artifact
 from ..data.dataset import preprocess_image
 from ..errors import InputError
@@ -46,7 +45,6 @@ class InstanceSegmenter:
     """
 
     def __init__(self, model: str | Path, score_threshold: float = 0.5, threads: int | None = 1):
-        keep_frame_buffers_mapped()
         path = Path(model)
         self.artifact = Artifact.load(path)
         self.score_threshold = float(score_threshold)
