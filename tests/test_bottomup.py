@@ -152,3 +152,20 @@ def test_train_export_segment_and_evaluate_end_to_end(hc18_dir, tmp_path):
     assert (a.masks != b.masks).mean() < 0.01
     ap = evaluate_model_on_folder(onnx_path, data, split="all", dataset="hc18_composites", composites=2, canvas=160)
     assert ap["images"] == 2 and 0 <= ap["segm"]["AP"] <= 1
+
+
+@pytest.mark.slow
+def test_exported_graph_with_seed_selection_builds_with_tensorrt_rtx(rtx, tmp_path):
+    """The whole graph, seed selection included, parses and builds with TensorRT-RTX (no GPU needed)."""
+    from _routes import build_rtx
+
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.instances.export import export_artifact
+
+    torch.manual_seed(0)
+    model = create_model("bottomup", num_classes=2, in_channels=1, width=0.5, channels=16, max_instances=2).eval()
+    artifact = Artifact(path=tmp_path / "b.safetensors", model="bottomup", model_kwargs=dict(model.model_kwargs),
+                        classes=["background", "head"], preprocess=Preprocess(size=(64, 64), color="gray", mean=[0.5], std=[0.25]))
+    path = export_artifact(model, artifact, tmp_path / "b.onnx")
+    _, size = build_rtx(path)
+    assert size > 0

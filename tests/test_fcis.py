@@ -87,3 +87,27 @@ def test_train_export_segment_and_evaluate_end_to_end(hc18_dir, tmp_path):
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     ap = evaluate_model_on_folder(out, data, split="all", dataset="hc18_composites", composites=2, canvas=160)
     assert ap["images"] == 2 and 0 <= ap["segm"]["AP"] <= 1
+
+
+@pytest.mark.slow
+def test_decomposed_export_builds_with_tensorrt_rtx(rtx, tmp_path):
+    """TensorRT-RTX has no RoiAlign (its parser needs a ROIAlign plugin) nor NMS: the decomposed route puts the
+    encoder, FPN and RPN head in the engine graph and the position-sensitive assembly in the host graph."""
+    import onnx
+    from _routes import build_rtx
+
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.instances.export import export_artifact
+    from edgeseg.ops.routes import export_route
+
+    torch.manual_seed(0)
+    model = create_model("fcis", num_classes=2, in_channels=1, width=0.5, channels=16, k=3).eval()
+    artifact = Artifact(path=tmp_path / "f.safetensors", model="fcis", model_kwargs=dict(model.model_kwargs),
+                        classes=["background", "head"], preprocess=Preprocess(size=(64, 64), color="gray", mean=[0.5], std=[0.25]))
+    with export_route("decomposed"):
+        path = export_artifact(model, artifact, tmp_path / "f.onnx")
+    assert not {n.op_type for n in onnx.load(str(path)).graph.node} & {"RoiAlign", "NonMaxSuppression", "NonZero"}
+    host = {n.op_type for n in onnx.load(str(tmp_path / "f.post.onnx")).graph.node}
+    assert "GridSample" in host and "RoiAlign" not in host
+    _, size = build_rtx(path)
+    assert size > 0

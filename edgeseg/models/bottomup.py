@@ -57,11 +57,11 @@ def select_seeds(embeddings: Tensor, seediness: Tensor, steps: int, alpha: float
     seeds = []
     for _ in range(steps):
         score = log_s + alpha * torch.log(d.clamp(min=1e-12)) - 1e9 * taken
-        p = torch.argmax(score)
+        p = torch.argmax(score[None], 1)  # (1,): TensorRT's ArgMax needs a 2-D input
         seeds.append(p)
         d = torch.minimum(d, ((embeddings - embeddings[p]) ** 2).sum(-1))
         taken = torch.maximum(taken, (torch.arange(n) == p).to(taken.dtype))
-    return torch.stack(seeds)
+    return torch.cat(seeds)
 
 
 class BottomUp(nn.Module):
