@@ -7,9 +7,28 @@ The CLI (:mod:`edgeseg.commands.serve`) imports these; the library never imports
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 TRITON_PYTHON_ENV = "EDGESEG_TRITON_PYTHON"
+
+
+@dataclass
+class ServeOptions:
+    """What ``edgeseg serve`` configures. Ports must be free; ``host`` is the bind address."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    name: str | None = None
+    max_batch_size: int = 8
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 100
+    instances: int = 1
+    threads: int | None = None
+    log_verbose: int = 0
+    segmenter: bool = False
 
 
 def add_arguments(parser) -> None:
@@ -32,8 +51,6 @@ def add_arguments(parser) -> None:
 
 
 def options_from_args(args):
-    from .server import ServeOptions
-
     return ServeOptions(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port, name=args.name, max_batch_size=args.max_batch_size,
                         dynamic_batching=not args.no_dynamic_batching, max_queue_delay_us=args.max_queue_delay_us,

@@ -18,7 +18,6 @@ import logging
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from ..artifact import Artifact
 from ..errors import EdgesegError, InputError
 from .local import READY, STOPPED
 from .repository import triton_config_from_artifact
+from .serve_options import ServeOptions
 
 log = logging.getLogger("edgeseg.triton.server")
 
@@ -36,24 +36,6 @@ log = logging.getLogger("edgeseg.triton.server")
 # (NVML, DCGM) are switched off there, which silences their errors.
 NO_GPU_NOTE = ("edgeseg serve: no NVIDIA GPU on this machine, so Triton serves on the CPU; its start-up lines about "
                "pinned memory, the CUDA driver and 'config modification time' are expected, not failures")
-
-
-@dataclass
-class ServeOptions:
-    """What ``edgeseg serve`` configures. Ports must be free; ``host`` is the bind address."""
-
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    name: str | None = None
-    max_batch_size: int = 8
-    dynamic_batching: bool = True
-    max_queue_delay_us: int = 100
-    instances: int = 1
-    threads: int | None = None
-    log_verbose: int = 0
-    segmenter: bool = False
 
 
 def make_infer_func(artifact: Artifact, threads: int | None, batched: bool):
