@@ -80,3 +80,12 @@ def test_busi_layout_gives_one_instance_per_mask_file(tmp_path):
     np.testing.assert_array_equal(target["boxes"], [[3, 2, 9, 8], [30, 20, 38, 25]])
     with pytest.raises(InputError, match="BUSI folder"):
         busi_instances(tmp_path / "nowhere")
+
+
+def test_a_wider_grid_holds_eight_heads(hc18_dir):
+    ds = CompositeDataset(hc18_instances(hc18_dir)[:10], PRE, length=2, seed=0, heads=(8, 8), grid=(2, 4))
+    _, target = ds.canvas_at(1)
+    assert len(target["labels"]) == 8 and target["masks"].sum(0).max() == 1
+    assert (target["boxes"][:, 2] - target["boxes"][:, 0]).max() <= 160 // 4
+    with pytest.raises(InputError, match="heads: got"):
+        CompositeDataset(hc18_instances(hc18_dir)[:10], PRE, length=2, heads=(5, 5))

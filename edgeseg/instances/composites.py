@@ -1,7 +1,7 @@
 """Multi-instance canvases from real single-instance scans, generated on the fly (never stored).
 
 A composite tiles 2 to 4 real scans (each resized to fit one cell of a 2 x 2 grid, at a random offset in its
-cell) onto one black canvas; every scan's head mask is one instance. Canvas ``i`` of a dataset with seed ``s``
+cell; a larger ``grid`` holds more) onto one black canvas; every scan's head mask is one instance. Canvas ``i`` of a dataset with seed ``s``
 is a pure function of ``(s, i)``: the same seed regenerates the same canvases, so nothing is written to disk.
 Build the validation composites from validation patients only (``_split`` of the training config).
 
@@ -30,22 +30,24 @@ def _fit(image: np.ndarray, masks: np.ndarray, cell: tuple[int, int]) -> tuple[n
 
 
 def compose_tiles(tiles: list[tuple[np.ndarray, np.ndarray]], canvas: tuple[int, int],
-                  rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Place up to 4 (gray scan (h, w) uint8, masks (G, h, w)) tiles into distinct random cells of a 2 x 2 grid
+                  rng: np.random.Generator, grid: tuple[int, int] = (2, 2)) -> tuple[np.ndarray, dict]:
+    """Place (gray scan (h, w) uint8, masks (G, h, w)) tiles into distinct random cells of a ``grid`` (rows, cols)
     over a black ``canvas`` (H, W), each at a random offset in its cell. Returns (canvas uint8, target with one
     class-1 instance per mask)."""
-    if not 1 <= len(tiles) <= 4:
-        raise InputError(f"tiles: got {len(tiles)}, expected 1 to 4 (one per cell of the 2 x 2 grid)")
+    rows, cols = grid
+    if not 1 <= len(tiles) <= rows * cols:
+        raise InputError(f"tiles: got {len(tiles)}, expected 1 to {rows * cols} (one per cell of the "
+                         f"{rows} x {cols} grid)")
     h, w = canvas
-    ch, cw = h // 2, w // 2
+    ch, cw = h // rows, w // cols
     image = np.zeros((h, w), np.uint8)
     masks = []
-    for cell, (tile, tile_masks) in zip(rng.permutation(4)[: len(tiles)], tiles):
+    for cell, (tile, tile_masks) in zip(rng.permutation(rows * cols)[: len(tiles)], tiles):
         th, tw = tile.shape
         if th > ch or tw > cw:
             raise InputError(f"tile: got {th}x{tw}, expected at most the cell size {ch}x{cw}")
-        y = (cell // 2) * ch + int(rng.integers(0, ch - th + 1))
-        x = (cell % 2) * cw + int(rng.integers(0, cw - tw + 1))
+        y = (cell // cols) * ch + int(rng.integers(0, ch - th + 1))
+        x = (cell % cols) * cw + int(rng.integers(0, cw - tw + 1))
         image[y:y + th, x:x + tw] = tile
         for m in tile_masks:
             full = np.zeros((h, w), np.uint8)
@@ -57,19 +59,20 @@ def compose_tiles(tiles: list[tuple[np.ndarray, np.ndarray]], canvas: tuple[int,
 class CompositeDataset:
     """``ds[i] -> (image (1, H, W) float32 normalised, target)``: canvas ``i`` of seed ``seed``, 2..4 real scans.
 
-    Scans are decoded once and kept at cell size (a quarter of the canvas), so memory stays small. ``flip``
-    mirrors each tile at random (part of the same seeded draw).
+    Scans are decoded once and kept at cell size (canvas / ``grid``), so memory stays small. ``flip`` mirrors
+    each tile at random (part of the same seeded draw). ``grid=(2, 4)`` allows up to 8 heads per canvas.
     """
 
     def __init__(self, items: list[InstanceItem], preprocess: Preprocess, length: int, seed: int = 0,
-                 heads: tuple[int, int] = (2, 4), flip: bool = False):
+                 heads: tuple[int, int] = (2, 4), flip: bool = False, grid: tuple[int, int] = (2, 2)):
         if len(items) < heads[1]:
             raise InputError(f"items: got {len(items)} scans, expected at least {heads[1]} to draw distinct ones")
-        if not 1 <= heads[0] <= heads[1] <= 4:
-            raise InputError(f"heads: got {heads}, expected 1 <= min <= max <= 4")
+        if not 1 <= heads[0] <= heads[1] <= grid[0] * grid[1]:
+            raise InputError(f"heads: got {heads}, expected 1 <= min <= max <= {grid[0] * grid[1]} (grid {grid})")
         if length < 1:
             raise InputError(f"length: got {length}, expected >= 1 composites")
         self.preprocess, self.length, self.seed, self.heads, self.flip = preprocess, length, seed, heads, flip
+        self.grid = tuple(grid)
         h, w = (int(v) for v in preprocess.size)
         self.canvas = (h, w)
         self.tiles = []
@@ -77,7 +80,7 @@ class CompositeDataset:
             image, target = item.load()
             if image.ndim == 3:
                 image = image[..., 0]
-            self.tiles.append(_fit(image, target["masks"], (h // 2, w // 2)))
+            self.tiles.append(_fit(image, target["masks"], (h // grid[0], w // grid[1])))
 
     def __len__(self) -> int:
         return self.length
@@ -94,7 +97,7 @@ class CompositeDataset:
             if self.flip and rng.random() < 0.5:
                 tile, masks = tile[:, ::-1], masks[..., ::-1]
             tiles.append((tile, masks))
-        return compose_tiles(tiles, self.canvas, rng)
+        return compose_tiles(tiles, self.canvas, rng, self.grid)
 
     def __getitem__(self, index: int):
         canvas, target = self.canvas_at(index)
