@@ -126,8 +126,8 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
     if not isinstance(opset, int) or opset < 16:
         raise InputError(f"opset: got {opset!r}, expected an int >= 16 (19+ for DeformConv)")
     artifact = artifact or _artifact_from_model(model)
-    if artifact.model == "maskrcnn":  # instance outputs: detections with post-processing inside the graph
-        from ..models.maskrcnn.export import export_artifact
+    if artifact.model in ("maskrcnn", "fcis", "bottomup"):  # instance outputs, post-processing in the graph
+        from ..instances.export import export_artifact
 
         with export_route(route):
             export_artifact(model, artifact, out_path, opset=opset)

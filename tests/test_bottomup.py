@@ -169,3 +169,20 @@ def test_exported_graph_with_seed_selection_builds_with_tensorrt_rtx(rtx, tmp_pa
     path = export_artifact(model, artifact, tmp_path / "b.onnx")
     _, size = build_rtx(path)
     assert size > 0
+
+
+@pytest.mark.slow
+def test_edgeseg_export_routes_a_bottomup_checkpoint_to_the_instance_exporter(tmp_path):
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.cli import main
+    from edgeseg.models import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("bottomup", num_classes=2, in_channels=1, width=0.5, channels=16, max_instances=2).eval()
+    path = tmp_path / "bu.safetensors"
+    save_checkpoint(model, path, Artifact(path=path, classes=["background", "head"],
+                                          preprocess=Preprocess(size=(64, 64), color="gray", mean=[0.5], std=[0.25])))
+    assert main(["export", str(path), "-o", str(tmp_path / "out")]) == 0
+    art = Artifact.load(tmp_path / "out" / "bu.onnx")
+    assert art.extra["task"] == "instances" and art.extra["decoder"] == "bottomup"
+    assert [o.name for o in art.outputs] == ["scores", "labels", "image_masks"]
