@@ -1,6 +1,7 @@
 """Bottom-up instances: pairwise loss and seed rule against literal NumPy, touching heads, a tiny end-to-end run."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -142,6 +143,8 @@ def test_train_export_segment_and_evaluate_end_to_end(hc18_dir, tmp_path):
                               model_kwargs={"max_instances": 3})
     report = train_instances(cfg, log=lambda *_: None)
     assert report["steps"] == 2 and report["images"] == 2 and 0 <= report["segm"]["AP"] <= 1
+    with pytest.raises(Exception, match="init_weights .*got a 'bottomup' model"):
+        train_instances(replace(cfg, model="fcis", model_kwargs={}, init_weights=str(out)), log=lambda *_: None)
     model, artifact = load_checkpoint(out)
     onnx_path = export_artifact(model, artifact, tmp_path / "bu.onnx")
     frame = np.random.default_rng(0).integers(0, 255, (150, 130), dtype=np.uint8)

@@ -43,6 +43,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--group-regex", default=r"^(\d{3})_", help="files sharing this key stay on one split side")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="fraction of groups for validation")
     parser.add_argument("--init-encoder", default=None, help="checkpoint whose encoder.* weights start the encoder")
+    parser.add_argument("--init-weights", default=None,
+                        help="continue from this checkpoint of the same model (all weights, its normalisation)")
     parser.add_argument("--freeze-encoder", action="store_true", help="keep the encoder weights fixed")
     parser.add_argument("--onnx", default=None, help="also export the trained model to this .onnx path")
 
@@ -55,7 +57,7 @@ def run(args) -> int:
                               seed=args.seed, group_regex=args.group_regex, val_fraction=args.val_fraction,
                               classes=list(args.classes), init_encoder=args.init_encoder,
                               freeze_encoder=args.freeze_encoder, model=args.model, dataset=args.dataset,
-                              val_composites=args.val_composites)
+                              val_composites=args.val_composites, init_weights=args.init_weights)
     train_instances(cfg)
     if args.onnx:
         from ..models import load_checkpoint

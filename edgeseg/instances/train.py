@@ -49,6 +49,7 @@ class InstanceTrainConfig:
     model: str = "maskrcnn"                    # maskrcnn | fcis | bottomup
     dataset: str = "hc18"                      # hc18 | hc18_composites | busi
     val_composites: int = 64                   # validation canvases (hc18_composites)
+    init_weights: str | None = None            # a checkpoint of the same model to continue from (all weights)
 
 
 #: instance models and datasets train_instances accepts
@@ -131,8 +132,9 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
     pix = np.concatenate([img.reshape(-1) for img, _ in probe.cache])
     pre = Preprocess(size=(cfg.size, cfg.size), color="gray", mean=[round(float(pix.mean()), 4)],
                      std=[round(float(pix.std()), 4)])
-    if cfg.init_encoder:  # the encoder's weights expect the normalisation it was trained with
-        pre = Preprocess(**{**Artifact.load(cfg.init_encoder).preprocess.__dict__, "size": (cfg.size, cfg.size)})
+    start_from = cfg.init_weights or cfg.init_encoder
+    if start_from:  # the weights expect the normalisation they were trained with
+        pre = Preprocess(**{**Artifact.load(start_from).preprocess.__dict__, "size": (cfg.size, cfg.size)})
     t_load = time.time()
     if cfg.dataset == "hc18_composites":
         from .composites import CompositeDataset
@@ -146,6 +148,14 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
     model = create_model(cfg.model, num_classes=len(cfg.classes), in_channels=1, **cfg.model_kwargs)
     if cfg.init_encoder:
         log(f"encoder: {load_encoder_weights(model, cfg.init_encoder)} tensors from {cfg.init_encoder}")
+    if cfg.init_weights:
+        from ..models import load_checkpoint
+        loaded, art = load_checkpoint(cfg.init_weights)
+        if art.model != cfg.model or loaded.model_kwargs != model.model_kwargs:
+            raise InputError(f"init_weights {cfg.init_weights}: got a {art.model!r} model with {loaded.model_kwargs}, "
+                             f"expected {cfg.model!r} with {model.model_kwargs}")
+        model.load_state_dict(loaded.state_dict())
+        log(f"weights: all from {cfg.init_weights}")
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
