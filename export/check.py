@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .._deps import require
-from ..artifact import Artifact
-from ..errors import ArtifactError, InputError
+from edgeseg._deps import require
+from edgeseg.artifact import Artifact
+from edgeseg.errors import ArtifactError, InputError
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_MIN_AGREEMENT = 0.999
@@ -83,7 +83,7 @@ def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
 
 def torch_model_for(artifact: Artifact, checkpoint: str | Path | None = None):
     """The PyTorch model an ONNX artifact came from: ``checkpoint``, else the sidecar's source file next to it."""
-    from ..models import load_checkpoint
+    from edgeseg.models import load_checkpoint
 
     if checkpoint is None:
         source = artifact.extra.get("export", {}).get("source")
@@ -112,9 +112,9 @@ def parity_report(onnx_path: str | Path, checkpoint: str | Path | None = None, i
         model: an ``nn.Module`` to compare against instead of loading ``checkpoint``.
         size: (H, W) model input size instead of the sidecar's ``preprocess.size``.
     """
-    from ..metrics import ConfusionMatrix
-    from ..preprocess import Preprocessor
-    from ..runtime import OrtRunner, TorchRunner
+    from edgeseg.metrics import ConfusionMatrix
+    from edgeseg.preprocess import Preprocessor
+    from edgeseg.runtime import OrtRunner, TorchRunner
 
     artifact = onnx_path if isinstance(onnx_path, Artifact) else Artifact.load(onnx_path)
     if model is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._deps import require
+from edgeseg._deps import require
 
 
 def _attrs(node) -> dict[str, Any]:
