@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -224,6 +225,8 @@ def markdown(rows: list[dict], setup: dict) -> str:
             a, b = by_row[with_], by_row[without]
             d_miou, d_bf = a["miou"] - b["miou"], (a["boundary_f"] or 0) - (b["boundary_f"] or 0)
             held = "yes" if d_miou > 0.01 else ("no" if d_miou < -0.01 else "within ±0.01 (single seed: no call)")
+            if a["epochs_run"] != b["epochs_run"]:  # a time cap let one model run fewer epochs
+                held = f"not comparable: {a['epochs_run']} vs {b['epochs_run']} epochs under the time cap ({held})"
             claims.append(f"| {text} | {with_} | {without} | {d_miou:+.3f} | {d_bf:+.3f} | {held} |")
     return "\n".join([
         "# BUSI comparison (3 classes: background, benign, malignant)", "",
@@ -238,7 +241,9 @@ def markdown(rows: list[dict], setup: dict) -> str:
         "lesion classes, boundary pixels matched within 3 px at the original resolution (strict: images are "
         f"190-720 px a side, one model pixel at {setup['size']} px spans ~{500 / setup['size']:.0f} of them).", "",
         *lines, "", *_target(rows), "", *[f"\\* {r['row']} {k}: {e}" for r in rows for k, e in r.get("quant_errors", {}).items()], "",
-        "## Classic claims on this data", "", *claims, "",
+        "## Classic claims on this data", "",
+        "One seed per row; a difference within ±0.01 mIoU is not called. Rows that ran different numbers of "
+        "epochs (the time cap stops slow models early) are marked not comparable.", "", *claims, "",
         "![mIoU vs latency](miou_vs_latency.png)", "", "![per-class IoU](per_class_iou.png)", "",
         f"Command: `{setup['command']}` ({setup['total_minutes']:.1f} min).", ""])
 
@@ -326,7 +331,7 @@ def main(argv=None) -> int:
               f"boundary F {fmt(r['boundary_f'])} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
         setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         setup.update(device=args.device_note, total_minutes=(time.perf_counter() - started) / 60,
-                     command="python benchmarks/busi_compare.py " + " ".join(sys.argv[1:] if argv is None else argv))
+                     command="python benchmarks/busi_compare.py " + shlex.join(sys.argv[1:] if argv is None else argv))
         (args.out / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
         (args.out / "report.md").write_text(markdown(rows, setup))  # rewritten after every row: partial runs count
     plots(rows, args.out, args.latency_sizes[0])
