@@ -76,6 +76,7 @@ class OrtRunner(Runner):
         options.log_severity_level = 3
         providers = resolve_providers(ort, self.providers)
         path = self.artifact.path
+        register_edgeseg_ops(options, path)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:
@@ -143,6 +144,31 @@ def resolve_providers(ort, providers: Any) -> list[str]:
     if "CPUExecutionProvider" not in names:
         resolved.append("CPUExecutionProvider")
     return resolved
+
+
+def register_edgeseg_ops(options, path) -> bool:
+    """Register edgeseg's ONNX Runtime custom-op library (``edgeseg:DenseCRF``) on ``options`` when the model
+    at ``path`` imports the ``edgeseg`` domain; the library is compiled with g++ on first use. Returns whether
+    it was registered."""
+    from edgeseg.plugins import ort_dense_crf
+    from edgeseg.plugins.common.build import KernelBuildError
+
+    try:
+        needed = ort_dense_crf.DOMAIN in ort_dense_crf.opset_domains(path)
+    except (OSError, ValueError):
+        return False  # unreadable or not ONNX: ONNX Runtime's own load error says so
+    if not needed:
+        return False
+    try:
+        library = ort_dense_crf.library_path()
+    except KernelBuildError as exc:
+        raise ArtifactError(
+            f"{path}: the graph uses edgeseg's custom ops (edgeseg:DenseCRF), whose ONNX Runtime library could not "
+            f"be built ({_first_line(exc)}); install g++, or re-export with `edgeseg export --route decomposed` "
+            "(the CRF then runs after the graph)"
+        ) from exc
+    options.register_custom_ops_library(str(library))
+    return True
 
 
 def _spec_of(node) -> TensorSpec:
