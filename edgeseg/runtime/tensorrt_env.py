@@ -150,9 +150,7 @@ class CapturingLogger:
 
 
 def _make_logger(trt: ModuleType):
-    base = getattr(trt, "ILogger", None)
-    if base is None:  # a stand-in without ILogger: TensorRT prints its own log, we cannot keep it
-        return trt.Logger()
+    base = trt.ILogger  # both flavours have it (TensorRT >= 8, TensorRT-RTX)
 
     class _Logger(base, CapturingLogger):
         """Keeps the last 5000 messages as (serial, severity int, text); echoes those at ``echo`` or
