@@ -202,19 +202,24 @@ def _check_blocks(med_a: np.ndarray, med_b: np.ndarray) -> None:
         raise InputError("blocks: expected positive, finite block medians (latencies in seconds)")
 
 
-def paired_block_test(med_a, med_b, confidence: float = 0.95, min_effect: float = 0.0) -> BlockTest:
-    """Paired t-test on ``log(med_b) - log(med_a)``: block i of A ran next to block i of B (interleaved)."""
+def _paired_log_ratios(med_a, med_b, confidence: float) -> np.ndarray:
+    """``log(med_b) - log(med_a)`` per block pair, after checking both runs and the confidence."""
     a, b = np.asarray(med_a, np.float64), np.asarray(med_b, np.float64)
     _check_blocks(a, b)
     if a.size != b.size:
         raise InputError(f"blocks: a paired test needs as many A blocks as B blocks, got {a.size} and {b.size}")
     _check_confidence(confidence)
-    d = np.log(b) - np.log(a)
+    return np.log(b) - np.log(a)
+
+
+def paired_block_test(med_a, med_b, confidence: float = 0.95, min_effect: float = 0.0) -> BlockTest:
+    """Paired t-test on ``log(med_b) - log(med_a)``: block i of A ran next to block i of B (interleaved)."""
+    d = _paired_log_ratios(med_a, med_b, confidence)
     sd = float(d.std(ddof=1))
     half = t_quantile(1 - (1 - confidence) / 2, d.size - 1) * sd / np.sqrt(d.size)
     mean = float(d.mean())
     return BlockTest(float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)), confidence,
-                     a.size, b.size, True, float(np.expm1(sd)), min_effect)
+                     d.size, d.size, True, float(np.expm1(sd)), min_effect)
 
 
 def welch_block_test(med_a, med_b, confidence: float = 0.95, min_effect: float = 0.0) -> BlockTest:
@@ -285,18 +290,13 @@ def _interval(values: np.ndarray, null_counts: np.ndarray, confidence: float) ->
 
 def signed_rank_block_test(med_a, med_b, confidence: float = 0.95, min_effect: float = 0.0) -> BlockTest:
     """Paired (interleaved) blocks: Hodges-Lehmann B/A of log block medians and the signed-rank interval."""
-    a, b = np.asarray(med_a, np.float64), np.asarray(med_b, np.float64)
-    _check_blocks(a, b)
-    if a.size != b.size:
-        raise InputError(f"blocks: a paired test needs as many A blocks as B blocks, got {a.size} and {b.size}")
-    _check_confidence(confidence)
-    d = np.log(b) - np.log(a)
+    d = _paired_log_ratios(med_a, med_b, confidence)
     i, j = np.triu_indices(d.size)
     walsh = np.sort((d[i] + d[j]) / 2)
     low, high = _interval(walsh, signed_rank_null(d.size), confidence)
     mad = 1.4826 * float(np.median(np.abs(d - np.median(d))))
     return BlockTest(float(np.exp(np.median(walsh))), float(np.exp(low)), float(np.exp(high)), confidence,
-                     a.size, b.size, True, float(np.expm1(mad)), min_effect)
+                     d.size, d.size, True, float(np.expm1(mad)), min_effect)
 
 
 def rank_sum_block_test(med_a, med_b, confidence: float = 0.95, min_effect: float = 0.0) -> BlockTest:
