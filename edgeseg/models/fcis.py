@@ -18,15 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .maskrcnn.anchors import encode_boxes
 from ..ops.roi_align import roi_align_op
 from .maskrcnn.heads import _pool, _rois
 from .maskrcnn.losses import box_losses
 from .maskrcnn.model import MaskRCNN
-from .maskrcnn.postprocess import BOX_WEIGHTS, detections_from_heads
-from .maskrcnn.targets import mask_targets, match_boxes, sample_balanced
+from .maskrcnn.postprocess import detections_from_heads
 from .registry import register_model
-from ..ops.nms import box_iou
 
 
 def cell_index(k: int, size: int) -> Tensor:
@@ -109,33 +106,16 @@ class FCIS(MaskRCNN):
                 "masks": torch.sigmoid(inside[pick, labels] - outside[pick, labels])}  # softmax(in, out)[in]
 
     def _head_losses(self, feature: Tensor, proposals: list[Tensor], targets: list[dict]) -> dict[str, Tensor]:
-        rois, labels, box_targets, mask_rois, mask_labels, mask_goals = [], [], [], [], [], []
         m_size = self.ps_head.mask_size
-        for i, (props, target) in enumerate(zip(proposals, targets)):
-            gt_boxes = target["boxes"].to(feature.dtype)
-            props = torch.cat([props, gt_boxes], 0)
-            matched = match_boxes(box_iou(gt_boxes, props), 0.5, 0.5)
-            pos, neg = sample_balanced(matched, self.roi_batch, self.roi_positive_fraction)
-            picked = torch.cat([pos, neg])
-            gt_index = matched[pos]
-            labels.append(torch.cat([target["labels"][gt_index], torch.zeros_like(neg)]))
-            goal = torch.zeros(picked.numel(), 4, dtype=feature.dtype, device=feature.device)
-            goal[: pos.numel()] = encode_boxes(gt_boxes[gt_index], props[pos], BOX_WEIGHTS)
-            box_targets.append(goal)
-            rois.append(torch.cat([torch.full_like(props[picked, :1], i), props[picked]], 1))
-            m = pos[: self.max_mask_rois]
-            mask_rois.append(torch.cat([torch.full_like(props[m, :1], i), props[m]], 1))
-            mask_labels.append(target["labels"][matched[m]])
-            mask_goals.append(mask_targets(target["masks"], matched[m], props[m], m_size))
+        rois, labels, box_targets, mask_rois, lab, mask_goals = self._sample_rois(feature, proposals, targets, m_size)
         maps = self.ps_head.maps(feature)
-        class_logits, deltas = self._classify(maps, torch.cat(rois))
-        losses = box_losses(class_logits, deltas, torch.cat(labels), torch.cat(box_targets))
-        lab = torch.cat(mask_labels)
+        class_logits, deltas = self._classify(maps, rois)
+        losses = box_losses(class_logits, deltas, labels, box_targets)
         if lab.numel():
-            inside, outside, _, _ = self.ps_head(maps, torch.cat(mask_rois), m_size)
+            inside, outside, _, _ = self.ps_head(maps, mask_rois, m_size)
             pick = torch.arange(lab.numel(), device=lab.device)
             logit = inside[pick, lab] - outside[pick, lab]  # 2-way softmax(in, out) == sigmoid(in - out)
-            losses["mask"] = F.binary_cross_entropy_with_logits(logit, torch.cat(mask_goals))
+            losses["mask"] = F.binary_cross_entropy_with_logits(logit, mask_goals)
         else:
             losses["mask"] = maps[0].sum() * 0
         return losses

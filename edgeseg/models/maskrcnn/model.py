@@ -86,6 +86,19 @@ class MaskRCNN(nn.Module):
         return {"boxes": boxes, "scores": scores, "labels": labels, "masks": masks}
 
     def _head_losses(self, feature: Tensor, proposals: list[Tensor], targets: list[dict]) -> dict[str, Tensor]:
+        rois, labels, box_targets, mask_rois, mask_labels, mask_goals = self._sample_rois(
+            feature, proposals, targets, 2 * self.mask_head.pool)
+        class_logits, deltas = self.box_head(feature, rois)
+        losses = box_losses(class_logits, deltas, labels, box_targets)
+        mask_logits = self.mask_head(feature, mask_rois)
+        losses["mask"] = mask_loss(mask_logits, mask_labels, mask_goals)
+        return losses
+
+    def _sample_rois(self, feature: Tensor, proposals: list[Tensor], targets: list[dict],
+                     mask_size: int) -> tuple[Tensor, ...]:
+        """Training RoIs per image (proposals + ground truth, balanced positives/negatives): box RoIs, their
+        labels and regression targets, then the mask RoIs (positives, at most ``max_mask_rois``), their labels
+        and ``mask_size`` mask targets; each concatenated over the batch."""
         rois, labels, box_targets, mask_rois, mask_labels, mask_goals = [], [], [], [], [], []
         for i, (props, target) in enumerate(zip(proposals, targets)):
             gt_boxes = target["boxes"].to(feature.dtype)
@@ -94,21 +107,16 @@ class MaskRCNN(nn.Module):
             pos, neg = sample_balanced(matched, self.roi_batch, self.roi_positive_fraction)
             picked = torch.cat([pos, neg])
             gt_index = matched[pos]
-            lab = torch.cat([target["labels"][gt_index], torch.zeros_like(neg)])
             goal = torch.zeros(picked.numel(), 4, dtype=feature.dtype, device=feature.device)
             goal[: pos.numel()] = encode_boxes(gt_boxes[gt_index], props[pos], BOX_WEIGHTS)
             rois.append(torch.cat([torch.full_like(props[picked, :1], i), props[picked]], 1))
-            labels.append(lab)
+            labels.append(torch.cat([target["labels"][gt_index], torch.zeros_like(neg)]))
             box_targets.append(goal)
             m = pos[: self.max_mask_rois]
             mask_rois.append(torch.cat([torch.full_like(props[m, :1], i), props[m]], 1))
             mask_labels.append(target["labels"][matched[m]])
-            mask_goals.append(mask_targets(target["masks"], matched[m], props[m], 2 * self.mask_head.pool))
-        class_logits, deltas = self.box_head(feature, torch.cat(rois))
-        losses = box_losses(class_logits, deltas, torch.cat(labels), torch.cat(box_targets))
-        mask_logits = self.mask_head(feature, torch.cat(mask_rois))
-        losses["mask"] = mask_loss(mask_logits, torch.cat(mask_labels), torch.cat(mask_goals))
-        return losses
+            mask_goals.append(mask_targets(target["masks"], matched[m], props[m], mask_size))
+        return tuple(torch.cat(parts) for parts in (rois, labels, box_targets, mask_rois, mask_labels, mask_goals))
 
 
 @register_model("maskrcnn")
