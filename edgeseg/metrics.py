@@ -184,22 +184,9 @@ def default_tolerance(shape: tuple[int, int]) -> int:
 def boundary_f_score(pred, target, tolerance: int | None = None) -> float:
     """Boundary F-score of two (H, W) label maps (see the formulas above); NaN when no foreground class is present."""
     pred, target = _check_pair(pred, target)
-    d = default_tolerance(pred.shape) if tolerance is None else int(tolerance)
-    if d < 0:
-        raise InputError(f"tolerance: got {tolerance!r}, expected pixels >= 0 or None")
-    scores = []
-    for c in _foreground_classes(pred, target):
-        bp, bg = mask_boundary(pred == c), mask_boundary(target == c)
-        n_p, n_g = int(bp.sum()), int(bg.sum())
-        if n_p == 0 and n_g == 0:
-            scores.append(1.0)
-            continue
-        if n_p == 0 or n_g == 0:
-            scores.append(0.0)
-            continue
-        precision = float((bp & _dilate(bg, d)).sum()) / n_p
-        recall = float((bg & _dilate(bp, d)).sum()) / n_g
-        scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+    d = _tolerance(pred.shape, tolerance)
+    scores = [_boundary_f(mask_boundary(pred == c), mask_boundary(target == c), d)
+              for c in _foreground_classes(pred, target)]
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -209,9 +196,7 @@ def boundary_f_per_class(pred, target, num_classes: int, tolerance: int | None =
     the class is in neither map, 0 where it is in one only. ``ignore_index`` pixels of ``target`` are left
     out of both maps. Same boundary and tolerance definitions as :func:`boundary_f_score`."""
     pred, target = _check_pair(pred, target)
-    d = default_tolerance(pred.shape) if tolerance is None else int(tolerance)
-    if d < 0:
-        raise InputError(f"tolerance: got {tolerance!r}, expected pixels >= 0 or None")
+    d = _tolerance(pred.shape, tolerance)
     valid = np.ones(target.shape, bool) if ignore_index is None else target != ignore_index
     out = np.full(num_classes, np.nan)
     for c in range(num_classes):
@@ -221,15 +206,26 @@ def boundary_f_per_class(pred, target, num_classes: int, tolerance: int | None =
         if not p.any() or not t.any():
             out[c] = 0.0
             continue
-        bp, bg = mask_boundary(p), mask_boundary(t)
-        n_p, n_g = int(bp.sum()), int(bg.sum())
-        if n_p == 0 or n_g == 0:  # a class filling the whole image has no boundary
-            out[c] = float(n_p == n_g)
-            continue
-        precision = float((bp & _dilate(bg, d)).sum()) / n_p
-        recall = float((bg & _dilate(bp, d)).sum()) / n_g
-        out[c] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+        out[c] = _boundary_f(mask_boundary(p), mask_boundary(t), d)
     return out
+
+
+def _tolerance(shape: tuple[int, int], tolerance: int | None) -> int:
+    d = default_tolerance(shape) if tolerance is None else int(tolerance)
+    if d < 0:
+        raise InputError(f"tolerance: got {tolerance!r}, expected pixels >= 0 or None")
+    return d
+
+
+def _boundary_f(bp: np.ndarray, bg: np.ndarray, d: int) -> float:
+    """F of two boundary maps at tolerance ``d``: 1 when both are empty, 0 when one is (a class filling the
+    whole image has no boundary)."""
+    n_p, n_g = int(bp.sum()), int(bg.sum())
+    if n_p == 0 or n_g == 0:
+        return float(n_p == n_g)
+    precision = float((bp & _dilate(bg, d)).sum()) / n_p
+    recall = float((bg & _dilate(bp, d)).sum()) / n_g
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
 def trimap_iou(pred, target, width: int = 5) -> float:
