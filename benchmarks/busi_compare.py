@@ -74,12 +74,14 @@ def model_options(row: str, width: int | None) -> tuple[str, dict]:
 
 def lesion_scores(confusion: list[list[int]]) -> tuple[float, float]:
     """(mean IoU of the lesion classes 1.., lesion-vs-background Dice) from a confusion matrix."""
-    n = np.asarray(confusion, np.float64)
-    tp = np.diag(n)
-    iou = [tp[c] / d for c in range(1, len(n)) if (d := n[c].sum() + n[:, c].sum() - tp[c]) > 0]
-    fg_tp, fp, fn = n[1:, 1:].sum(), n[0, 1:].sum(), n[1:, 0].sum()
-    dice = 2 * fg_tp / (2 * fg_tp + fp + fn) if fg_tp + fp + fn else float("nan")
-    return (float(np.mean(iou)) if iou else float("nan")), float(dice)
+    from edgeseg.metrics import ConfusionMatrix
+
+    n = np.asarray(confusion, np.int64)
+    lesions, binary = ConfusionMatrix(len(n)), ConfusionMatrix(2)  # binary: every lesion class as one
+    lesions.matrix[:] = n
+    binary.matrix[:] = [[n[0, 0], n[0, 1:].sum()], [n[1:, 0].sum(), n[1:, 1:].sum()]]
+    iou = lesions.iou[1:]
+    return (float(np.nanmean(iou)) if not np.isnan(iou).all() else float("nan")), float(binary.dice[1])
 
 
 def gflops(torch, model, channels: int, size: int) -> float:
