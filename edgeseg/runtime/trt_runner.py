@@ -183,16 +183,15 @@ class TrtRunner(Runner):
         cp = require("cupy", "the tensorrt backend's device buffers")
         cp.cuda.Device(self.device_index).use()
         data = self.artifact.path.read_bytes()
+        gpu = gpu_info(self.device_index)
         if self.check_compatibility:
-            check_engine_compatible(self.artifact, data[:64], trt.__version__, gpu_info(self.device_index),
-                                    flavour.name)
+            check_engine_compatible(self.artifact, data[:64], trt.__version__, gpu, flavour.name)
         logger = capturing_logger(trt, echo_severity=1)
         register_plugins(flavour, (self.artifact.engine or {}).get("plugins", "native"))
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise ArtifactError(f"TensorRT could not load {self.artifact.path}:\n{log_text(logger, worst=1)}")
-        gpu = gpu_info(self.device_index)
         context, self._save_runtime_cache = flavour.execution_context(
             engine, runtime_cache_path(self.artifact.path, gpu) if flavour.runtime_cache else None)
         if context is None:
