@@ -41,10 +41,6 @@ class GuidedUpsampler:
         self.radius, self.eps, self.clip = radius, float(eps), clip
         self.cv2 = require("cv2", "guided upsampling")
 
-    def gray(self, frame: np.ndarray) -> np.ndarray:
-        """The guide: (H, W) uint8 gray of a BGR or gray frame."""
-        return to_gray(frame)
-
     def __call__(self, frame: np.ndarray, planes: np.ndarray, gray: np.ndarray | None = None,
                  low: np.ndarray | None = None) -> np.ndarray:
         """``planes`` (C, h, w) -> (C, H, W); ``gray``/``low``: the frame's gray at (H, W) / (h, w), when known."""

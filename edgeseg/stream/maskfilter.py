@@ -17,7 +17,7 @@ import numpy as np
 from .. import postprocess
 from ..errors import InputError
 from ..refine import GuidedUpsampler, bilinear_upsample, shrink, to_gray
-from ..stabilize import MODES, Stabilizer
+from ..stabilize import Stabilizer
 
 REFINE_MODES = ("none", "guided")
 MAX_FILTER_SIDE = 320  # frame-size probabilities are halved down to this before guided filtering
@@ -29,9 +29,7 @@ class MaskFilter:
 
     def __init__(self, stabilize="none", refine="none"):
         if isinstance(stabilize, str) or stabilize is None:
-            if (stabilize or "none") not in MODES:
-                raise InputError(f"stabilize: got {stabilize!r}, expected one of {', '.join(MODES)}")
-            stabilize = Stabilizer(stabilize or "none")
+            stabilize = Stabilizer(stabilize or "none")  # it names the field and the modes on a bad one
         if not isinstance(stabilize, Stabilizer):
             raise InputError(f"stabilize: got {type(stabilize).__name__}, expected a mode name or a Stabilizer")
         if isinstance(refine, str) or refine is None:
