@@ -227,14 +227,11 @@ def _set_timing_cache(config, path: Path | None):
 
 def _build_gpu(flavour: Flavour) -> GpuInfo | None:
     """The GPU the build is for: required by standard TensorRT, optional for TensorRT-RTX (AOT)."""
-    if flavour.builds_without_gpu:
-        try:
-            return gpu_info()
-        except MissingDependencyError:
-            return None
     try:
         return gpu_info()
     except MissingDependencyError as exc:
+        if flavour.builds_without_gpu:
+            return None
         raise MissingDependencyError(
             f"{exc}. Standard TensorRT builds only on the GPU the engine is for; with no GPU here build with "
             f"TensorRT-RTX (`edgeseg build MODEL.onnx --flavour rtx`, {RTX_PIN}) for RTX cards"
