@@ -36,7 +36,7 @@ from edgeseg.errors import InputError
 
 from .quantize import (
     CALIBRATION_METHODS, FP32_OPS, INT8_OPS, _load_source, _save_sidecar, default_output, fp16_block_ops,
-    int8_layer_precisions, int8_layers, name_nodes, preprocess_for_int8, qdq_from_preprocessed, quantize_fp16,
+    int8_details, int8_layers, name_nodes, preprocess_for_int8, qdq_from_preprocessed, quantize_fp16,
 )
 from .task_metrics import Criterion, EvalSet, Scores, drops, parse_accept, score_model
 
@@ -108,12 +108,7 @@ class _Candidates:
                 qdq_from_preprocessed(self.pre, path, self.source, self.calibration, method=method,
                                       per_channel=self.per_channel, op_types=INT8_OPS, exclude=ordered,
                                       calibration_cache=self.cache(method))
-            info = {"method": f"onnxruntime.quantization.quantize_static QDQ ({method})",
-                    "calibration_method": method, "per_channel": self.per_channel, "symmetric": True,
-                    "op_types": list(INT8_OPS), "layer_precisions": int8_layer_precisions(path)}
-            if self.calibration:
-                info.update(calibration_samples=len(self.calibration),
-                            calibration_source=str(Path(self.calibration[0]).parent))
+            info = int8_details(path, method, self.per_channel, INT8_OPS, len(self.calibration), self.calibration)
             artifact = _save_sidecar(self.source, path, "int8", info)
         else:
             artifact = quantize_fp16(self.source, path, keep_nodes=ordered)

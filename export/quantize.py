@@ -247,16 +247,24 @@ def quantize_int8(onnx: str | Path | Artifact, out_path: str | Path | None = Non
                                       op_types=op_types, exclude=exclude, calibration_cache=cache)
     finally:
         pre.unlink(missing_ok=True)
+    files = items if items and isinstance(items[0], (str, Path)) else []
+    return _save_sidecar(source, out, "int8", int8_details(out, method, per_channel, op_types, count, files, info))
+
+
+def int8_details(path: Path, method: str, per_channel: bool, op_types: Sequence[str], samples: int,
+                 files: Sequence[str | Path], info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sidecar's ``extra.quantization`` of the Q/DQ file ``path``: ``samples`` calibration images (0: not
+    recorded), ``files`` the calibration image paths (empty: arrays), ``info`` added before the layer list."""
     details: dict[str, Any] = {"method": f"onnxruntime.quantization.quantize_static QDQ ({method})",
                                "calibration_method": method, "per_channel": per_channel, "symmetric": True,
                                "op_types": list(op_types)}
-    if count:
-        details["calibration_samples"] = count
-    if items and isinstance(items[0], (str, Path)):
-        details["calibration_source"] = str(Path(items[0]).parent)
+    if samples:
+        details["calibration_samples"] = samples
+    if files:
+        details["calibration_source"] = str(Path(files[0]).parent)
     details.update(info or {})
-    details["layer_precisions"] = int8_layer_precisions(out, op_types)
-    return _save_sidecar(source, out, "int8", details)
+    details["layer_precisions"] = int8_layer_precisions(path, op_types)
+    return details
 
 
 def preprocess_for_int8(fp32_path: str | Path, out: str | Path) -> Path:
