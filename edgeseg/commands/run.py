@@ -171,7 +171,6 @@ def make_render(effect: str | None, blur: int, pixel_size: float | None = None, 
 
 def execute(args, source, model, effect: str | None, describe: dict | None = None) -> int:
     """Run one stream from parsed options; print the table, write the summary; 130 after Ctrl-C."""
-    import json
     import signal
 
     from ..stream import format_table, stream
@@ -217,10 +216,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         if quality is not None:
             summary["video_quality"] = quality.summary()
         if args.summary:
-            Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-            with open(args.summary, "w", encoding="utf-8") as f:
-                json.dump(summary, f, indent=2)
-                f.write("\n")
+            write_summary(args.summary, summary)
         if not args.quiet:
             print(format_table(summary))
             if summary["sink"]["frames_written"]:
@@ -235,6 +231,14 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         print("interrupted: stopped cleanly", flush=True)
         return 130
     return 0
+
+
+def write_summary(path, summary: dict) -> None:
+    """The run's summary as indented JSON at ``path`` (its folder made if missing)."""
+    import json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 def _sigterm_as_interrupt(signal):

@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..apps.selfie import BackgroundEffect, selfie_model_path
     from ..stream import format_table, stream
-    from .run import check_outputs, sink_options_from, temporal_options
+    from .run import check_outputs, sink_options_from, temporal_options, write_summary
 
     check_outputs(args)
     model = args.model or selfie_model_path(args.variant)
@@ -56,10 +56,6 @@ def run(args) -> int:
             pass
         summary = frames.summary()
     if args.summary:
-        import json
-        from pathlib import Path
-
-        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_summary(args.summary, summary)
     print(format_table(summary))
     return 0
