@@ -309,7 +309,7 @@ def engine_from_onnx(
     gpu = _build_gpu(lib)
     targets = lib.resolve_targets(compute_capabilities, gpu)
     logger = capturing_logger(trt, echo_severity=4 if verbose else 1)
-    mark = getattr(logger, "mark", lambda: 0)()
+    mark = logger.mark()
     register_plugins(lib, plugins)
 
     builder = trt.Builder(logger)
@@ -467,7 +467,7 @@ def check_onnx(onnx: str | Path | Artifact, *, flavour: str = "auto", plugins: s
     lib = load_flavour(flavour)
     trt = lib.trt
     logger = capturing_logger(trt, echo_severity=0)
-    mark = logger.mark() if hasattr(logger, "mark") else 0
+    mark = logger.mark()
     register_plugins(lib, plugins or "native")
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, True, False))

@@ -259,7 +259,7 @@ class Flavour:
         raw pointer to that logger)."""
         if _PLUGINS_READY.get(id(self.trt)) is self.trt:
             return
-        mark = getattr(self.logger, "mark", lambda: 0)()
+        mark = self.logger.mark()
         if not self.trt.init_libnvinfer_plugins(self.logger, ""):
             raise EdgesegError(f"{self.label} could not initialise its plugin library:\n"
                                + log_text(self.logger, since=mark))
