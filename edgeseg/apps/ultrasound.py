@@ -116,10 +116,13 @@ def fit_head_ellipse(mask: np.ndarray, exclude_border: bool = True) -> Ellipse:
     cv2 = require("cv2", "ellipse fitting")
     points = _largest_contour(mask)
     if exclude_border:
-        inner = points[~on_border(points, np.asarray(mask).shape)]
-        if len(inner) >= 5:
-            points = inner
+        points = _skull(points, on_border(points, np.asarray(mask).shape))
     return _fit(cv2, points)
+
+
+def _skull(points: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """The contour ``points`` off the image edge (``border``), or all of them when fewer than five would remain."""
+    return points[~border] if (~border).sum() >= 5 else points
 
 
 #: HC18's masks are filled up to the outside of the drawn outline: their contour runs 0.94 px (least squares
@@ -201,7 +204,7 @@ def measure_head(head: np.ndarray, pixel_size_mm: float,
     prob = head.astype(np.float32) if not binary else (head != 0).astype(np.float32)
     points = _largest_contour((prob > 0.5).astype(np.uint8))
     border = on_border(points, prob.shape)
-    skull = points[~border] if (~border).sum() >= 5 else points
+    skull = _skull(points, border)
     ellipse = _fit(cv2, skull)
     residual = float(np.sqrt(np.mean(ellipse_distances(ellipse, skull) ** 2))) * px
     hc = ellipse.inset_perimeter(outline_offset_px) * px
