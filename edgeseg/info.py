@@ -157,10 +157,8 @@ def tensorrt_probes(libs: dict[str, Probe], cuda: Probe) -> list[Probe]:
     from edgeseg.runtime.tensorrt_env import install_route
 
     probes = []
-    for module in ("tensorrt", "tensorrt_rtx"):
-        label = module
-        lib = libs[module]
-        flavour = "tensorrt" if module == "tensorrt" else "rtx"
+    for module, flavour in (("tensorrt", "tensorrt"), ("tensorrt_rtx", "rtx")):
+        label, lib = module, libs[module]
         if not lib.ok:
             probes.append(Probe(label, False, f"{lib.detail}; {install_route(flavour, cuda.ok)}"))
         elif flavour == "rtx":
