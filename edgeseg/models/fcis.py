@@ -84,9 +84,8 @@ class FCIS(MaskRCNN):
 
     def __init__(self, num_classes: int, in_channels: int = 1, k: int = 7, mask_size: int = 28,
                  roi_batch: int = 64, **kwargs):
-        super().__init__(num_classes, in_channels, **kwargs)
+        super().__init__(num_classes, in_channels, roi_batch=roi_batch, **kwargs)
         del self.box_head, self.mask_head
-        self.roi_batch = roi_batch
         self.ps_head = PositionSensitiveHead(self.fpn.smooth[0].out_channels, num_classes, stride=8, k=k,
                                              mask_size=mask_size)
 
