@@ -165,8 +165,10 @@ def _samples(cfg: TrainConfig):
 def class_weights_of(cfg: TrainConfig, train_ds) -> list[float] | None:
     """The cross-entropy class weights: as given, or ``"auto"``: 1 / sqrt(pixel frequency) on the training
     masks, scaled so that the pixel-weighted mean weight is 1 (an absent class gets the largest weight)."""
-    if cfg.class_weights is None or cfg.class_weights != "auto":
-        return None if cfg.class_weights is None else [float(w) for w in cfg.class_weights]
+    if cfg.class_weights is None:
+        return None
+    if cfg.class_weights != "auto":
+        return [float(w) for w in cfg.class_weights]
     counts = np.zeros(len(cfg.classes))
     for _, mask in train_ds._cache:
         counts += np.bincount(mask.reshape(-1), minlength=256)[: len(cfg.classes)]
