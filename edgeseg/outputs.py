@@ -60,3 +60,13 @@ def write_image(path: str | Path, image, field: str = "path") -> Path:
         raise InputError(f"{field}: cannot write an image to {str(path)!r} (folder missing or not writable, "
                          f"or a suffix other than {IMAGE_WRITE_SUFFIXES})")
     return path
+
+
+def write_json(path: str | Path, data) -> Path:
+    """``data`` as indented JSON (one trailing newline) at ``path``, its folder made if missing."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -35,8 +35,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
-
     import cv2
     import numpy as np
 
@@ -44,7 +42,7 @@ def run(args) -> int:
     from ..data import load_image
     from ..errors import InputError
     from ..evaluate import open_predictor
-    from ..outputs import IMAGE_WRITE_SUFFIXES, ensure_writable, write_image
+    from ..outputs import IMAGE_WRITE_SUFFIXES, ensure_writable, write_image, write_json
 
     reference = read_hc_csv(args.hc_csv) if args.hc_csv else {}
     if args.pixel_size is None and not reference:
@@ -98,7 +96,5 @@ def run(args) -> int:
             write_image(args.overlay, bgr, "--overlay")
             print(f"overlay: {args.overlay}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"model": str(args.model), "measurements": records}, indent=2) + "\n",
-                                   encoding="utf-8")
+        write_json(args.json, {"model": str(args.model), "measurements": records})
     return 3 if any_flag and args.fail_on_flag else 0

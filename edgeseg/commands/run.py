@@ -173,6 +173,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
     """Run one stream from parsed options; print the table, write the summary; 130 after Ctrl-C."""
     import signal
 
+    from ..outputs import write_json
     from ..stream import format_table, stream
 
     check_outputs(args)
@@ -216,7 +217,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         if quality is not None:
             summary["video_quality"] = quality.summary()
         if args.summary:
-            write_summary(args.summary, summary)
+            write_json(args.summary, summary)
         if not args.quiet:
             print(format_table(summary))
             if summary["sink"]["frames_written"]:
@@ -231,14 +232,6 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
         print("interrupted: stopped cleanly", flush=True)
         return 130
     return 0
-
-
-def write_summary(path, summary: dict) -> None:
-    """The run's summary as indented JSON at ``path`` (its folder made if missing)."""
-    import json
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 def _sigterm_as_interrupt(signal):

@@ -42,8 +42,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..apps.selfie import BackgroundEffect, selfie_model_path
+    from ..outputs import write_json
     from ..stream import format_table, stream
-    from .run import check_outputs, sink_options_from, temporal_options, write_summary
+    from .run import check_outputs, sink_options_from, temporal_options
 
     check_outputs(args)
     model = args.model or selfie_model_path(args.variant)
@@ -56,6 +57,6 @@ def run(args) -> int:
             pass
         summary = frames.summary()
     if args.summary:
-        write_summary(args.summary, summary)
+        write_json(args.summary, summary)
     print(format_table(summary))
     return 0
