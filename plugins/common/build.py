@@ -63,23 +63,30 @@ def compile_ptx(source: str | Path, arch: str = "sm_87", extra_flags: tuple[str,
 
 
 def host_compiler() -> str | None:
-    """The C++ compiler :func:`build_host_library` uses (``$CXX``, else g++ or c++), or None."""
+    """The C++ compiler :func:`host_library_path` uses (``$CXX``, else g++ or c++), or None."""
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
 
 
-def build_host_library(source: str | Path, extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL:
-    """Compile a ``*_host.cpp`` (kernel bodies in plain loops) into a shared library and load it."""
+def host_library_path(source: str | Path, extra_flags: tuple[str, ...] = (), depends: tuple[Path, ...] = (),
+                      what: str = "the host kernel library") -> Path:
+    """Compile a C++ ``source`` into a shared library with :func:`host_compiler` and return its path (cached,
+    keyed by the source, its headers, ``depends`` and the flags)."""
     cxx = host_compiler()
     if cxx is None:
-        raise KernelBuildError("no C++ compiler (g++) found to build the host kernel library")
+        raise KernelBuildError(f"no C++ compiler (g++) found to build {what}")
     source = Path(source)
     flags = ["-O2", "-std=c++17", "-shared", "-fPIC", f"-I{COMMON_DIR}", f"-I{source.parent}", *extra_flags]
-    out = cache_dir() / f"{source.stem}-{_digest(_headers(source), flags)}.so"
+    out = cache_dir() / f"{source.stem}-{_digest([*_headers(source), *depends], flags)}.so"
     if not out.exists():
         tmp = out.with_suffix(f".{os.getpid()}.tmp.so")
         _run([cxx, *flags, str(source), "-o", str(tmp)])
         tmp.replace(out)
-    return ctypes.CDLL(str(out))
+    return out
+
+
+def build_host_library(source: str | Path, extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """Compile a ``*_host.cpp`` (kernel bodies in plain loops) into a shared library and load it."""
+    return ctypes.CDLL(str(host_library_path(source, extra_flags)))
 
 
 def raw_module_options(source: str | Path) -> tuple[str, ...]:

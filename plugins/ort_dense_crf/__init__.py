@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import mmap
-import os
 from pathlib import Path
 
 DOMAIN = "edgeseg"
@@ -27,19 +26,10 @@ def library_path() -> Path:
     """The compiled custom-op library (built with g++ on first use, then cached); raises KernelBuildError."""
     from edgeseg.plugins.common import build
 
-    cxx = build.host_compiler()
-    if cxx is None:
-        raise build.KernelBuildError("no C++ compiler (g++) found to build the ONNX Runtime DenseCRF op library")
-    flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", f"-I{build.COMMON_DIR}",
-             f"-I{_CRF_DIR}", f"-I{SOURCE.parent}"]
-    sources = [SOURCE, SOURCE.with_name("ort_abi.h"), _CRF_DIR / "crf_window_host.cpp", *_CRF_DIR.glob("*.cuh"),
-               *build.COMMON_DIR.glob("*.cuh")]
-    out = build.cache_dir() / f"ort_dense_crf-{build._digest(sources, flags)}.so"
-    if not out.exists():
-        tmp = out.with_suffix(f".{os.getpid()}.tmp.so")
-        build._run([cxx, *flags, str(SOURCE), "-o", str(tmp)])
-        tmp.replace(out)
-    return out
+    return build.host_library_path(
+        SOURCE, ("-fvisibility=hidden", f"-I{_CRF_DIR}"),
+        depends=(SOURCE.with_name("ort_abi.h"), _CRF_DIR / "crf_window_host.cpp", *_CRF_DIR.glob("*.cuh")),
+        what="the ONNX Runtime DenseCRF op library")
 
 
 def opset_domains(path: str | Path) -> set[str]:
