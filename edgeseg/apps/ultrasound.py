@@ -210,7 +210,7 @@ def measure_head(head: np.ndarray, pixel_size_mm: float,
     hc = ellipse.inset_perimeter(outline_offset_px) * px
     width = 0.0
     if not binary:
-        outer, inner = (_hc_at(prob > level, px) for level in BOUNDARY_LEVELS)
+        outer, inner = (_hc_at(prob > level, px, outline_offset_px) for level in BOUNDARY_LEVELS)
         width = outer - inner if inner > 0 else outer
     # Cut by the view: contour points on the edge, or an ellipse that runs outside the image.
     border_fraction = max(float(border.mean()), outside_fraction(ellipse, prob.shape))
@@ -225,10 +225,10 @@ def measure_head(head: np.ndarray, pixel_size_mm: float,
     return HeadMeasurement(hc, (hc - half, hc + half), ellipse, px, border_fraction, residual, width, flags)
 
 
-def _hc_at(region: np.ndarray, px: float) -> float:
-    """HC of the skull-only ellipse of ``region`` (bool), 0 when there is none."""
+def _hc_at(region: np.ndarray, px: float, outline_offset_px: float) -> float:
+    """HC of the skull-only ellipse of ``region`` (bool), measured ``outline_offset_px`` inside; 0 when none."""
     try:
-        return fit_head_ellipse(region.astype(np.uint8)).inset_perimeter(HC18_OUTLINE_OFFSET_PX) * px
+        return fit_head_ellipse(region.astype(np.uint8)).inset_perimeter(outline_offset_px) * px
     except InputError:
         return 0.0
 
