@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from edgeseg.apps.ultrasound import head_probability, measure_head, read_hc_csv  # noqa: E402
 from edgeseg.data import MaskSpec, load_image, read_mask  # noqa: E402
-from edgeseg.data.hc18 import BANDS, band_of  # noqa: E402
+from edgeseg.data.hc18 import BANDS, band_of, read_file_list  # noqa: E402
 from edgeseg.errors import InputError  # noqa: E402
 from edgeseg.evaluate import open_predictor  # noqa: E402
 
@@ -58,11 +58,6 @@ def first_shipped() -> Path:
                               check=True, capture_output=True).stdout
         (folder / f"hc18_fastseg_v1.onnx{suffix}").write_bytes(blob)
     return folder / "hc18_fastseg_v1.onnx"
-
-
-def read_split(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
 
 
 def _hc(mask: np.ndarray, px: float, **kw) -> float:
@@ -255,7 +250,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "hc18_eval.json"))
     args = parser.parse_args(argv)
     models = [Path(m) for m in args.model] if args.model else [first_shipped(), ASSETS / "hc18_fastseg.onnx"]
-    names = read_split(Path(args.split))
+    names = read_file_list(args.split)
     results = []
     for path in models:
         t0 = time.perf_counter()

@@ -148,9 +148,9 @@ def cost_640x480(frames, segmenter: Segmenter, rounds: int) -> list[dict]:
 
 def score_hc18(limit: int | None) -> dict:
     from edgeseg.data import MaskSpec, load_image, read_mask
+    from edgeseg.data.hc18 import read_file_list
 
-    names = [line.strip() for line in (REPO / "benchmarks" / "results" / "hc18_val_files.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")][: limit or None]
+    names = read_file_list(REPO / "benchmarks" / "results" / "hc18_val_files.txt")[: limit or None]
     segmenter = Segmenter(REPO / "edgeseg" / "assets" / "hc18_fastseg.onnx", threads=1)
     guided = MaskFilter("none", "guided")
     scores = {r: {"bf": [], "bf2": [], "trimap": [], "cm": ConfusionMatrix(2)} for r in REFINERS}
