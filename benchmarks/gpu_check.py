@@ -199,7 +199,7 @@ def tensorrt_latency(artifact, model, workdir: Path, iterations, warmup, flavour
     from edgeseg.export.onnx_export import onnx_from_torch
     from edgeseg.export.quantize import quantize
     from edgeseg.export.trt_build import engine_from_onnx
-    from edgeseg.export.trt_flavour import load_flavour
+    from edgeseg.runtime.tensorrt_env import load_flavour
 
     from edgeseg.runtime.trt_runner import TrtRunner
 

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeseg.ops.routes import DEFAULT_ROUTE, ROUTES
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "trt_build_all.json"
 ASSET = REPO / "edgeseg" / "assets" / "hc18_fastseg.onnx"
@@ -139,7 +141,7 @@ def main() -> int:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=None, help="where ONNX and engine files go (default: temp)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per row")
-    parser.add_argument("--route", default="native", choices=("native", "decomposed", "plugin"),
+    parser.add_argument("--route", default=DEFAULT_ROUTE, choices=ROUTES,
                         help="export route of edgeseg's custom ops (edgeseg export --route; default native)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--markdown", action="store_true", help="print the README table")
