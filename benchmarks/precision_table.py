@@ -35,7 +35,8 @@ def split_files(art: Artifact, images: Path, calibration: int, seed: int) -> tup
     val = list(art.extra.get("train", {}).get("split", {}).get("val_files") or [])
     if not val:
         raise SystemExit(f"{art.sidecar_path} records no validation files (extra.train.split.val_files)")
-    train = [p for p in sorted(images.glob("*.png")) if p.name not in set(val)]
+    held = set(val)
+    train = [p for p in sorted(images.glob("*.png")) if p.name not in held]
     pick = np.random.default_rng(seed).choice(len(train), size=min(calibration, len(train)), replace=False)
     return [train[i] for i in sorted(pick)], val[0::2], val[1::2]
 
@@ -55,7 +56,8 @@ def latency(paths: dict[str, Path], feed: np.ndarray, iterations: int, warmup: i
             t0 = time.perf_counter()
             session.run(None, {name: feed})
             times[k].append(time.perf_counter() - t0)
-    return {k: {"median_ms": summarize(t).median * 1e3, "p99_ms": summarize(t).p99 * 1e3} for k, t in times.items()}
+    stats = {k: summarize(t) for k, t in times.items()}
+    return {k: {"median_ms": s.median * 1e3, "p99_ms": s.p99 * 1e3} for k, s in stats.items()}
 
 
 def held_out_row(path: Path, reference, data, reference_hc: np.ndarray) -> dict:
