@@ -88,9 +88,10 @@ def bootstrap_ratio(a, b, statistic=np.median, resamples: int = 2000, confidence
 # --- comparisons across blocks --------------------------------------------------------------------------------
 # Iterations of one run are autocorrelated (load, clocks and caches drift over seconds), so a test across
 # iterations is far too confident. A run is cut into blocks; each block's median is one observation, and the
-# tests below work on log block medians: a paired t-test when A and B blocks alternated in one process (drift hits
-# both blocks of a pair alike and cancels), Welch's t-test for two separate runs (drift between the runs is not in
-# the data: only the minimum effect, calibrated by A/A runs, guards against it).
+# tests below work on log block medians: paired tests when A and B blocks alternated in one process (drift hits
+# both blocks of a pair alike and cancels), two-sample tests for two separate runs (drift between the runs is not in
+# the data: only the minimum effect, calibrated by A/A runs, guards against it). `bench compare` uses the rank
+# tests (signed-rank, rank-sum); benchmarks/compare_calibration.py also reports the t-tests (paired, Welch).
 
 DEFAULT_BLOCKS = 10
 
