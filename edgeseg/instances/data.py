@@ -30,13 +30,17 @@ class InstanceItem:
     masks: np.ndarray | None = None      # (G, H, W) uint8, already decoded (COCO)
     labels: np.ndarray | None = None     # (G,) int64
     instance_png: Path | None = None     # or a PNG whose pixel value k > 0 is instance k
-    label: int = 1                       # class of every instance of an instance PNG
+    label: int = 1                       # class of every instance of an instance PNG or mask file
+    mask_files: tuple[Path, ...] = ()    # or one binary mask file per instance (BUSI), decoded on load
 
     def load(self) -> tuple[np.ndarray, dict]:
         """(image (H, W[, 3]) uint8, target dict at the image's size)."""
         image = load_image(self.image)
         if self.instance_png is not None:
             masks = instance_masks_from_png(self.instance_png)
+            labels = np.full(masks.shape[0], self.label, np.int64)
+        elif self.mask_files:
+            masks = np.stack([_binary_mask(f) for f in self.mask_files])
             labels = np.full(masks.shape[0], self.label, np.int64)
         else:
             masks, labels = self.masks, self.labels
@@ -71,6 +75,12 @@ def instance_masks_from_png(path: Path) -> np.ndarray:
         label = label[..., 0]
     ids = [int(v) for v in np.unique(label) if v > 0]
     return np.stack([label == k for k in ids]).astype(np.uint8) if ids else np.zeros((0, *label.shape), np.uint8)
+
+
+def _binary_mask(path: Path) -> np.ndarray:
+    """A mask file (any value > 0 is foreground, first channel if colour) -> (H, W) uint8 {0, 1}."""
+    mask = load_image(path)
+    return (mask[..., 0] if mask.ndim == 3 else mask) > 0
 
 
 def instance_png_folder(image_dir, mask_dir, mask_pattern: str = "{stem}.png", label: int = 1) -> list[InstanceItem]:
@@ -166,8 +176,8 @@ def compose_instances(pieces: list[tuple[np.ndarray, np.ndarray]], canvas: tuple
 
 def busi_instances(root, folders=("benign", "malignant")) -> list[InstanceItem]:
     """BUSI (``root/<folder>/images/<name>.png``, masks ``<name>_mask.png``, ``<name>_mask_1.png``, ...): each mask
-    file is one lesion instance of class 1. Research use only: never ship BUSI or a model trained on it."""
-    cv2 = require("cv2", "reading BUSI masks")
+    file is one lesion instance of class 1; images whose masks are all empty are left out. Masks are decoded on
+    ``load()``, not kept. Research use only: never ship BUSI or a model trained on it."""
     items = []
     for folder in folders:
         images = sorted((Path(root) / folder / "images").glob("*.png"))
@@ -175,9 +185,7 @@ def busi_instances(root, folders=("benign", "malignant")) -> list[InstanceItem]:
             raise InputError(f"BUSI folder {Path(root) / folder / 'images'}: got no .png images, expected the "
                              f"layout of ../shared/data/busi/README.md")
         for path in images:
-            files = sorted((Path(root) / folder / "masks").glob(f"{path.stem}_mask*.png"))
-            masks = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) > 0 for f in files]
-            if not masks or not any(m.any() for m in masks):
-                continue
-            items.append(InstanceItem(path, masks=np.stack(masks).astype(np.uint8), labels=np.ones(len(masks), np.int64)))
+            files = tuple(sorted((Path(root) / folder / "masks").glob(f"{path.stem}_mask*.png")))
+            if any(_binary_mask(f).any() for f in files):  # decoded once to check, then dropped
+                items.append(InstanceItem(path, mask_files=files, label=1))
     return items
