@@ -1,20 +1,28 @@
-"""Mask R-CNN vs FCIS vs bottom-up on HC18 composites: COCO mask AP, ONNX Runtime latency, params, scaling.
+"""Mask R-CNN vs FCIS vs bottom-up on HC18 composites and BUSI lesions: COCO mask AP, ONNX Runtime latency, params.
 
-For each trained model (an exported ``.onnx`` with its sidecar and, next to it, the ``.safetensors`` it came
-from, for the parameter count):
+``--dataset hc18_composites`` (default), for each trained model (an exported ``.onnx`` with its sidecar and, next
+to it, the ``.safetensors`` it came from, for the parameter count):
   * mask AP / AP50 / AP75 and box AP (pycocotools) on ``--composites`` validation canvases (2-4 real HC18 scans
     of validation patients, ``--canvas`` pixels, seed = training seed + 1), through InstanceSegmenter with ONNX
     Runtime, so host post-processing is included;
   * median frame latency (1 thread) at the model's input size (the sidecar's, 256 by default), and how it grows
     with the number of heads on the canvas: 1, 2, 4 and 8 heads (a 2 x 4 grid), ``--frames`` canvases each.
+Writes compare.json and compare.md (the markdown table).
 
-HC18 only (CC BY 4.0). Never point this at BUSI-trained models for a committed table.
+``--dataset busi`` trains each of ``--methods`` on BUSI lesion instances (one instance per mask file; 13 images
+have 2-3 lesions) with the same budget (``--train-minutes``, ``--size``, encoder from the shipped HC18 fastseg,
+1 thread, one after the other), exports it to ONNX under ``--work`` (runs/, ignored by git), and scores mask AP /
+AP50 / AP75 and box AP at original resolution on the seeded validation split by image (``--seed``), plus the AP
+on the validation images with 2 or more lesions. ``--models`` skips training and scores those ONNX files.
+Writes compare_busi.json and compare_busi.md. BUSI is research-only: never commit the weights.
 
 Run (after training the three, e.g. ``edgeseg train-instances --model fcis --dataset hc18_composites ...``):
   .venv/bin/python benchmarks/instances_compare.py \\
       --models runs/hc18c_maskrcnn.onnx runs/hc18c_fcis.onnx runs/hc18c_bottomup.onnx --data ../shared/data/hc18
   .venv/bin/python benchmarks/instances_compare.py --models runs/hc18c_bottomup.onnx --composites 4 --frames 2
-Writes benchmarks/results/instances/compare.json and compare.md (the markdown table).
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/instances_compare.py --dataset busi --data ../shared/data/busi \\
+      --train-minutes 8 --size 256
+Results go to benchmarks/results/instances/.
 """
 
 from __future__ import annotations
@@ -62,16 +70,116 @@ def _latency_by_heads(model: Path, items, canvas: int, frames: int, seed: int) -
     return out
 
 
+def _busi_rows(args) -> list[dict]:
+    """Train (unless ``--models``) and score each method on BUSI's seeded validation split by image."""
+    from edgeseg.data.folder import Sample, split_by_group
+    from edgeseg.instances.data import busi_instances
+    from edgeseg.instances.evaluate import evaluate_model_on_folder
+
+    items = busi_instances(args.data)
+    _, val = split_by_group([Sample(it.image, ()) for it in items], None, 0.2, args.seed)
+    val_names = {s.name for s in val}
+    multi = [it.image.name for it in items if it.image.name in val_names and len(it.mask_files) > 1]
+    if args.models:
+        models, reports = [Path(m) for m in args.models], [None] * len(args.models)
+    else:
+        models, reports = [], []
+        for method in args.methods:
+            onnx, report = _train_busi(method, args)
+            models.append(onnx)
+            reports.append(report)
+    rows = []
+    for model, report in zip(models, reports):
+        from edgeseg.artifact import Artifact
+        art = Artifact.load(model)
+        ap = evaluate_model_on_folder(model, args.data, split="val", seed=args.seed, dataset="busi")
+        row = {"method": art.model, "model": str(model), "input": list(art.preprocess.size),
+               "mask_AP": round(ap["segm"]["AP"], 3), "mask_AP50": round(ap["segm"]["AP50"], 3),
+               "mask_AP75": round(ap["segm"]["AP75"], 3), "box_AP": round(ap["bbox"]["AP"], 3),
+               "images": ap["images"], "median_ms": round(ap["median_ms"], 1), "params": _params(model),
+               "multi_lesion_images": len(multi)}
+        if multi:
+            sub = _busi_subset_ap(model, [it for it in items if it.image.name in set(multi)])
+            row.update(multi_mask_AP=round(sub["AP"], 3), multi_mask_AP50=round(sub["AP50"], 3))
+        if report is not None:
+            row.update(train_minutes=args.train_minutes, train_s=report["train_s"], steps=report["steps"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def _train_busi(method: str, args) -> tuple[Path, dict]:
+    from edgeseg.instances.export import export_artifact
+    from edgeseg.instances.train import InstanceTrainConfig, train_instances
+    from edgeseg.models import load_checkpoint
+
+    work = Path(args.work)
+    out = work / f"busi_{method}.safetensors"
+    cfg = InstanceTrainConfig(data=args.data, out=str(out), model=method, dataset="busi", size=args.size,
+                              max_minutes=args.train_minutes, max_steps=args.max_steps, threads=1, seed=args.seed,
+                              classes=["background", "lesion"],
+                              init_encoder=str(REPO / "edgeseg/assets/hc18_fastseg.safetensors"))
+    report = train_instances(cfg, log=lambda m: print(f"[{method}] {m}", flush=True))
+    model, artifact = load_checkpoint(out)
+    return export_artifact(model, artifact, out.with_suffix(".onnx")), report
+
+
+def _busi_subset_ap(model: Path, items) -> dict:
+    """Mask AP of ``model`` on these BUSI items at original resolution (score threshold 0)."""
+    from edgeseg.instances.coco_eval import coco_ap, coco_ground_truth, coco_results
+    from edgeseg.instances.segmenter import InstanceSegmenter
+
+    seg = InstanceSegmenter(model, score_threshold=0.0, threads=1)
+    frames = [it.load() for it in items]
+    preds = [seg(image).instances for image, _ in frames]
+    gt = coco_ground_truth([t for _, t in frames], [image.shape[:2] for image, _ in frames], seg.classes)
+    return coco_ap(gt, coco_results(preds), "segm")
+
+
+def _write_busi(rows: list[dict], args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare_busi.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    lines = ["| method | input | train budget | steps | mask AP | AP50 | AP75 | box AP | AP (2-3 lesion images) | "
+             "params | ms/frame |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        multi = f"{r['multi_mask_AP']:.3f} ({r['multi_lesion_images']} images)" if "multi_mask_AP" in r else "-"
+        budget = f"{r['train_minutes']} min" if "train_minutes" in r else "-"
+        lines.append(f"| {r['method']} | {r['input'][0]} | {budget} | {r.get('steps', '-')} | {r['mask_AP']:.3f} | "
+                     f"{r['mask_AP50']:.3f} | {r['mask_AP75']:.3f} | {r['box_AP']:.3f} | {multi} | {r['params']} | "
+                     f"{r['median_ms']} |")
+    (out / "compare_busi.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", required=True, help="exported instance models (.onnx + sidecar)")
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/hc18"), help="the HC18 folder")
+    parser.add_argument("--dataset", default="hc18_composites", choices=("hc18_composites", "busi"),
+                        help="HC18 validation composites (score --models) or BUSI lesions (train, then score)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="exported instance models (.onnx + sidecar); required for hc18_composites")
+    parser.add_argument("--data", default=None, help="the HC18 folder (default ../shared/data/hc18) or the BUSI "
+                                                     "folder (default ../shared/data/busi)")
+    parser.add_argument("--methods", nargs="+", default=["maskrcnn", "fcis", "bottomup"],
+                        choices=("maskrcnn", "fcis", "bottomup"), help="busi: the methods to train")
+    parser.add_argument("--train-minutes", type=float, default=8.0, help="busi: training budget per method")
+    parser.add_argument("--size", type=int, default=256, help="busi: square training input size")
+    parser.add_argument("--max-steps", type=int, default=100000, help="busi: also stop each training here (smoke runs)")
+    parser.add_argument("--work", default=str(REPO / "runs/busi_instances"),
+                        help="busi: where the trained weights and ONNX files go (never commit them)")
     parser.add_argument("--composites", type=int, default=64, help="validation canvases for AP")
     parser.add_argument("--canvas", type=int, default=512, help="canvas side in pixels")
     parser.add_argument("--frames", type=int, default=10, help="canvases per head count for latency")
     parser.add_argument("--seed", type=int, default=0, help="the training seed (split and canvases)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/instances"), help="results folder")
     args = parser.parse_args(argv)
+    if args.dataset == "busi":
+        args.data = args.data or str(REPO.parent / "shared/data/busi")
+        _write_busi(_busi_rows(args), args)
+        return 0
+    if not args.models:
+        parser.error("--models: required with --dataset hc18_composites (the exported .onnx files to score)")
+    args.data = args.data or str(REPO.parent / "shared/data/hc18")
 
     from edgeseg.artifact import Artifact
     from edgeseg.data.folder import Sample, split_by_group
