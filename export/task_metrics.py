@@ -94,6 +94,7 @@ class EvalSet:
     classes: list[str]
     ignore_index: int | None = None
     pixel_sizes: list[float] | None = None
+    output_kind: str = "logits"  # the sidecar's: a 1-channel output is foreground when > 0 (logits) or > 0.5 (probs)
 
     @classmethod
     def load(cls, artifact: Artifact, data: str | Path, limit: int | None = 64, seed: int = 0,
@@ -133,7 +134,7 @@ class EvalSet:
             pixel_sizes = [reference[s.name].pixel_size_mm for s in samples]
         return cls([s.name for s in samples], np.stack([preprocess_image(i, artifact.preprocess) for i in images]),
                    [read_mask(s.masks, spec) for s in samples], list(artifact.classes), spec.ignore_index,
-                   pixel_sizes)
+                   pixel_sizes, artifact.output_kind)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -181,7 +182,10 @@ def score_model(path: str | Path, data: EvalSet, batch: int = 8, threads: int | 
             truth = data.truths[start + offset]
             h, w = truth.shape
             full = cv2.resize(one.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
-            label = full.argmax(2).astype(np.uint8)
+            if full.shape[2] == 1:  # one sigmoid channel for two classes
+                label = (full[:, :, 0] > (0.5 if data.output_kind == "probs" else 0.0)).astype(np.uint8)
+            else:
+                label = full.argmax(2).astype(np.uint8)
             confusion.update(label, truth)
             bf.append(boundary_f(label, truth, len(data.classes), data.ignore_index))
             labels.append(label)

@@ -228,3 +228,31 @@ def test_engine_precisions_compared_with_the_sidecar():
         "conv_out": {"expected": "fp32", "engine": ["fp16"]}, "gone": {"expected": "fp32", "engine": None}}
     with pytest.raises(InputError, match="DETAILED"):
         precision_mismatches({"Layers": ["conv_in + relu"]}, {"conv_mix": "fp32"})
+
+
+@pytest.mark.parametrize("kind", ["logits", "probs"])
+def test_one_channel_outputs_are_judged_by_their_threshold(tmp_path, blobs, kind):
+    """A single sigmoid channel for two classes (the selfie model's output): foreground where the logit is > 0 or
+    the probability > 0.5; an argmax over one channel would call every pixel background."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.export.task_metrics import EvalSet, score_model
+
+    inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"),
+             numpy_helper.from_array(np.array([-0.5], np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["z" if kind == "probs" else "out"], name="head")]
+    if kind == "probs":
+        nodes.append(helper.make_node("Sigmoid", ["z"], ["out"], name="sigmoid"))
+    graph = helper.make_graph(nodes, "one", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 1, 48, 64])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 1, 48, 64])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    path = tmp_path / f"one_{kind}.onnx"
+    onnx.save(model, str(path))
+    art = Artifact(path, model="one", inputs=[TensorSpec("input", ["batch", 1, 48, 64])],
+                   outputs=[TensorSpec("out", ["batch", 1, 48, 64])], output_kind=kind,
+                   preprocess=Preprocess(size=(48, 64), color="gray", mean=[0.0], std=[1.0]),
+                   classes=["background", "head"], opset=18)
+    art.save()
+    scores = score_model(path, EvalSet.load(art, blobs))
+    assert scores.confusion.mean_iou > 0.9 and scores.summary(art.classes)["iou"]["head"] > 0.85

@@ -11,6 +11,11 @@ network is strongly typed. Dynamic axes come from the sidecar: "batch" spans 1..
 cached per ONNX hash, library and version, GPU or targets, precision and options (under
 $EDGESEG_CACHE/engines). An engine only loads in the library and version that built it.
 
+A quantized file's sidecar lists the layers kept in another precision (extra.quantization.layer_precisions,
+written by `edgeseg quantize`); before building, the parsed strongly typed network is checked to compute each of
+them in that precision, and the build fails with one line per layer that does not. Built on a GPU with
+either library, the engine's own layer precisions (engine inspector) are checked too.
+
 `--check` parses and builds on this machine (no GPU needed with TensorRT-RTX) and prints each node
 TensorRT cannot take (name, op type, reason); the exit status is 1 when anything fails.
 
@@ -83,12 +88,17 @@ def run(args) -> int:
         if routed:
             print(f"  {', '.join(routed)}: re-export with `edgeseg export --route decomposed` (standard ops only)")
         return 1
+    kept = _kept_precisions(args)
+    if kept is False:
+        return 1
     timing = False if args.no_timing_cache else (args.timing_cache or True)
     options = dict(
         profile, workspace_mb=args.workspace_mb, timing_cache=timing, dla_core=args.dla_core,
         gpu_fallback=not args.no_gpu_fallback, plugins=args.plugins, optimization_level=args.optimization_level,
         legacy_fp16=args.legacy_fp16, verbose=args.verbose,
     )
+    if kept and _inspectable(args.flavour):
+        options["detailed_profile"] = True  # the engine inspector needs per-layer detail
     if args.no_cache:
         artifact = engine_from_onnx(args.onnx, args.output, flavour=args.flavour, **options)
     else:
@@ -101,4 +111,62 @@ def run(args) -> int:
     print(f"  {library} {info.get('tensorrt')} {where}, targets {', '.join(info.get('target_compute_capabilities') or [])}, "
           f"precision {info.get('precision')}, plugins {info.get('plugins')}"
           + (f", DLA core {info['dla_core']}" if info.get("dla_core") is not None else ""))
+    if kept and info.get("gpu"):
+        from edgeseg.export.engine_precisions import engine_precision_mismatches
+
+        mismatches = engine_precision_mismatches(artifact.path, kept, flavour=info.get("flavour") or args.flavour,
+                                                 plugins=info.get("plugins") or "native")
+        if _report_mismatches(f"{artifact.path.name}: the engine", mismatches, "engine"):
+            return 1
+        print(f"  the engine keeps the precision of the {len(kept)} layer(s) the sidecar lists")
     return 0
+
+
+def _kept_precisions(args):
+    """The sidecar's layer_precisions after checking the parsed network keeps them: {} when there is nothing to
+    check (or a weakly typed build, where TensorRT picks), False when a layer is not kept (printed)."""
+    from edgeseg.artifact import Artifact
+    from edgeseg.export.engine_precisions import network_precision_mismatches
+
+    source = Artifact.load(args.onnx)
+    kept = (source.extra.get("quantization") or {}).get("layer_precisions") or {}
+    if not kept:
+        return {}
+    if args.legacy_fp16 or args.dla_core is not None:
+        print(f"  layer precisions not checked: {'--legacy-fp16' if args.legacy_fp16 else '--dla-core'} builds a "
+              "weakly typed network, TensorRT picks each layer's precision")
+        return {}
+    flavour, mismatches, absent = network_precision_mismatches(source, kept, flavour=args.flavour,
+                                                               plugins=args.plugins)
+    if _report_mismatches(f"{args.onnx}: the {flavour.label} network", mismatches, "network"):
+        return False
+    folded = f" ({len(absent)} folded away by the parser)" if absent else ""
+    print(f"{args.onnx}: the {flavour.label} network computes the {len(kept) - len(absent)} layer(s) the sidecar "
+          f"keeps in their precision{folded}")
+    return kept
+
+
+def _report_mismatches(where: str, mismatches: dict, key: str) -> bool:
+    import sys
+
+    if not mismatches:
+        return False
+    print(f"edgeseg build: {where} does not keep {len(mismatches)} layer(s) in the precision the sidecar's "
+          "extra.quantization.layer_precisions asks for; nothing built:" if key == "network" else
+          f"edgeseg build: {where} does not keep {len(mismatches)} layer(s) in the precision the sidecar asks for:",
+          file=sys.stderr)
+    for node, found in mismatches.items():
+        print(f"  {node}: expected {found['expected']}, got {', '.join(found[key] or ['(not in the engine)'])}",
+              file=sys.stderr)
+    return True
+
+
+def _inspectable(flavour: str) -> bool:
+    """A GPU here: the built engine can be deserialized and inspected."""
+    from edgeseg.errors import EdgesegError
+    from edgeseg.runtime.tensorrt_env import gpu_info, load_flavour
+
+    try:
+        return load_flavour(flavour) is not None and gpu_info() is not None
+    except (EdgesegError, ImportError, RuntimeError, OSError):
+        return False
