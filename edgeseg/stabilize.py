@@ -53,6 +53,9 @@ class Stabilizer:
         self.mode, self.alpha, self.threshold, self.noise = mode, float(alpha), float(threshold), float(noise)
         self.cv2 = require("cv2", "temporal stabilisation")
         self._kernel = np.ones((3, 3), np.uint8)
+        d = np.arange(256, dtype=np.float64)
+        self._lut = (self.alpha * (1 - np.clip((d - self.noise) / (self.threshold - self.noise), 0, 1))).astype(
+            np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -65,11 +68,14 @@ class Stabilizer:
         return self.mode != "none" and self.alpha > 0
 
     def weight(self, gray: np.ndarray) -> np.ndarray | float:
-        """The past's weight: ``alpha`` (ema) or the (h, w) float32 motion-aware plane (``gray``: float32 0..255)."""
+        """The past's weight: ``alpha`` (ema) or the (h, w) float32 motion-aware plane (``gray``: this frame's
+        gray, uint8 or float32 0..255, same type as the previous frame's)."""
         if self.mode == "ema":
             return self.alpha
         cv2 = self.cv2
         change = cv2.dilate(cv2.absdiff(gray, self._gray), self._kernel)
+        if change.dtype == np.uint8:  # whole gray levels: the weight of each of the 256 changes, one lookup
+            return cv2.LUT(change, self._lut)
         # w = a * (1 - clip((d - n) / (T - n), 0, 1)); thresholds in place, no temporaries
         cv2.threshold(change, self.threshold, self.threshold, cv2.THRESH_TRUNC, dst=change)
         if self.noise:
@@ -84,17 +90,24 @@ class Stabilizer:
         return self.active and self.mode == "motion"
 
     def __call__(self, gray: np.ndarray | None, planes: np.ndarray) -> np.ndarray:
-        """``gray``: (h, w) frame gray 0..255 at the planes' size (``None`` is fine for ema)."""
+        """``gray``: (h, w) frame gray 0..255 at the planes' size, uint8 (fastest) or float (``None`` is fine
+        for ema)."""
         planes = np.asarray(planes, np.float32)
         if planes.ndim != 3:
             raise InputError(f"planes: got shape {planes.shape}, expected (classes, height, width)")
-        gray = None if gray is None else np.asarray(gray, np.float32)
+        if gray is not None:
+            gray = np.asarray(gray)
+            gray = gray if gray.dtype == np.uint8 else gray.astype(np.float32, copy=False)
         if self.needs_gray and (gray is None or gray.shape != planes.shape[1:]):
             raise InputError(f"gray: got shape {getattr(gray, 'shape', None)}, expected the planes' (h, w) "
                              f"{planes.shape[1:]}")
         if not self.active:
             return planes
-        if self._state is None or self._state.shape != planes.shape:
+        restart = self._state is None or self._state.shape != planes.shape
+        if not restart and self.needs_gray and gray.dtype != self._gray.dtype:
+            self._gray = self._gray.astype(np.float32)
+            gray = gray.astype(np.float32)
+        if restart:
             self._state, self._gray = planes.copy(), None if gray is None else gray.copy()
             return planes
         w = self.weight(gray)

@@ -50,6 +50,35 @@ def test_upsampling_applies_low_resolution_coefficients_to_the_full_resolution_g
     assert np.abs(out[0] - expected).max() < 1e-4
 
 
+def test_subsample_computes_the_coefficients_on_area_shrunk_inputs_with_a_scaled_radius():
+    rng = np.random.default_rng(5)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (60, 84), dtype=np.uint8), (3, 3), 0)
+    p = rng.random((1, 30, 42)).astype(np.float32)
+    low = rng.integers(0, 256, (30, 42), dtype=np.uint8)  # any low guide the caller passes is used as given
+    low_s = cv2.resize(low.astype(np.float32), (21, 15), interpolation=cv2.INTER_AREA).astype(np.float64)
+    p_s = cv2.resize(p[0], (21, 15), interpolation=cv2.INTER_AREA).astype(np.float64)
+    a, b = _guided_coefficients(low_s / 255.0, p_s, 1, 1e-3)  # radius 2 / subsample 2
+    big_a = cv2.resize(a.astype(np.float32), (84, 60), interpolation=cv2.INTER_LINEAR)
+    big_b = cv2.resize(b.astype(np.float32), (84, 60), interpolation=cv2.INTER_LINEAR)
+    expected = np.clip(big_a * (gray / 255.0) + big_b, 0, 1)
+    out = GuidedUpsampler(radius=2, eps=1e-3, subsample=2)(gray, p, gray=gray, low=low)
+    assert np.abs(out[0] - expected).max() < 1e-4
+    with pytest.raises(InputError, match="subsample"):
+        GuidedUpsampler(subsample=0)
+
+
+def test_a_uint8_low_guide_and_kept_buffers_give_the_same_result_across_sizes():
+    rng = np.random.default_rng(4)
+    up = GuidedUpsampler(radius=2, eps=1e-3)
+    for (h, w), (height, width) in [((12, 16), (30, 40)), ((20, 24), (40, 48)), ((12, 16), (30, 40))]:
+        frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        p = rng.random((2, h, w)).astype(np.float32)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        low = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+        fresh = GuidedUpsampler(radius=2, eps=1e-3)(frame, p, gray=gray, low=low.astype(np.float32))
+        assert np.array_equal(up(frame, p, gray=gray, low=low), fresh)
+
+
 def test_class_planes_that_sum_to_one_still_do():
     rng = np.random.default_rng(2)
     frame = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)

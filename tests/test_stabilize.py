@@ -31,16 +31,18 @@ def test_ema_is_the_literal_recursion():
         assert np.allclose(stab(None, x), p, atol=1e-6)
 
 
-def test_motion_weight_falls_from_alpha_to_zero_as_the_dilated_change_goes_from_noise_to_threshold():
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])  # uint8: the lookup-table route
+def test_motion_weight_falls_from_alpha_to_zero_as_the_dilated_change_goes_from_noise_to_threshold(dtype):
     rng = np.random.default_rng(1)
-    grays = rng.integers(0, 40, (4, 9, 11)).astype(np.float32)
+    grays = rng.integers(0, 40, (4, 9, 11)).astype(dtype)
     xs = rng.random((4, 2, 9, 11)).astype(np.float32)
     xs[:, 0] = 1 - xs[:, 1]
     stab = Stabilizer("motion", alpha=0.8, threshold=20, noise=5)
     p = xs[0]
     stab(grays[0], xs[0])
     for t in range(1, 4):
-        w = 0.8 * (1 - np.clip((_dilate3(np.abs(grays[t] - grays[t - 1])) - 5) / 15, 0, 1))
+        change = np.abs(grays[t].astype(np.float64) - grays[t - 1])
+        w = 0.8 * (1 - np.clip((_dilate3(change) - 5) / 15, 0, 1))
         p = w * p + (1 - w) * xs[t]
         out = stab(grays[t], xs[t])
         assert np.allclose(out, p, atol=1e-5)
