@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 import edgeseg
 from edgeseg.bench.environment import capture as machine_info
-from edgeseg.stream import FrameSource, format_table
-from edgeseg.stream.testing import count_frames, numbered_frame, threshold_onnx
+from edgeseg.video import FrameSource, format_table
+from edgeseg.video.testing import count_frames, numbered_frame, threshold_onnx
 
 MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 RESULTS = REPO / "benchmarks" / "results"

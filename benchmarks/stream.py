@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 import edgeseg
 from edgeseg.bench.environment import capture as machine_info
 from edgeseg.bench.stats import summarize
-from edgeseg.stream import open_source
+from edgeseg.video import open_source
 
 MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 ASSETS = REPO / "edgeseg" / "assets"

@@ -40,7 +40,7 @@ from edgeseg.pipeline import Segmentation, Segmenter  # noqa: E402
 from edgeseg.postprocess import low_resolution_planes  # noqa: E402
 from edgeseg.preprocess import Region  # noqa: E402
 from edgeseg.stabilize import Stabilizer  # noqa: E402
-from edgeseg.stream.maskfilter import MaskFilter  # noqa: E402
+from edgeseg.video.maskfilter import MaskFilter  # noqa: E402
 
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 CLIPS = {"vtest.avi": DATA / "vtest.avi", "Megamind.avi": DATA / "Megamind.avi"}

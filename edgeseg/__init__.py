@@ -10,25 +10,25 @@
 
 from __future__ import annotations
 
-import importlib
-
 from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-# Public names resolved on first use so that importing the package stays cheap.
+# Public names resolved on first use so that importing the package stays cheap. ``stream`` is a function (the
+# video package is ``edgeseg.video``): no name here is also a submodule, so an import cannot rebind one.
 _LAZY = {
     "Segmenter": "edgeseg.pipeline",
     "Segmentation": "edgeseg.pipeline",
     "create_runner": "edgeseg.runtime",
     "Artifact": "edgeseg.artifact",
-    "open_source": "edgeseg.stream",
-    "open_sink": "edgeseg.stream",
+    "stream": "edgeseg.video",
+    "open_source": "edgeseg.video",
+    "open_sink": "edgeseg.video",
     "create_model": "edgeseg.models",
     "list_models": "edgeseg.models",
 }
 
-__all__ = ["__version__", "stream", "tune_process", *_LAZY]
+__all__ = ["__version__", "tune_process", *_LAZY]
 
 
 def tune_process() -> str:
@@ -40,14 +40,4 @@ def tune_process() -> str:
     return keep_frame_buffers_mapped()
 
 
-_lazy_getattr, _lazy_dir = lazy_attributes(__name__, _LAZY)
-
-
-def __getattr__(name: str):
-    if name == "stream":  # the subpackage itself is callable: edgeseg.stream(source, model)
-        return importlib.import_module("edgeseg.stream")
-    return _lazy_getattr(name)
-
-
-def __dir__():
-    return sorted(set(_lazy_dir()) | {"stream", "tune_process"})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

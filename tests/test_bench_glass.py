@@ -32,7 +32,7 @@ def clip(tmp_path_factory):
 
 def test_every_stage_is_timed_and_the_frame_adds_up(clip, tmp_path):
     from edgeseg.bench.glass import GLASS_STAGES, run_glass
-    from edgeseg.stream.sinks import Sink
+    from edgeseg.video.sinks import Sink
 
     class SlowSink(Sink):  # a display that takes 3 ms per frame
         def _write(self, image):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeseg.stream.testing import count_frames, threshold_onnx, write_clip
+from edgeseg.video.testing import count_frames, threshold_onnx, write_clip
 
 pytest.importorskip("cv2")
 pytest.importorskip("av")

@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from edgeseg.stream import open_source
-from edgeseg.stream.errors import SourceError
-from edgeseg.stream.testing import FakeCamera, write_clip
+from edgeseg.video import open_source
+from edgeseg.video.errors import SourceError
+from edgeseg.video.testing import FakeCamera, write_clip
 
 pytest.importorskip("cv2")
 

@@ -58,7 +58,7 @@ def test_measure_refuses_an_unwritable_overlay_before_measuring(hc18_dir, tmp_pa
 
 
 def test_bench_refuses_an_unwritable_out_before_benchmarking(tmp_path, capsys):
-    from edgeseg.stream.testing import threshold_onnx
+    from edgeseg.video.testing import threshold_onnx
 
     model = threshold_onnx(tmp_path / "threshold.onnx", size=(32, 32))
     assert main(["bench", str(model), "--iterations", "2", "--warmup", "1", "--no-progress",
@@ -68,7 +68,7 @@ def test_bench_refuses_an_unwritable_out_before_benchmarking(tmp_path, capsys):
 
 
 def test_run_refuses_an_unwritable_summary_before_streaming(tmp_path, capsys):
-    from edgeseg.stream.testing import threshold_onnx, write_clip
+    from edgeseg.video.testing import threshold_onnx, write_clip
 
     model = threshold_onnx(tmp_path / "threshold.onnx", size=(32, 48))
     clip = write_clip(tmp_path / "in.avi", frames=5, fps=25)
@@ -80,7 +80,7 @@ def test_run_refuses_an_unwritable_summary_before_streaming(tmp_path, capsys):
 
 
 def test_run_summary_into_a_new_folder_is_written(tmp_path):
-    from edgeseg.stream.testing import threshold_onnx, write_clip
+    from edgeseg.video.testing import threshold_onnx, write_clip
 
     model = threshold_onnx(tmp_path / "threshold.onnx", size=(32, 48))
     clip = write_clip(tmp_path / "in.avi", frames=3, fps=25)

@@ -9,7 +9,7 @@ import pytest
 import edgeseg
 from edgeseg.errors import InputError
 from edgeseg.stabilize import Stabilizer
-from edgeseg.stream import FrameSource
+from edgeseg.video import FrameSource
 
 cv2 = pytest.importorskip("cv2")
 
@@ -89,7 +89,7 @@ def test_bad_settings_are_named():
 def model(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from edgeseg.stream.testing import threshold_onnx
+    from edgeseg.video.testing import threshold_onnx
 
     return threshold_onnx(tmp_path / "threshold.onnx", size=(32, 48))
 
@@ -139,7 +139,7 @@ def test_run_command_takes_the_filters_and_reports_video_quality(tmp_path, model
     import json
 
     from edgeseg.cli import main
-    from edgeseg.stream.testing import write_clip
+    from edgeseg.video.testing import write_clip
 
     clip = write_clip(tmp_path / "in.avi", frames=8, size=(96, 64), fps=25)
     summary_path = tmp_path / "s.json"

@@ -15,7 +15,7 @@ import pytest
 
 from edgeseg.cli import main
 from edgeseg.errors import ArtifactError
-from edgeseg.stream.testing import count_frames, threshold_onnx, write_clip
+from edgeseg.video.testing import count_frames, threshold_onnx, write_clip
 
 pytest.importorskip("cv2")
 pytest.importorskip("onnx")

@@ -4,6 +4,7 @@ ends with its error and a playable partial video."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import threading
@@ -14,9 +15,9 @@ import pytest
 
 import edgeseg
 from edgeseg.errors import InputError
-from edgeseg.stream import FrameSource, SourceError, StreamError
-from edgeseg.stream.capture import VideoSource
-from edgeseg.stream.testing import FakeCamera, FakeSegmenter, count_frames, frame_number, numbered_frame, write_clip
+from edgeseg.video import FrameSource, SourceError, StreamError
+from edgeseg.video.capture import VideoSource
+from edgeseg.video.testing import FakeCamera, FakeSegmenter, count_frames, frame_number, numbered_frame, write_clip
 
 cv2 = pytest.importorskip("cv2")
 
@@ -32,10 +33,10 @@ def no_thread_left():
     assert not left, f"threads left alive: {left}"
 
 
-def test_package_is_callable_and_a_namespace():
-    assert callable(edgeseg.stream)
-    assert edgeseg.stream.open_source is edgeseg.open_source
-    assert isinstance(edgeseg.stream(FrameSource([numbered_frame(0)]), FakeSegmenter()), edgeseg.stream.Stream)
+def test_stream_is_a_function_of_the_video_package():
+    assert inspect.isfunction(edgeseg.stream) and edgeseg.stream is edgeseg.video.stream
+    assert edgeseg.open_source is edgeseg.video.open_source
+    assert isinstance(edgeseg.stream(FrameSource([numbered_frame(0)]), FakeSegmenter()), edgeseg.video.Stream)
 
 
 def test_file_mode_processes_every_frame_in_order(tmp_path, no_thread_left):
@@ -179,12 +180,12 @@ def test_bad_arguments_are_named():
 def test_real_segmenter_from_an_onnx_file_with_smoothing(tmp_path, no_thread_left):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from edgeseg.stream.testing import threshold_onnx
+    from edgeseg.video.testing import threshold_onnx
 
     model = threshold_onnx(tmp_path / "threshold.onnx", size=(64, 96))
     clip = write_clip(tmp_path / "in.avi", frames=12, size=(96, 64))
     stream = edgeseg.stream(str(clip), str(model), sink=str(tmp_path / "out.avi"), smooth=0.5, threads=1)
-    from edgeseg.stream.render import Overlay
+    from edgeseg.video.render import Overlay
 
     assert isinstance(stream.render, Overlay)  # the fast, identical overlay for an unmodified Segmenter
     results = list(stream)
@@ -200,7 +201,7 @@ def test_building_the_labels_is_timed_in_render_even_without_a_renderer(tmp_path
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from edgeseg import postprocess
-    from edgeseg.stream.testing import threshold_onnx
+    from edgeseg.video.testing import threshold_onnx
 
     upsample = postprocess.fixed_point_foreground_to_frame_size
 
@@ -221,7 +222,7 @@ def test_segmenter_stages_run_in_capture_inference_and_render_threads(tmp_path, 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from edgeseg.pipeline import Segmenter
-    from edgeseg.stream.testing import threshold_onnx
+    from edgeseg.video.testing import threshold_onnx
 
     class Recording(Segmenter):
         def __init__(self, *args, **kwargs):
@@ -257,7 +258,7 @@ def test_segmenter_stages_run_in_capture_inference_and_render_threads(tmp_path, 
 def test_a_frame_the_segmenter_rejects_fails_the_inference_stage(tmp_path, no_thread_left):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from edgeseg.stream.testing import threshold_onnx
+    from edgeseg.video.testing import threshold_onnx
 
     model = threshold_onnx(tmp_path / "threshold.onnx", size=(64, 96))
     frames = [numbered_frame(i) for i in range(5)] + [np.zeros((0, 96, 3), np.uint8)]
@@ -270,8 +271,8 @@ def test_an_abandoned_stream_does_not_block_interpreter_exit():
     import sys
 
     code = ("import edgeseg\n"
-            "from edgeseg.stream import FrameSource\n"
-            "from edgeseg.stream.testing import FakeSegmenter, numbered_frame\n"
+            "from edgeseg.video import FrameSource\n"
+            "from edgeseg.video.testing import FakeSegmenter, numbered_frame\n"
             "s = edgeseg.stream(FrameSource([numbered_frame(0)], loop=True), FakeSegmenter())\n"
             "it = iter(s)\n"
             "next(it)\n"

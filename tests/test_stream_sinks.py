@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import InputError
-from edgeseg.stream import ImageFolderSink, NullSink, SinkError, VideoFileSink, open_sink, open_source
-from edgeseg.stream.testing import count_frames, frame_number, numbered_frame
+from edgeseg.video import ImageFolderSink, NullSink, SinkError, VideoFileSink, open_sink, open_source
+from edgeseg.video.testing import count_frames, frame_number, numbered_frame
 
 cv2 = pytest.importorskip("cv2")
 
@@ -63,7 +63,7 @@ def test_default_codec_is_h264_for_mp4_when_pyav_exists(tmp_path):
 def test_h264_pads_odd_sizes_and_says_so(tmp_path, caplog):
     pytest.importorskip("av")
     path = tmp_path / "odd.mp4"
-    with caplog.at_level("WARNING", logger="edgeseg.stream"), open_sink(path, fps=10) as sink:
+    with caplog.at_level("WARNING", logger="edgeseg.video"), open_sink(path, fps=10) as sink:
         for i in range(4):
             sink.write(numbered_frame(i, (95, 63)))
     assert "padding 95x63 frames to 96x64" in caplog.text
@@ -117,8 +117,8 @@ def test_window_without_display_or_gui_is_a_clear_error(monkeypatch):
 
 def test_fast_overlay_is_identical_to_the_segmenter_overlay():
     from edgeseg.postprocess import overlay
-    from edgeseg.stream.render import Overlay
-    from edgeseg.stream.testing import FakeSegmentation
+    from edgeseg.video.render import Overlay
+    from edgeseg.video.testing import FakeSegmentation
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import InputError
-from edgeseg.stream import DicomSource, FrameSource, ImageFolderSource, SourceError, open_source
-from edgeseg.stream.capture import VideoSource
-from edgeseg.stream.testing import FakeCamera, frame_number, numbered_frame, write_clip
+from edgeseg.video import DicomSource, FrameSource, ImageFolderSource, SourceError, open_source
+from edgeseg.video.capture import VideoSource
+from edgeseg.video.testing import FakeCamera, frame_number, numbered_frame, write_clip
 
 cv2 = pytest.importorskip("cv2")
 

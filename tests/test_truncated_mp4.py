@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from edgeseg.stream import open_source
-from edgeseg.stream.capture import mp4_problem
-from edgeseg.stream.errors import SourceError
-from edgeseg.stream.testing import count_frames, write_clip
+from edgeseg.video import open_source
+from edgeseg.video.capture import mp4_problem
+from edgeseg.video.errors import SourceError
+from edgeseg.video.testing import count_frames, write_clip
 
 cv2 = pytest.importorskip("cv2")
 

@@ -65,7 +65,7 @@ def _sweep(folder: Path, hc18_dir: Path, frames_per_head: int = 10) -> list[floa
 @pytest.mark.skipif(not ONNX.exists(), reason="the shipped HC18 ONNX model is not built yet")
 def test_stable_readout_over_a_synthetic_sweep_of_two_heads(hc18_dir, tmp_path):
     pytest.importorskip("onnxruntime")
-    from edgeseg.stream import stream
+    from edgeseg.video import stream
 
     truth = _sweep(tmp_path / "sweep", hc18_dir)
     overlay = UltrasoundOverlay(PIXEL_MM, window=7)

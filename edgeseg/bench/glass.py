@@ -32,8 +32,8 @@ def run_glass(artifact_path, source, sink="null", backend: str = "auto", size=No
     """Benchmark ``artifact_path`` on frames read live from ``source`` (a file loops at its end), rendered with
     the segmenter's overlay and written to ``sink`` (``"null"``, a video file, a folder or ``"window"``).
     Returns a :class:`~edgeseg.bench.result.BenchResult` with the stages of :data:`GLASS_STAGES`."""
-    from ..stream import open_sink, open_source
-    from ..stream.render import default_render
+    from ..video import open_sink, open_source
+    from ..video.render import default_render
 
     blocks = _check_run_options(1, warmup, iterations, duration, blocks)
     artifact = _artifact_at_size(artifact_path, size)

@@ -44,7 +44,7 @@ def synthetic_frames(size: tuple[int, int], count: int = 8, seed: int = 0) -> li
 
 def source_frames(uri: str, count: int = 32) -> list[np.ndarray]:
     """Up to ``count`` frames from a video file, image folder or camera, through edgeseg.stream."""
-    from ..stream import open_source
+    from ..video import open_source
 
     frames = []
     with open_source(uri) as source:

@@ -121,7 +121,7 @@ def resolve_model(model: str):
 
 def add_preset_option(parser) -> None:
     """``--preset``: the libx264 speed preset for H.264 sinks (read back with :func:`sink_options_from`)."""
-    from ..stream.sinks import X264_PRESETS
+    from ..video.sinks import X264_PRESETS
 
     parser.add_argument("--preset", choices=X264_PRESETS, default=None,
                         help="H.264 encoder speed for .mp4/.mkv/.mov sinks (default veryfast). On a small CPU the "
@@ -133,7 +133,7 @@ def sink_options_from(args) -> dict:
     preset = getattr(args, "preset", None)
     if preset is None:
         return {}
-    from ..stream.sinks import VIDEO_SUFFIXES
+    from ..video.sinks import VIDEO_SUFFIXES
 
     if not str(args.sink).lower().endswith(VIDEO_SUFFIXES) or str(args.sink).lower().endswith(".avi"):
         raise InputError(f"--preset: got {preset!r} for sink {args.sink!r}, expected an H.264 video sink "
@@ -144,7 +144,7 @@ def sink_options_from(args) -> dict:
 def check_outputs(args) -> None:
     """--sink (a video file or a folder) and --summary must be writable before the stream starts."""
     from ..outputs import ensure_writable
-    from ..stream.sinks import NULL_URIS, VIDEO_SUFFIXES, WINDOW_URIS
+    from ..video.sinks import NULL_URIS, VIDEO_SUFFIXES, WINDOW_URIS
 
     sink = str(args.sink).strip()
     if sink.lower().startswith("file://"):
@@ -174,7 +174,7 @@ def execute(args, source, model, effect: str | None, describe: dict | None = Non
     import signal
 
     from ..outputs import write_json
-    from ..stream import format_table, stream
+    from ..video import format_table, stream
 
     check_outputs(args)
     render = make_render(effect, args.blur, getattr(args, "pixel_size", None), getattr(args, "hc_window", 15))

@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..apps.selfie import BackgroundEffect, selfie_model_path
     from ..outputs import write_json
-    from ..stream import format_table, stream
+    from ..video import format_table, stream
     from .run import check_outputs, sink_options_from, temporal_options
 
     check_outputs(args)

@@ -5,7 +5,7 @@ shape (H, W, 3), ``timestamp`` is ``time.perf_counter()`` when the frame was cap
 (a camera or network stream: frames keep coming whether or not anyone reads them), ``fps`` and ``size``
 (``(width, height)`` in pixels, OpenCV's order), and closes when used with ``with``.
 
->>> from edgeseg.stream import open_source
+>>> from edgeseg.video import open_source
 >>> with open_source("video.mp4") as source:          # doctest: +SKIP
 ...     for image, timestamp in source:
 ...         print(image.shape, timestamp)
@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InputError
 from .errors import SourceError
 
-log = logging.getLogger("edgeseg.stream")
+log = logging.getLogger("edgeseg.video")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -254,7 +254,7 @@ def open_source(uri, loop: bool = False, fps: float | None = None, *, realtime: 
 
     ``loop`` restarts a file at its end; ``fps`` overrides the frame rate (required meaning for folders);
     ``realtime`` paces a file at ``fps`` like a camera. A :class:`Source` passes through unchanged.
-    Camera options (``retries``, ``backoff``, ``width``, ``height``) go to :class:`~edgeseg.stream.capture.VideoSource`.
+    Camera options (``retries``, ``backoff``, ``width``, ``height``) go to :class:`~edgeseg.video.capture.VideoSource`.
 
     >>> with open_source("clip.mp4") as source:        # doctest: +SKIP
     ...     for image, timestamp in source: ...

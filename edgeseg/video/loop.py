@@ -41,7 +41,7 @@ from .sinks import NullSink, Sink, open_sink
 from .sources import Source, open_source
 from .stats import StatusLine, StreamStats
 
-log = logging.getLogger("edgeseg.stream")
+log = logging.getLogger("edgeseg.video")
 
 JOIN_TIMEOUT_S = 5.0
 SINK_CLOSE_TIMEOUT_S = 120.0  # an encoder flush of a long H.264 lookahead on a slow CPU, with margin
@@ -427,7 +427,7 @@ def stream(source, model, *, sink=None, render=None, smooth: float | None = None
             (e.g. ``{"preset": "ultrafast"}`` for a fast H.264 encode).
         render: ``(frame, segmentation) -> (H, W, 3) uint8`` image for the sink; default the segmenter's
             ``overlay`` (for an ``edgeseg.Segmenter``, the identical but faster
-            :class:`~edgeseg.stream.render.Overlay`); ``False`` renders nothing (``result.image`` is None;
+            :class:`~edgeseg.video.render.Overlay`); ``False`` renders nothing (``result.image`` is None;
             needs ``sink=None``).
         smooth: EMA weight in [0, 1) for probabilities across frames (Segmenter ``smooth``).
         stabilize: ``"none"``, ``"ema"``, ``"motion"`` or a :class:`~edgeseg.stabilize.Stabilizer`: temporal

@@ -1,20 +1,18 @@
 """Video in, segmented video out, in real time: sources, sinks and the threaded streaming loop.
 
-The package is callable: ``edgeseg.stream(source, model, ...)`` is :func:`edgeseg.stream.loop.stream`.
+The loop's entry point is also the top-level function ``edgeseg.stream`` (this package is ``edgeseg.video``:
+a package and a function do not share a name).
 
 >>> import edgeseg
 >>> for result in edgeseg.stream("clip.mp4", "model.onnx", sink="out.mp4"):   # doctest: +SKIP
 ...     print(result.index, result.labels.shape, result.timings)
->>> with edgeseg.stream.open_source("/dev/video0") as camera:                  # doctest: +SKIP
+>>> with edgeseg.open_source("/dev/video0") as camera:                        # doctest: +SKIP
 ...     for image, timestamp in camera: ...
 
 Importing this package needs only NumPy; OpenCV, PyAV and pydicom load when a source or sink opens.
 """
 
 from __future__ import annotations
-
-import sys
-import types
 
 from .dicom import DicomSource
 from .errors import SinkError, SourceError, StreamError
@@ -53,14 +51,4 @@ def __getattr__(name: str):
         from .capture import VideoSource
 
         return VideoSource
-    raise AttributeError(f"module 'edgeseg.stream' has no attribute {name!r}")
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``edgeseg.stream(...)`` call :func:`stream` while ``edgeseg.stream.open_source`` still works."""
-
-    def __call__(self, *args, **kwargs) -> Stream:
-        return stream(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+    raise AttributeError(f"module 'edgeseg.video' has no attribute {name!r}")

@@ -4,7 +4,7 @@ A sink takes BGR uint8 frames of shape (H, W, 3) through ``write(image)`` and fi
 ``close()`` (a video file is valid and playable after ``close``, also when the stream stopped early).
 ``size`` is ``(width, height)``; when None it is taken from the first frame, and every later frame must match.
 
->>> from edgeseg.stream import open_sink
+>>> from edgeseg.video import open_sink
 >>> with open_sink("out.mp4", fps=30, size=(640, 480)) as sink:   # doctest: +SKIP
 ...     sink.write(image)
 """
