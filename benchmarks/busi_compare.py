@@ -10,7 +10,12 @@ median), and the mIoU change of FP16 and INT8 (calibrated on training images) ON
 
 Encoders: ResNet-18 (``--width`` scales it) for FCN-8s/32s, DeepLabv3(-DCN), DeepLab-attention, PSPNet
 and GCN; DeconvNet keeps its VGG-style encoder and fastseg its MobileNetV3 (both are the point of those
-models). All start from random weights (no pretrained ResNet can be downloaded here).
+models). All start from random weights (no pretrained ResNet can be downloaded here), except
+``fastseg_hc18``: fastseg started from the shipped HC18 fetal-head model (every tensor whose name and shape
+match: all but the 2-class output layers), the initialisation experiment against ``fastseg`` from scratch.
+
+After the rows, DenseCRF and CRF-as-RNN run on top of the best two rows by mIoU (``--crf-on``; see
+``busi_crf.py``). ``--readme README.md`` rewrites the README's table block from results.json.
 
 BUSI is research-only: checkpoints go to --work (default runs/busi_compare, not in git); never commit them.
 
@@ -50,6 +55,10 @@ MODELS = {
     "fastseg": ("fastseg", {}),
 }
 RESNET = {"fcn", "fcn32s", "deeplabv3", "deeplab_attention", "pspnet", "gcn", "deeplabv3_dcn"}
+HC18 = REPO / "edgeseg" / "assets" / "hc18_fastseg.safetensors"
+MODELS["fastseg_hc18"] = ("fastseg", {})
+INIT = {"fastseg_hc18": HC18}  # row -> checkpoint its matching tensors start from
+README_START, README_END = "<!-- busi-table:start (busi_compare.py --readme) -->", "<!-- busi-table:end -->"
 
 # (claim, row with the idea, row without it)
 CLAIMS = [
@@ -61,7 +70,30 @@ CLAIMS = [
     ("multi-scale attention helps (DeepLab-attention vs DeepLabv3)", "deeplab_attention", "deeplabv3"),
     ("deformable conv adapts the receptive field (DeepLabv3-DCN vs DeepLabv3)", "deeplabv3_dcn", "deeplabv3"),
     ("unpooling decoder (DeconvNet vs FCN-8s)", "deconvnet", "fcn8s"),
+    ("ultrasound initialisation helps (fastseg from HC18 vs from scratch)", "fastseg_hc18", "fastseg"),
 ]
+
+
+def crf_claims(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """(claim, CRF row, its base row) for every CRF row present."""
+    text = {"densecrf": "DenseCRF sharpens boundaries", "crfrnn": "CRF-as-RNN (trained CRF) helps"}
+    return [(f"{text[r['row'].split('+')[1]]} ({r['row']} vs {r['base']})", r["row"], r["base"])
+            for r in rows if r.get("base")]
+
+
+def seeded_checkpoint(source: Path, path: Path, name: str, options: dict, classes: list[str]) -> int:
+    """A ``name`` checkpoint with ``len(classes)`` outputs whose tensors are ``source``'s wherever name and
+    shape match (the rest as initialised), with ``source``'s normalisation; returns the copied tensor count."""
+    from edgeseg.artifact import Artifact
+    from edgeseg.models import create_model, load_checkpoint, save_checkpoint
+
+    donor, art = load_checkpoint(source)
+    model = create_model(name, num_classes=len(classes), in_channels=art.preprocess.channels, **options)
+    own, theirs = model.state_dict(), donor.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict({**own, **shared})
+    save_checkpoint(model, path, Artifact(path=path, classes=list(classes), preprocess=art.preprocess))
+    return len(shared)
 
 
 def model_options(row: str, width: int | None) -> tuple[str, dict]:
@@ -128,30 +160,33 @@ def run_row(row: str, args) -> dict:
 
     name, options = model_options(row, args.width)
     ckpt = args.work / f"{row}.safetensors"
-    seconds = None
+    seconds, init = None, None
     if args.retrain or not ckpt.exists():
+        if row in INIT:
+            from edgeseg.data.class_folders import class_folder_samples
+
+            init = args.work / f"{row}.init.safetensors"
+            copied = seeded_checkpoint(INIT[row], init, name, options, class_folder_samples(args.data)[1])
+            print(f"{row}: {copied} tensors from {INIT[row].name}", flush=True)
         cfg = TrainConfig(images=str(args.data), layout="class-folders", mask_suffix="_mask", background=["normal"],
                           out=str(ckpt), model=name, model_kwargs=options, size=(args.size, args.size),
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           class_weights="auto" if args.class_weights == "auto" else None, limit=args.limit,
                           val_fraction=0.2, threads=args.threads, max_minutes=args.max_minutes, progress=False,
+                          init=str(init) if init else None,
                           command="benchmarks/busi_compare.py " + " ".join(sys.argv[1:]))
         seconds = train(cfg).seconds
     model, art = load_checkpoint(ckpt)
     last = Artifact.load(last_path_of(ckpt)).extra["train"]  # the best checkpoint's history stops at its epoch
     report = evaluate(ckpt, args.data, None, split="val", threads=args.threads)
-    m = report.metrics
-    lesion_miou, lesion_dice = lesion_scores(m["confusion_matrix"])
     channels = art.preprocess.channels
     out = {
-        "row": row, "model": name, "options": options, "classes": m["classes"],
+        "row": row, "model": name, "options": options, "classes": report.metrics["classes"],
+        "init": str(INIT[row].relative_to(REPO)) if row in INIT else "random",
         "train_seconds": seconds if seconds is not None else last["state"].get("seconds"),
         "epochs_run": len(last["history"]), "best_epoch": last["state"]["best_epoch"] + 1,
         "stopped_by_time_budget": last["state"].get("stopped_by_time_budget", False),
-        "val_images": report.images, "miou": m["mean_iou"], "iou": m["iou"], "lesion_miou": lesion_miou,
-        "lesion_dice": lesion_dice, "pixel_accuracy": m["pixel_accuracy"],
-        "mean_class_accuracy": m["mean_class_accuracy"], "fw_iou": m["frequency_weighted_iou"],
-        "boundary_f": m["mean_boundary_f"], "boundary_f_per_class": m["boundary_f"],
+        **metrics_of(report),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "gflops_256": gflops(torch, model, channels, 256),
     }
@@ -162,6 +197,42 @@ def run_row(row: str, args) -> dict:
     if args.quant_images:
         out.update(quant_deltas(onnx_path, art, args))
     return out
+
+
+def metrics_of(report) -> dict:
+    """The row fields that come from an ``EvalReport`` (the same for trained and CRF rows)."""
+    m = report.metrics
+    lesion_miou, lesion_dice = lesion_scores(m["confusion_matrix"])
+    return {"val_images": report.images, "miou": m["mean_iou"], "iou": m["iou"], "lesion_miou": lesion_miou,
+            "lesion_dice": lesion_dice, "pixel_accuracy": m["pixel_accuracy"],
+            "mean_class_accuracy": m["mean_class_accuracy"], "fw_iou": m["frequency_weighted_iou"],
+            "boundary_f": m["mean_boundary_f"], "boundary_f_per_class": m["boundary_f"]}
+
+
+def crf_rows(rows: list[dict], args):
+    """Yield DenseCRF and CRF-as-RNN rows on top of --crf-on (``auto``: the best two trained rows by mIoU)."""
+    from busi_crf import crf_rnn_row, dense_crf_row
+
+    trained = [r for r in rows if not r.get("base")]
+    if args.crf_on == ["none"]:
+        return
+    if args.crf_on == ["auto"]:
+        bases = sorted(trained, key=lambda r: r["miou"], reverse=True)[:2]
+    else:
+        by_row = {r["row"]: r for r in trained}
+        missing = [b for b in args.crf_on if b not in by_row]
+        if missing:
+            raise SystemExit(f"--crf-on: {missing} not among this run's rows {sorted(by_row)}")
+        bases = [by_row[b] for b in args.crf_on]
+    for base in bases:
+        ckpt = args.work / f"{base['row']}.safetensors"
+        for make in (dense_crf_row, crf_rnn_row):
+            t0 = time.perf_counter()
+            r = make(base, ckpt, args, metrics_of)
+            print(f"{r['row']}: mIoU {fmt(r['miou'])} lesion mIoU {fmt(r['lesion_miou'])} lesion Dice "
+                  f"{fmt(r['lesion_dice'])} boundary F {fmt(r['boundary_f'])} ({(time.perf_counter() - t0) / 60:.1f} min)",
+                  flush=True)
+            yield r
 
 
 def quant_deltas(onnx_path: Path, art, args) -> dict:
@@ -207,7 +278,8 @@ def _delta(row: dict, key: str) -> str:
     return fmt(row.get(f"{key}_delta"), 4)
 
 
-def markdown(rows: list[dict], setup: dict) -> str:
+def results_table(rows: list[dict], setup: dict) -> list[str]:
+    """The per-row markdown table (lines)."""
     sizes = setup["latency_sizes"]
     classes = rows[0]["classes"] if rows else []
     head = (["model", "epochs (best)", "train min", "mIoU"] + [f"IoU {c}" for c in classes] + ["lesion mIoU", "lesion Dice", "boundary F",
@@ -220,9 +292,14 @@ def markdown(rows: list[dict], setup: dict) -> str:
             fmt(r["gflops_256"], 2)] + [fmt(r["latency_ms"][str(s)], 1) for s in sizes] + [
             _delta(r, "fp16"), _delta(r, "int8")]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def claims_table(rows: list[dict]) -> list[str]:
+    """Each classic claim whose two rows ran: the mIoU and boundary-F differences and the call (lines)."""
     by_row = {r["row"]: r for r in rows}
     claims = ["| claim | with | without | ΔmIoU | Δboundary F | held on this data? |", "|---|---|---|---|---|---|"]
-    for text, with_, without in CLAIMS:
+    for text, with_, without in CLAIMS + crf_claims(rows):
         if with_ in by_row and without in by_row:
             a, b = by_row[with_], by_row[without]
             d_miou, d_bf = a["miou"] - b["miou"], (a["boundary_f"] or 0) - (b["boundary_f"] or 0)
@@ -230,24 +307,75 @@ def markdown(rows: list[dict], setup: dict) -> str:
             if a["epochs_run"] != b["epochs_run"]:  # a time cap let one model run fewer epochs
                 held = f"not comparable: {a['epochs_run']} vs {b['epochs_run']} epochs under the time cap ({held})"
             claims.append(f"| {text} | {with_} | {without} | {d_miou:+.3f} | {d_bf:+.3f} | {held} |")
+    return claims
+
+
+def _crf_notes(rows: list[dict]) -> list[str]:
+    notes = []
+    for r in rows:
+        crf = r.get("crf")
+        if crf and crf["kind"] == "dense_crf":
+            p = crf["params"]
+            notes.append(f"- {r['row']}: fully connected CRF at {crf['where']}, {p['iterations']} mean-field "
+                         f"iterations, Gaussian sxy {p['sxy_gaussian']} weight {p['compat_gaussian']}, bilateral sxy "
+                         f"{p['sxy_bilateral']} gray-level width {p['srgb']} weight {p['compat_bilateral']} (not "
+                         "tuned on BUSI); latency = the base row's ONNX Runtime time + the NumPy CRF at that size.")
+        elif crf:
+            f = crf["fine_tune"]
+            notes.append(f"- {r['row']}: CRF-as-RNN ({crf['window']}x{crf['window']} window, {crf['iterations']} "
+                         f"iterations) at {crf['where']}, fine-tuned {f['epochs']} epoch(s) ({f['seconds'] / 60:.1f} "
+                         f"min, backbone {f['backbone']}, CRF LR {f['lr']}; loss {f['first_loss']:.3f} -> "
+                         f"{f['last_loss']:.3f}); latency = backbone in ONNX Runtime + the learned CRF as a NumPy "
+                         "stage (the decomposed route). Train min includes the base row's training.")
+    return notes
+
+
+def _budget(rows: list[dict], setup: dict) -> str:
+    inits = sorted({f"{r['row']} from {r['init']}" for r in rows if r.get("init", "random") != "random"})
+    return (f"Budget per model: {setup['epochs']} epochs"
+            + (f" or {setup['max_minutes']} min" if setup["max_minutes"] else "")
+            + f", input {setup['size']}x{setup['size']} gray, batch {setup['batch_size']}, AdamW lr {setup['lr']}, "
+            f"seed {setup['seed']}, class weights {setup['class_weights']}, random init"
+            + (f" (except {', '.join(inits)})" if inits else "")
+            + f"; ResNet-18 width {setup['width'] or 64}.")
+
+
+def markdown(rows: list[dict], setup: dict) -> str:
+    notes = _crf_notes(rows)
     return "\n".join([
         "# BUSI comparison (3 classes: background, benign, malignant)", "",
-        f"Budget per model: {setup['epochs']} epochs"
-        + (f" or {setup['max_minutes']} min" if setup["max_minutes"] else "")
-        + f", input {setup['size']}x{setup['size']} gray, batch {setup['batch_size']}, AdamW lr {setup['lr']}, "
-        f"seed {setup['seed']}, class weights {setup['class_weights']}, random init; ResNet-18 width "
-        f"{setup['width'] or 64}. Validation: {rows[0]['val_images'] if rows else 0} images (20 % by image, seed "
+        _budget(rows, setup)
+        + f" Validation: {rows[0]['val_images'] if rows else 0} images (20 % by image, seed "
         f"{setup['seed']}), metrics at original resolution. Latency: ONNX Runtime CPU, {setup['threads']} "
         f"thread(s), batch 1, median of {setup['latency_iterations']}. Trained on: {setup['device']}. "
         f"FP16/INT8 ΔmIoU on the first {setup['quant_images']} validation images. Boundary F: mean over the "
         "lesion classes, boundary pixels matched within 3 px at the original resolution (strict: images are "
         f"190-720 px a side, one model pixel at {setup['size']} px spans ~{500 / setup['size']:.0f} of them).", "",
-        *lines, "", *_target(rows), "", *[f"\\* {r['row']} {k}: {e}" for r in rows for k, e in r.get("quant_errors", {}).items()], "",
+        *results_table(rows, setup), "", *_target(rows), "",
+        *[f"\\* {r['row']} {k}: {e}" for r in rows for k, e in r.get("quant_errors", {}).items()], "",
+        *(["CRF rows (on top of the best two trained rows by mIoU; no FP16/INT8 column: the CRF is a float32 "
+           "stage after the network):", *notes, ""] if notes else []),
         "## Classic claims on this data", "",
         "One seed per row; a difference within ±0.01 mIoU is not called. Rows that ran different numbers of "
-        "epochs (the time cap stops slow models early) are marked not comparable.", "", *claims, "",
+        "epochs (the time cap stops slow models early) are marked not comparable.", "", *claims_table(rows), "",
         "![mIoU vs latency](miou_vs_latency.png)", "", "![per-class IoU](per_class_iou.png)", "",
         f"Command: `{setup['command']}` ({setup['total_minutes']:.1f} min).", ""])
+
+
+def readme_block(rows: list[dict], setup: dict) -> str:
+    """The README's generated part: budget, the table, the target line and the claims table."""
+    return "\n".join([README_START, "", _budget(rows, setup) + f" Trained on: {setup['device']}.", "",
+                       *results_table(rows, setup), "", *_target(rows), "", *claims_table(rows), "", README_END])
+
+
+def write_readme(path: Path, rows: list[dict], setup: dict) -> None:
+    """Replace the text between the README markers with :func:`readme_block`."""
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"--readme: {path} lacks the markers {README_START!r} ... {README_END!r}; add them where "
+                         "the BUSI table belongs")
+    head, rest = text.split(README_START, 1)
+    path.write_text(head + readme_block(rows, setup) + rest.split(README_END, 1)[1])
 
 
 def _target(rows: list[dict]) -> list[str]:
@@ -310,12 +438,21 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "busi_compare", help="checkpoints (never commit)")
     parser.add_argument("--retrain", action="store_true", help="train even when --work has the checkpoint")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--crf-on", nargs="+", default=["auto"], metavar="ROW",
+                        help="rows to put DenseCRF and CRF-as-RNN on: auto (best two by mIoU), row names, or none")
+    parser.add_argument("--crf-rnn-epochs", type=int, default=1, help="CRF-as-RNN fine-tuning epochs")
+    parser.add_argument("--crf-rnn-lr", type=float, default=1e-2, help="CRF-as-RNN learning rate (CRF weights)")
+    parser.add_argument("--crf-rnn-unfreeze", action="store_true", help="fine-tune the backbone too (at LR / 10)")
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md and plots from --out/results.json")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also rewrite this README's BUSI table block from --out/results.json (between markers)")
     args = parser.parse_args(argv)
     if args.report_only:
         saved = json.loads((args.out / "results.json").read_text())
         (args.out / "report.md").write_text(markdown(saved["rows"], saved["setup"]))
         plots(saved["rows"], args.out, saved["setup"]["latency_sizes"][0])
+        if args.readme:
+            write_readme(args.readme, saved["rows"], saved["setup"])
         print(f"report: {args.out / 'report.md'}")
         return 0
     if not (args.data / "benign").is_dir():
@@ -325,17 +462,26 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     started, rows = time.perf_counter(), []
+
+    def save() -> None:  # after every row: partial runs count
+        setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        setup.update(device=args.device_note, total_minutes=(time.perf_counter() - started) / 60,
+                     command="python benchmarks/busi_compare.py " + shlex.join(sys.argv[1:] if argv is None else argv))
+        (args.out / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
+        (args.out / "report.md").write_text(markdown(rows, setup))
+        if args.readme:
+            write_readme(args.readme, rows, setup)
+
     for row in args.models:
         t0 = time.perf_counter()
         rows.append(run_row(row, args))
         r = rows[-1]
         print(f"{row}: mIoU {fmt(r['miou'])} lesion mIoU {fmt(r['lesion_miou'])} lesion Dice {fmt(r['lesion_dice'])} "
               f"boundary F {fmt(r['boundary_f'])} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
-        setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        setup.update(device=args.device_note, total_minutes=(time.perf_counter() - started) / 60,
-                     command="python benchmarks/busi_compare.py " + shlex.join(sys.argv[1:] if argv is None else argv))
-        (args.out / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
-        (args.out / "report.md").write_text(markdown(rows, setup))  # rewritten after every row: partial runs count
+        save()
+    for r in crf_rows(list(rows), args):
+        rows.append(r)
+        save()
     plots(rows, args.out, args.latency_sizes[0])
     print(f"report: {args.out / 'report.md'}")
     return 0

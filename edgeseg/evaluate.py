@@ -119,13 +119,17 @@ def mask_spec_of(artifact: Artifact, mode: str | None = None) -> MaskSpec:
 def evaluate(model: str | Path, images: str | Path, masks: str | Path | None, split: str = "val",
              hc_csv: str | Path | None = None, grid: str | Path | None = None, limit: int | None = None,
              mask_mode: str | None = None, mask_pattern: str | None = None, progress: bool = False,
-             threads: int | None = None, boundary_width: int = 3, grid_count: int = 4) -> EvalReport:
+             threads: int | None = None, boundary_width: int = 3, grid_count: int = 4,
+             predictor: Callable[[np.ndarray], np.ndarray] | None = None) -> EvalReport:
     """Score ``model`` on image/mask pairs; optionally HC error against ``hc_csv`` and a PNG ``grid`` of the
-    ``grid_count`` worst and best images by per-image mean IoU."""
+    ``grid_count`` worst and best images by per-image mean IoU.
+
+    ``predictor``: score this ``predict(image) -> scores (C, H, W) at the image's size`` instead of running
+    ``model`` (e.g. the model followed by a dense CRF); ``model`` then only supplies the sidecar."""
     tqdm = require("tqdm", "progress bars").tqdm
     from .apps.ultrasound import head_circumference_mm, read_hc_csv
 
-    predict, artifact = open_predictor(model, threads)
+    predict, artifact = open_predictor(model, threads) if predictor is None else (predictor, Artifact.load(model))
     samples = select_samples(artifact, images, masks, split, mask_pattern)[: limit or None]
     spec = mask_spec_of(artifact, mask_mode)
     reference = read_hc_csv(hc_csv) if hc_csv else None
