@@ -1,5 +1,9 @@
 """The Segmenter: frame -> preprocess -> runner -> postprocess (+ EMA smoothing, + dense CRF) -> Segmentation.
 
+Instance models (sidecar ``extra.task == "instances"``: Mask R-CNN, FCIS, bottom-up) run through the same
+stages and the same runner (any backend); their postprocess decodes the detections
+(:class:`~edgeseg.instances.predict.InstanceDecoder`) and fills ``Segmentation.instances``.
+
 >>> import cv2, edgeseg
 >>> seg = edgeseg.Segmenter("edgeseg/assets/hc18_fastseg.onnx")          # doctest: +SKIP
 >>> result = seg(cv2.imread("frame.png"))                                 # doctest: +SKIP
@@ -14,7 +18,7 @@ import importlib
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +177,14 @@ class Segmentation:
 @dataclass
 class FrameInFlight:
     """A frame between the Segmenter's stages: the frame, the model input, where the frame sits in it
-    (letterbox), the model output once inferred, and the stage timings so far."""
+    (letterbox), the model output once inferred (an instance model's: every output by name), and the stage
+    timings so far."""
 
     frame: np.ndarray
     blob: np.ndarray
     region: Region
     timings: dict[str, float]
-    output: np.ndarray | None = None
+    output: np.ndarray | dict[str, np.ndarray] | None = None
 
 
 class Segmenter:
@@ -196,8 +201,14 @@ class Segmenter:
         threads: CPU threads for the backend (ONNX Runtime intra-op / torch).
         check_output: check the model output for NaN/infinity every Nth frame (1: every frame, the default,
             about 35 us at 2x256x256; 0: never) and raise :class:`NonFiniteOutputError` instead of returning a
-            meaningless all-background result.
+            meaningless all-background result (semantic models).
+        score_threshold: instance models only: detections scoring below it are dropped (default 0.5).
         **runner_options: passed to :func:`~edgeseg.runtime.create_runner`.
+
+    An instance model (sidecar ``extra.task == "instances"``) runs through the same runner and stages; its
+    results carry ``instances`` (:class:`~edgeseg.instances.Instances`), ``overlay`` draws each instance in
+    its own colour, it takes neither ``crf`` nor ``smooth``, and ``threads`` defaults to 1.
+    :class:`~edgeseg.instances.segmenter.InstanceSegmenter` is this class for instance models.
 
     Example::
 
@@ -208,20 +219,9 @@ class Segmenter:
         view = seg.overlay(frame, result)     # (H, W, 3) BGR uint8
     """
 
-    def __new__(cls, model: Any = None, *args: Any, **kwargs: Any):
-        # An instance-segmentation artifact (sidecar extra.task == "instances") gets the instance pipeline, so
-        # `Segmenter(path)` and the streaming loop serve Mask R-CNN models unchanged.
-        if cls is Segmenter and isinstance(model, (str, Path, Artifact)) and _task_of(model) == "instances":
-            from .instances.segmenter import InstanceSegmenter
-
-            threads = kwargs.get("threads")
-            return InstanceSegmenter(model if not isinstance(model, Artifact) else model.path,
-                                     threads=1 if threads is None else threads)
-        return super().__new__(cls)
-
     def __init__(self, model: str | Path | Artifact | Runner, backend: str = "auto", crf: Any = None,
                  smooth: float | None = None, threads: int | None = None, check_output: int = 1,
-                 **runner_options: Any) -> None:
+                 score_threshold: float | None = None, **runner_options: Any) -> None:
         if isinstance(check_output, bool) or not isinstance(check_output, int) or check_output < 0:
             raise InputError(f"check_output: got {check_output!r}, expected an int >= 0 (check every Nth frame, "
                              "0 = never)")
@@ -233,22 +233,51 @@ class Segmenter:
             raise InputError(f"crf: got {crf!r}, expected None, True or a dict of dense_crf parameters")
         if isinstance(model, Runner):
             self.runner = model
+            instances = self._is_instance_model(model.artifact)
         else:
+            artifact = model if isinstance(model, Artifact) else Artifact.load(model)
+            instances = self._is_instance_model(artifact)
+            if instances:
+                threads = 1 if threads is None else threads
+                if artifact.format == "safetensors" or not artifact.outputs:  # name what the eval forward returns
+                    from .instances.predict import instance_output_specs
+
+                    artifact = replace(artifact, outputs=instance_output_specs(artifact))
             if threads is not None:
                 runner_options["threads"] = threads
-            self.runner = create_runner(model, backend=backend, **runner_options)
+            self.runner = create_runner(artifact, backend=backend, **runner_options)
         self.artifact: Artifact = self.runner.artifact
         spec = self.artifact.inputs[0]
         self.input_name = spec.name
         self.output_name = self.artifact.outputs[0].name
         _check_input_size(self.artifact)
-        self.preprocessor = Preprocessor(self.artifact.preprocess, dtype=spec.dtype)
+        self.instance_decoder = None
+        if instances:
+            self.instance_decoder = self._instance_decoder(crf, smooth, score_threshold, threads)
+        elif score_threshold is not None:
+            raise InputError(f"score_threshold: got {score_threshold!r}, but {self.artifact.path.name} is a semantic "
+                             "model (its sidecar's extra.task is not 'instances'); drop score_threshold")
+        self.preprocessor = None if instances else Preprocessor(self.artifact.preprocess, dtype=spec.dtype)
         self.smooth = smooth
         self.crf_params = None if crf in (None, False) else ({} if crf is True else dict(crf))
         self._dense_crf = _load_dense_crf() if self.crf_params is not None else None
         self._ema: np.ndarray | None = None
         self._ema_frame_hw: tuple[int, int] | None = None
         self.runner.activate()
+
+    def _is_instance_model(self, artifact: Artifact) -> bool:
+        """Whether to decode instances: the sidecar says so (``extra.task``)."""
+        return artifact.extra.get("task") == "instances"
+
+    def _instance_decoder(self, crf: Any, smooth: float | None, score_threshold: float | None, threads: int | None):
+        from .instances.predict import InstanceDecoder
+
+        name = self.artifact.path.name
+        for option, value in (("crf", crf), ("smooth", smooth)):
+            if value not in (None, False):
+                raise InputError(f"{option}: got {value!r}, but {name} is an instance model, which has no "
+                                 f"{'dense-CRF' if option == 'crf' else 'smoothing'} stage; drop {option}")
+        return InstanceDecoder(self.artifact, 0.5 if score_threshold is None else score_threshold, threads)
 
     # --- public ----------------------------------------------------------------------------------
     @property
@@ -269,8 +298,12 @@ class Segmenter:
     def preprocess(self, frame: np.ndarray) -> FrameInFlight:
         """Validate and convert a frame into the model input (raises InputError naming the problem)."""
         t0 = time.perf_counter()
-        blob, region = self.preprocessor(frame)
-        frame = check_frame(frame)
+        if self.instance_decoder is not None:  # as in training: stretched to the model size
+            frame = check_frame(frame)
+            blob, region = self.instance_decoder.blob(frame), Region(0, 0, *self.artifact.preprocess.size)
+        else:
+            blob, region = self.preprocessor(frame)
+            frame = check_frame(frame)
         return FrameInFlight(frame, blob, region, {"pre": time.perf_counter() - t0})
 
     def infer(self, item: FrameInFlight) -> FrameInFlight:
@@ -278,7 +311,8 @@ class Segmenter:
         t0 = time.perf_counter()
         # (pixel / 255 - mean) / std is always finite with the sidecar's validated bounds (std >= 1e-6,
         # |mean| <= 1e3): no NaN scan of the blob; the output is checked in postprocess (check_output)
-        item.output = self.runner.infer({self.input_name: item.blob}, check_finite=False)[self.output_name]
+        outputs = self.runner.infer({self.input_name: item.blob}, check_finite=False)
+        item.output = outputs if self.instance_decoder is not None else outputs[self.output_name]
         item.timings["infer"] = time.perf_counter() - t0
         return item
 
@@ -286,6 +320,11 @@ class Segmenter:
         """Model output -> :class:`Segmentation` at frame size (smoothing and CRF included)."""
         t0 = time.perf_counter()
         output, region, frame_hw = item.output, item.region, item.frame.shape[:2]
+        if self.instance_decoder is not None:
+            labels, probs, instances = self.instance_decoder.decode(output, frame_hw)
+            timings = {"pre": item.timings["pre"], "infer": item.timings["infer"],
+                       "post": time.perf_counter() - t0, "crf": 0.0}
+            return Segmentation(labels=labels, probs=probs, timings=timings, instances=instances)
         index, self._frames_out = self._frames_out, self._frames_out + 1
         if self.check_output and index % self.check_output == 0:
             check_output_finite(output, self.artifact, index)
@@ -308,7 +347,12 @@ class Segmenter:
         return Segmentation(labels=labels, probs=probs, timings=timings)
 
     def overlay(self, frame: np.ndarray, result: Segmentation, alpha: float = 0.5) -> np.ndarray:
-        """Frame with class colours blended in (``alpha`` = colour weight) -> (H, W, 3) BGR uint8."""
+        """Frame with class colours blended in (``alpha`` = colour weight) -> (H, W, 3) BGR uint8; for an
+        instance model each instance in its own colour, its box and "class score" drawn."""
+        if self.instance_decoder is not None:
+            from .instances.predict import draw_instances
+
+            return draw_instances(check_frame(frame), result.instances, self.classes, alpha)
         return postprocess.overlay(check_frame(frame), result.labels, self.colors, alpha)
 
     def reset(self) -> None:
@@ -317,6 +361,8 @@ class Segmenter:
 
     def close(self) -> None:
         self.runner.deactivate()
+        if self.instance_decoder is not None:
+            self.instance_decoder.close()
 
     def __enter__(self) -> Segmenter:
         return self
@@ -359,15 +405,6 @@ def _check_input_size(artifact: Artifact) -> None:
             f"{artifact.sidecar_path}: preprocess.size is {list(artifact.preprocess.size)} but input {spec.name!r} "
             f"is fixed at {list(fixed)} (height, width); set preprocess.size to {list(fixed)} or re-export"
         )
-
-
-def _task_of(model: str | Path | Artifact) -> str | None:
-    """The sidecar's ``extra.task`` ("instances" for Mask R-CNN), or None when unreadable (``__init__`` reports it)."""
-    try:
-        artifact = model if isinstance(model, Artifact) else Artifact.load(model)
-    except Exception:  # noqa: BLE001 - the normal constructor raises the clear error for a bad artifact
-        return None
-    return artifact.extra.get("task")
 
 
 def _load_dense_crf():

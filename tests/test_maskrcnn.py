@@ -213,11 +213,11 @@ def test_instance_segmenter_runs_both_backends_at_frame_size(tmp_path):
 
 
 def test_segmenter_on_an_instance_artifact_returns_instances(tmp_path):
-    """`edgeseg.Segmenter(path)` dispatches an instance artifact (extra.task) to the instance pipeline."""
+    """`edgeseg.Segmenter(path)` on an instance artifact (extra.task) decodes instances (no class swap)."""
     import edgeseg
     from edgeseg.artifact import Artifact, Preprocess
-    from edgeseg.instances.segmenter import InstanceSegmenter
     from edgeseg.models import create_model, save_checkpoint
+    from edgeseg.runtime.torch_runner import TorchRunner
 
     torch.manual_seed(0)
     model = create_model("maskrcnn", num_classes=2, in_channels=1).eval()
@@ -228,7 +228,7 @@ def test_segmenter_on_an_instance_artifact_returns_instances(tmp_path):
     art.extra["task"] = "instances"
     art.save()
     seg = edgeseg.Segmenter(path)
-    assert isinstance(seg, InstanceSegmenter)
+    assert type(seg) is edgeseg.Segmenter and isinstance(seg.runner, TorchRunner)
     result = seg(np.zeros((96, 160), np.uint8))
     assert result.labels.shape == (96, 160) and result.instances is not None
     seg.reset()

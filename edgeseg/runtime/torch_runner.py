@@ -78,6 +78,12 @@ class TorchRunner(Runner):
         return {name: _from_torch(value, xp) for name, value in self._name_outputs(result).items()}
 
     def _name_outputs(self, result: Any) -> dict[str, Any]:
+        if isinstance(result, (tuple, list)) and result and all(isinstance(r, dict) for r in result):
+            # detection models (Mask R-CNN, FCIS, bottom-up) in eval: one dict of named tensors per image
+            if len(result) != 1:
+                raise InputError(f"model outputs: got {len(result)} per-image results, expected 1; feed one image "
+                                 "(batch 1) to a detection model")
+            result = result[0]
         if isinstance(result, dict):
             return dict(result)
         if isinstance(result, (tuple, list)):

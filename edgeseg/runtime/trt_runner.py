@@ -143,6 +143,7 @@ class TrtRunner(Runner):
             reason is then in ``graph_disabled``, and ``graph_launches`` counts the replays).
         profile: optimization profile index to use.
         check_compatibility: refuse engines from another TensorRT version or GPU before loading.
+        threads: accepted for interface parity with the CPU backends and ignored (the GPU runs the engine).
 
     Example::
 
@@ -153,7 +154,7 @@ class TrtRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, artifact: Artifact | str, device: int = 0, cuda_graph: bool = False, profile: int = 0,
-                 check_compatibility: bool = True, check_finite: bool = True) -> None:
+                 check_compatibility: bool = True, check_finite: bool = True, threads: int | None = None) -> None:
         if not isinstance(artifact, Artifact):
             artifact = Artifact.load(artifact)
         if artifact.format != "engine":
