@@ -209,6 +209,33 @@ def metrics_of(report) -> dict:
             "boundary_f": m["mean_boundary_f"], "boundary_f_per_class": m["boundary_f"]}
 
 
+RUN_KEYS = ("command", "device", "max_minutes", "total_minutes")
+SAME_BUDGET = ("epochs", "size", "width", "batch_size", "lr", "seed", "class_weights", "limit", "threads",
+               "latency_sizes", "quant_images")
+
+
+def kept_rows(args) -> tuple[list[dict], list[dict]]:
+    """--update: the rows of --out/results.json that this run does not redo, and the runs that made them."""
+    path = args.out / "results.json"
+    if not path.exists():
+        raise SystemExit(f"--update: {path} does not exist; run without --update first")
+    saved = json.loads(path.read_text())
+    old = saved["setup"]
+    differ = [f"{k} {old.get(k)!r} there, {getattr(args, k)!r} here" for k in SAME_BUDGET if old.get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"--update: the budget differs from {path}: {'; '.join(differ)}; expected the same budget "
+                         "as the rows kept")
+    runs = old.get("runs") or [{k: old.get(k) for k in RUN_KEYS}]
+    keep = [{"run": 0, **r} for r in saved["rows"] if r["row"] not in args.models and not r.get("base")]
+    return keep, runs
+
+
+def _row_order(row: dict) -> tuple:
+    names = list(MODELS)
+    base = row.get("base") or row["row"]
+    return (bool(row.get("base")), names.index(base) if base in names else len(names), row["row"])
+
+
 def crf_rows(rows: list[dict], args):
     """Yield DenseCRF and CRF-as-RNN rows on top of --crf-on (``auto``: the best two trained rows by mIoU)."""
     from busi_crf import crf_rnn_row, dense_crf_row
@@ -224,6 +251,10 @@ def crf_rows(rows: list[dict], args):
         if missing:
             raise SystemExit(f"--crf-on: {missing} not among this run's rows {sorted(by_row)}")
         bases = [by_row[b] for b in args.crf_on]
+    missing = [b["row"] for b in bases if not (args.work / f"{b['row']}.safetensors").exists()]
+    if missing:
+        raise SystemExit(f"--crf-on: no checkpoint for {missing} in {args.work} (a row kept by --update was trained "
+                         "elsewhere); add them to --models or name other rows")
     for base in bases:
         ckpt = args.work / f"{base['row']}.safetensors"
         for make in (dense_crf_row, crf_rnn_row):
@@ -332,8 +363,10 @@ def _crf_notes(rows: list[dict]) -> list[str]:
 
 def _budget(rows: list[dict], setup: dict) -> str:
     inits = sorted({f"{r['row']} from {r['init']}" for r in rows if r.get("init", "random") != "random"})
+    caps = {run.get("max_minutes") for run in setup.get("runs", [])} or {setup["max_minutes"]}
+    cap = caps.pop() if len(caps) == 1 else None
     return (f"Budget per model: {setup['epochs']} epochs"
-            + (f" or {setup['max_minutes']} min" if setup["max_minutes"] else "")
+            + (f" or {cap} min" if cap else (" (time cap per run below)" if caps else ""))
             + f", input {setup['size']}x{setup['size']} gray, batch {setup['batch_size']}, AdamW lr {setup['lr']}, "
             f"seed {setup['seed']}, class weights {setup['class_weights']}, random init"
             + (f" (except {', '.join(inits)})" if inits else "")
@@ -359,7 +392,20 @@ def markdown(rows: list[dict], setup: dict) -> str:
         "One seed per row; a difference within ±0.01 mIoU is not called. Rows that ran different numbers of "
         "epochs (the time cap stops slow models early) are marked not comparable.", "", *claims_table(rows), "",
         "![mIoU vs latency](miou_vs_latency.png)", "", "![per-class IoU](per_class_iou.png)", "",
-        f"Command: `{setup['command']}` ({setup['total_minutes']:.1f} min).", ""])
+        *_commands(rows, setup), ""])
+
+
+def _commands(rows: list[dict], setup: dict) -> list[str]:
+    runs = setup.get("runs") or [{k: setup.get(k) for k in RUN_KEYS}]
+    if len(runs) == 1:
+        return [f"Command: `{runs[0]['command']}` ({runs[0]['total_minutes']:.1f} min)."]
+    lines = ["Rows by command (`--update` keeps the rows a later run does not redo; same budget but the time cap):", ""]
+    for i, run in enumerate(runs):
+        made = [r["row"] for r in rows if r.get("run", 0) == i]
+        cap = f", cap {run['max_minutes']} min per model" if run.get("max_minutes") else ""
+        lines.append(f"{i + 1}. `{run['command']}` ({run['total_minutes']:.1f} min on {run['device']}{cap}): "
+                     + (", ".join(made) or "no rows left"))
+    return lines
 
 
 def readme_block(rows: list[dict], setup: dict) -> str:
@@ -443,6 +489,9 @@ def main(argv=None) -> int:
     parser.add_argument("--crf-rnn-epochs", type=int, default=1, help="CRF-as-RNN fine-tuning epochs")
     parser.add_argument("--crf-rnn-lr", type=float, default=1e-2, help="CRF-as-RNN learning rate (CRF weights)")
     parser.add_argument("--crf-rnn-unfreeze", action="store_true", help="fine-tune the backbone too (at LR / 10)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep --out/results.json's rows that --models does not redo (same budget required); "
+                             "CRF rows are always redone; each row records the run that made it")
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md and plots from --out/results.json")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also rewrite this README's BUSI table block from --out/results.json (between markers)")
@@ -459,14 +508,19 @@ def main(argv=None) -> int:
         raise SystemExit(f"--data: {args.data} is not the BUSI folder (expected benign/, malignant/, normal/)")
     if args.class_weights == "none":
         args.class_weights = None
+    kept, runs = kept_rows(args) if args.update else ([], [])
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    started, rows = time.perf_counter(), []
+    started, rows, this_run = time.perf_counter(), [], len(runs)
 
     def save() -> None:  # after every row: partial runs count
         setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
         setup.update(device=args.device_note, total_minutes=(time.perf_counter() - started) / 60,
                      command="python benchmarks/busi_compare.py " + shlex.join(sys.argv[1:] if argv is None else argv))
+        setup["runs"] = runs + [{k: setup[k] for k in RUN_KEYS}]
+        for r in rows:
+            r.setdefault("run", this_run)
+        rows[:] = sorted(kept + [r for r in rows if r not in kept], key=_row_order)
         (args.out / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
         (args.out / "report.md").write_text(markdown(rows, setup))
         if args.readme:

@@ -132,3 +132,25 @@ def test_evaluate_scores_the_given_predictor_with_the_model_sidecar(tmp_path):
     assert report.metrics["mean_iou"] == 1.0 and report.metrics["classes"] == ["background", "foreground"]
     untrained = evaluate(ckpt, images, masks, split="all")
     assert untrained.metrics["mean_iou"] < 1.0  # the model itself, when no predictor is given
+
+
+def test_update_keeps_the_rows_not_redone_and_refuses_another_budget(compare, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    setup = {**SETUP, "limit": None, "threads": 1, "quant_images": 20, "command": "first", "total_minutes": 27.0,
+             "max_minutes": 4}
+    rows = [_row("fcn8s", 0.40, 0.05), _row("gcn_br", 0.45, 0.06), _row("gcn_br+densecrf", 0.46, 0.07, base="gcn_br")]
+    (tmp_path / "results.json").write_text(json.dumps({"setup": setup, "rows": rows}))
+    args = SimpleNamespace(out=tmp_path, models=["gcn_br"], **{k: setup[k] for k in compare.SAME_BUDGET})
+    kept, runs = compare.kept_rows(args)
+    assert [r["row"] for r in kept] == ["fcn8s"] and kept[0]["run"] == 0  # redone and CRF rows are dropped
+    assert runs == [{"command": "first", "device": "a test", "max_minutes": 4, "total_minutes": 27.0}]
+    args.size = 256
+    with pytest.raises(SystemExit, match="size 128 there, 256 here"):
+        compare.kept_rows(args)
+    lines = compare._commands(kept + [{**_row("gcn_br", 0.5, 0.06), "run": 1}],
+                              {"runs": runs + [{"command": "second", "device": "b", "max_minutes": 10,
+                                                "total_minutes": 30.0}]})
+    assert lines[-2:] == ["1. `first` (27.0 min on a test, cap 4 min per model): fcn8s",
+                          "2. `second` (30.0 min on b, cap 10 min per model): gcn_br"]
