@@ -66,7 +66,7 @@ class MaskFilter:
         gray = low = None
         if self.upsampler is not None or self.stabilizer.needs_gray:
             gray = to_gray(frame)
-            low = shrink(gray, planes.shape[1:])
+            low = shrink(gray, planes.shape[1:], np.uint8)  # whole gray levels: the stabiliser's lookup route
         planes = self.stabilizer(low, planes)
         timings = dict(getattr(result, "timings", None) or {})
         instances = getattr(result, "instances", None)
