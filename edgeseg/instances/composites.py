@@ -1,9 +1,15 @@
 """Multi-instance canvases from real single-instance scans, generated on the fly (never stored).
 
 A composite tiles 2 to 4 real scans (each resized to fit one cell of a 2 x 2 grid, at a random offset in its
-cell; a larger ``grid`` holds more) onto one black canvas; every scan's head mask is one instance. Canvas ``i`` of a dataset with seed ``s``
-is a pure function of ``(s, i)``: the same seed regenerates the same canvases, so nothing is written to disk.
-Build the validation composites from validation patients only (``_split`` of the training config).
+cell; a larger ``grid`` holds more) onto one black canvas; every scan's head mask is one instance. Canvas ``i`` of
+a dataset with seed ``s`` is a pure function of ``(s, i)``: the same seed regenerates the same canvases, so nothing
+is written to disk. Build the validation composites from validation patients only (``_split`` of the training
+config).
+
+``overlap > 0`` makes heads overlap: each tile is the scan cropped to its head (plus a margin), fitted to a cell
+enlarged by ``1 + overlap`` and centred on its cell with a random shift, so neighbouring heads cross. Tiles are
+pasted in order: a later head hides what is under it, a later tile's background only fills empty canvas. Each
+instance's mask is its visible part, and ``target["order"]`` records the paste order (0 = bottom).
 
 >>> ds = CompositeDataset(val_items, preprocess, length=64, seed=1)   # doctest: +SKIP
 >>> image, target = ds[0]     # (1, H, W) float32, target with 2-4 head instances         # doctest: +SKIP
@@ -29,31 +35,74 @@ def _fit(image: np.ndarray, masks: np.ndarray, cell: tuple[int, int]) -> tuple[n
     return small, np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in masks])
 
 
+def _head_crop(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, margin: float):
+    """Crop a scan and its masks to the union of the instance boxes, grown by ``margin`` of their size."""
+    x1, y1 = boxes[:, :2].min(0)
+    x2, y2 = boxes[:, 2:].max(0)
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    x1, y1 = max(int(x1 - dx), 0), max(int(y1 - dy), 0)
+    x2, y2 = min(int(np.ceil(x2 + dx)), image.shape[1]), min(int(np.ceil(y2 + dy)), image.shape[0])
+    return image[y1:y2, x1:x2], masks[:, y1:y2, x1:x2]
+
+
 def compose_tiles(tiles: list[tuple[np.ndarray, np.ndarray]], canvas: tuple[int, int],
-                  rng: np.random.Generator, grid: tuple[int, int] = (2, 2)) -> tuple[np.ndarray, dict]:
+                  rng: np.random.Generator, grid: tuple[int, int] = (2, 2),
+                  overlap: float = 0.0) -> tuple[np.ndarray, dict]:
     """Place (gray scan (h, w) uint8, masks (G, h, w)) tiles into distinct random cells of a ``grid`` (rows, cols)
     over a black ``canvas`` (H, W), each at a random offset in its cell. Returns (canvas uint8, target with one
-    class-1 instance per mask)."""
+    class-1 instance per mask).
+
+    ``overlap > 0``: tiles may be up to ``1 + overlap`` times the cell, are centred on their cell with a random
+    shift of up to ``overlap / 2`` cell and may cross into neighbours; later heads occlude earlier ones, masks are
+    the visible parts and ``target["order"]`` is each instance's paste index (0 = bottom)."""
     rows, cols = grid
     if not 1 <= len(tiles) <= rows * cols:
         raise InputError(f"tiles: got {len(tiles)}, expected 1 to {rows * cols} (one per cell of the "
                          f"{rows} x {cols} grid)")
+    if not 0.0 <= overlap < 1.0:
+        raise InputError(f"overlap: got {overlap!r}, expected a fraction of a cell in [0, 1)")
     h, w = canvas
     ch, cw = h // rows, w // cols
+    max_h, max_w = int(ch * (1 + overlap)), int(cw * (1 + overlap))
     image = np.zeros((h, w), np.uint8)
-    masks = []
-    for cell, (tile, tile_masks) in zip(rng.permutation(rows * cols)[: len(tiles)], tiles):
+    covered = np.zeros((h, w), bool)
+    masks, order = [], []
+    for index, (cell, (tile, tile_masks)) in enumerate(zip(rng.permutation(rows * cols)[: len(tiles)], tiles)):
         th, tw = tile.shape
-        if th > ch or tw > cw:
-            raise InputError(f"tile: got {th}x{tw}, expected at most the cell size {ch}x{cw}")
-        y = (cell // cols) * ch + int(rng.integers(0, ch - th + 1))
-        x = (cell % cols) * cw + int(rng.integers(0, cw - tw + 1))
-        image[y:y + th, x:x + tw] = tile
+        if th > max_h or tw > max_w or th > h or tw > w:
+            raise InputError(f"tile: got {th}x{tw}, expected at most the cell size {max_h}x{max_w}")
+        if overlap == 0:
+            y = (cell // cols) * ch + int(rng.integers(0, ch - th + 1))
+            x = (cell % cols) * cw + int(rng.integers(0, cw - tw + 1))
+        else:
+            jy, jx = int(overlap * ch / 2), int(overlap * cw / 2)
+            y = (cell // cols) * ch + (ch - th) // 2 + int(rng.integers(-jy, jy + 1))
+            x = (cell % cols) * cw + (cw - tw) // 2 + int(rng.integers(-jx, jx + 1))
+            y, x = min(max(y, 0), h - th), min(max(x, 0), w - tw)
+        head = np.zeros((h, w), bool)
+        head[y:y + th, x:x + tw] = tile_masks.any(0)
+        paste = head.copy()
+        paste[y:y + th, x:x + tw] |= ~covered[y:y + th, x:x + tw]
+        image[paste] = _placed(tile, (h, w), y, x)[paste]
+        covered[y:y + th, x:x + tw] = True
+        for m in masks:
+            m[head] = 0  # hidden under this head
         for m in tile_masks:
             full = np.zeros((h, w), np.uint8)
             full[y:y + th, x:x + tw] = m
             masks.append(full)
-    return image, target_from_masks(np.stack(masks), np.ones(len(masks), np.int64))
+            order.append(index)
+    target = target_from_masks(np.stack(masks), np.ones(len(masks), np.int64))
+    if overlap > 0:
+        keep = np.stack(masks).reshape(len(masks), -1).any(1)
+        target["order"] = np.asarray(order, np.int64)[keep]
+    return image, target
+
+
+def _placed(tile: np.ndarray, canvas: tuple[int, int], y: int, x: int) -> np.ndarray:
+    full = np.zeros(canvas, tile.dtype)
+    full[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
+    return full
 
 
 class CompositeDataset:
@@ -61,10 +110,13 @@ class CompositeDataset:
 
     Scans are decoded once and kept at cell size (canvas / ``grid``), so memory stays small. ``flip`` mirrors
     each tile at random (part of the same seeded draw). ``grid=(2, 4)`` allows up to 8 heads per canvas.
+    ``overlap > 0`` crops each scan to its head (``margin`` of the head box around it) and lets neighbouring
+    heads overlap (see :func:`compose_tiles`); the targets then carry ``order``.
     """
 
     def __init__(self, items: list[InstanceItem], preprocess: Preprocess, length: int, seed: int = 0,
-                 heads: tuple[int, int] = (2, 4), flip: bool = False, grid: tuple[int, int] = (2, 2)):
+                 heads: tuple[int, int] = (2, 4), flip: bool = False, grid: tuple[int, int] = (2, 2),
+                 overlap: float = 0.0, margin: float = 0.1):
         if len(items) < heads[1]:
             raise InputError(f"items: got {len(items)} scans, expected at least {heads[1]} to draw distinct ones")
         if not 1 <= heads[0] <= heads[1] <= grid[0] * grid[1]:
@@ -72,15 +124,21 @@ class CompositeDataset:
         if length < 1:
             raise InputError(f"length: got {length}, expected >= 1 composites")
         self.preprocess, self.length, self.seed, self.heads, self.flip = preprocess, length, seed, heads, flip
-        self.grid = tuple(grid)
+        if not 0.0 <= overlap < 1.0:
+            raise InputError(f"overlap: got {overlap!r}, expected a fraction of a cell in [0, 1)")
+        self.grid, self.overlap = tuple(grid), float(overlap)
         h, w = (int(v) for v in preprocess.size)
         self.canvas = (h, w)
+        cell = (int(h // grid[0] * (1 + overlap)), int(w // grid[1] * (1 + overlap)))
         self.tiles = []
         for item in items:
             image, target = item.load()
             if image.ndim == 3:
                 image = image[..., 0]
-            self.tiles.append(_fit(image, target["masks"], (h // grid[0], w // grid[1])))
+            masks = target["masks"]
+            if overlap > 0:
+                image, masks = _head_crop(image, masks, target["boxes"], margin)
+            self.tiles.append(_fit(image, masks, cell))
 
     def __len__(self) -> int:
         return self.length
@@ -97,7 +155,7 @@ class CompositeDataset:
             if self.flip and rng.random() < 0.5:
                 tile, masks = tile[:, ::-1], masks[..., ::-1]
             tiles.append((tile, masks))
-        return compose_tiles(tiles, self.canvas, rng, self.grid)
+        return compose_tiles(tiles, self.canvas, rng, self.grid, self.overlap)
 
     def __getitem__(self, index: int):
         canvas, target = self.canvas_at(index)
