@@ -42,9 +42,6 @@ KNOWN_RELATIVE = {"export/onnx_export.py": "item 2 (file busy elsewhere when the
 # Import loops still to break (issue 21, "Done when: no import loop anywhere"). A loop found must lie inside
 # one of these sets; a module that leaves a loop must leave its set too (test_known_loops_are_not_stale).
 KNOWN_LOOPS = {
-    "item 5: video sources <-> capture/dicom (Source, as_bgr_uint8, _cv2)": {
-        "edgeseg.video.capture", "edgeseg.video.dicom", "edgeseg.video.sources",
-    },
     "items 1/4/7: artifact's lazy imports (apps.selfie, bare_onnx), instances <-> models/export, tflite <-> export": {
         "edgeseg.apps.selfie", "edgeseg.artifact", "edgeseg.bare_onnx", "edgeseg.data.dataset",
         "edgeseg.export.onnx_export", "edgeseg.instances.data", "edgeseg.instances.export",

@@ -38,3 +38,20 @@ def test_stream_is_a_function_and_video_a_plain_package_numpy_only():
         """)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_video_modules_share_no_private_names():
+    """What the video modules share (the Source base, the OpenCV loader) is public in ``edgeseg.video.frames``;
+    a private name imported across modules is a coupling nobody sees from the outside."""
+    import ast
+    from pathlib import Path
+
+    import edgeseg.video
+
+    bad = []
+    for path in sorted(Path(edgeseg.video.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                bad += [f"{path.name}:{node.lineno} {a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, f"private names imported across edgeseg.video modules: {bad}"

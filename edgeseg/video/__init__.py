@@ -14,11 +14,13 @@ Importing this package needs only NumPy; OpenCV, PyAV and pydicom load when a so
 
 from __future__ import annotations
 
+from .capture import VideoSource
 from .dicom import DicomSource
 from .errors import SinkError, SourceError, StreamError
+from .frames import CapturedFrame, Source
 from .loop import Stream, StreamResult, stream
 from .sinks import ImageFolderSink, NullSink, Sink, VideoFileSink, WindowSink, open_sink
-from .sources import CapturedFrame, FrameSource, ImageFolderSource, Source, open_source
+from .sources import FrameSource, ImageFolderSource, open_source
 from .stats import StreamStats, format_table
 
 __all__ = [
@@ -44,11 +46,3 @@ __all__ = [
     "open_source",
     "stream",
 ]
-
-
-def __getattr__(name: str):
-    if name == "VideoSource":  # lives in .capture, which needs nothing heavy either, but keep it on demand
-        from .capture import VideoSource
-
-        return VideoSource
-    raise AttributeError(f"module 'edgeseg.video' has no attribute {name!r}")

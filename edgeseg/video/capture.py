@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from .errors import SourceError
-from .sources import Source, _cv2, log
+from .frames import Source, load_cv2, log
 
 CSI_PIPELINE = (
     "nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
@@ -55,7 +55,7 @@ class VideoSource(Source):
     def _new_capture(self):
         if self._factory is not None:
             return self._factory(self.target, self.api)
-        cv2 = _cv2()
+        cv2 = load_cv2()
         api = cv2.CAP_ANY if self.api is None else self.api
         return cv2.VideoCapture(self.target, api)
 
@@ -113,7 +113,7 @@ class VideoSource(Source):
         self._pass_frames = 0
 
     def _configure(self, capture) -> None:
-        cv2 = _cv2()
+        cv2 = load_cv2()
         width, height = self.requested_size
         if width and height:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
@@ -223,7 +223,7 @@ def camera_source(device, *, fps: float | None = None, **options) -> VideoSource
     """A webcam by index (``0``) or a V4L2 device path (``/dev/video0``)."""
     api = None
     if isinstance(device, str):
-        api = _cv2().CAP_V4L2
+        api = load_cv2().CAP_V4L2
     return VideoSource(device, live=True, fps=fps, api=options.pop("api", api), **options)
 
 
@@ -233,7 +233,7 @@ def csi_source(spec: str, *, fps: float | None = None, width: int | None = None,
     sensor = spec.strip("/") or "0"
     if not sensor.isdigit():
         raise InputError(f"source: got 'csi://{spec}', expected csi://N with a sensor number N (csi://0)")
-    cv2 = _cv2()
+    cv2 = load_cv2()
     if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
         raise SourceError(
             f"csi://{sensor} needs OpenCV built with GStreamer, and this OpenCV ({cv2.__version__}) has none "

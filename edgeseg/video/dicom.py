@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from .errors import SourceError
-from .sources import Source, _cv2, as_bgr_uint8
+from .frames import Source, as_bgr_uint8, load_cv2
 
 JPEG_BASELINE_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 OPENCV_PHOTOMETRICS = ("YBR_FULL_422", "YBR_FULL")
@@ -67,7 +67,7 @@ class DicomSource(Source):
         """JPEG baseline fragments decoded by OpenCV (libjpeg converts YBR itself), already BGR."""
         from pydicom.encaps import generate_frames
 
-        cv2 = _cv2()
+        cv2 = load_cv2()
         ds = _pydicom().dcmread(str(self.path))
         for data in generate_frames(ds.PixelData, number_of_frames=self.num_frames):
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .sources import _cv2
+from .frames import load_cv2
 
 
 class Overlay:
@@ -32,7 +32,7 @@ class Overlay:
         self.alpha = float(alpha)
         self._lut = np.zeros((256, 1, 3), np.uint8)
         self._lut[: len(colors), 0] = colors
-        self._cv2 = _cv2()
+        self._cv2 = load_cv2()
 
     def __call__(self, frame: np.ndarray, result) -> np.ndarray:
         cv2, labels = self._cv2, result.labels

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from .errors import SinkError
-from .sources import IMAGE_SUFFIXES, _cv2, gray_to_bgr, log
+from .frames import IMAGE_SUFFIXES, gray_to_bgr, load_cv2, log
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 CODECS = ("h264", "mp4v", "mjpg")
@@ -110,7 +110,7 @@ class WindowSink(Sink):
     def __init__(self, uri: str = "window", fps: float | None = None, size=None, title: str = "edgeseg"):
         super().__init__(uri, fps, size)
         self.title = title
-        self._cv2 = _cv2()
+        self._cv2 = load_cv2()
         problem = window_problem(self._cv2)
         if problem:
             raise SinkError(f"cannot open a window: {problem}. Write to a file instead (--sink out.mp4)")
@@ -189,7 +189,7 @@ class VideoFileSink(Sink):
             self._stream.pix_fmt = "yuv420p"
             self._av = av
         else:
-            cv2 = _cv2()
+            cv2 = load_cv2()
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.codec == "mp4v" else "MJPG"))
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
             if not self._writer.isOpened():
@@ -203,7 +203,7 @@ class VideoFileSink(Sink):
             image = np.pad(image, ((0, self._pad[1]), (0, self._pad[0]), (0, 0)), mode="edge")
         # OpenCV's SIMD BGR -> I420 (BT.601, limited range, as swscale's default) is ~0.4 ms per 640x480
         # frame cheaper than letting the encoder convert bgr24 itself.
-        cv2 = _cv2()
+        cv2 = load_cv2()
         i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
         frame = self._av.VideoFrame.from_ndarray(i420, format="yuv420p")
         for packet in self._stream.encode(frame):
@@ -231,7 +231,7 @@ class ImageFolderSink(Sink):
         if suffix not in IMAGE_SUFFIXES:
             raise InputError(f"suffix: got {suffix!r}, expected one of {IMAGE_SUFFIXES}")
         self.folder, self.suffix = Path(folder), suffix
-        self._cv2 = _cv2()
+        self._cv2 = load_cv2()
 
     def _open(self) -> None:
         try:
