@@ -17,13 +17,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError
+from . import bare_onnx
+from .errors import ArtifactError, InputError
+from .model_cache import selfie_model_path
+from .sidecar import (COLOR_ORDERS, OUTPUT_KINDS, RESIZE_MODES, Preprocess, TensorSpec, class_count_problems, is_int,
+                      sidecar_path)
+
+# The value types and accepted values live in edgeseg.sidecar (below bare_onnx); they stay importable from here.
+__all__ = ["COLOR_ORDERS", "DEFAULT_PALETTE", "FORMATS", "MODEL_NAMES", "OUTPUT_KINDS", "RESIZE_MODES",
+           "SCHEMA_VERSION", "Artifact", "Preprocess", "TensorSpec", "class_count_problems", "resolve_model",
+           "sidecar_path"]
 
 SCHEMA_VERSION = 1
 FORMATS = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "pt", ".safetensors": "safetensors"}
-OUTPUT_KINDS = ("logits", "probs")
-RESIZE_MODES = ("stretch", "letterbox")
-COLOR_ORDERS = ("bgr", "rgb", "gray")
 # Sane bounds, checked at load so a corrupt or hostile sidecar fails with a message instead of exhausting memory.
 MAX_CLASSES = 4096  # ADE20K has 150, LVIS 1203
 MAX_SIDE = 8192  # preprocess.size and every fixed input dim (8K video is 7680 wide)
@@ -41,33 +47,6 @@ DEFAULT_PALETTE = [
     (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82),
     (255, 56, 203), (200, 149, 255), (199, 55, 255),
 ]
-
-
-@dataclass
-class TensorSpec:
-    """Name, shape and dtype of one model input or output. Dynamic dims are strings ("batch", "height")."""
-
-    name: str
-    shape: list[int | str]
-    dtype: str = "float32"
-
-
-@dataclass
-class Preprocess:
-    """How a BGR uint8 HWC frame becomes the model's NCHW float input.
-
-    ``x = (pixel / 255 - mean) / std`` per channel, in ``color`` order, after resizing to ``size`` (H, W).
-    """
-
-    size: tuple[int, int] = (256, 256)
-    resize: str = "stretch"
-    color: str = "rgb"
-    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.color == "gray" else 3
 
 
 @dataclass
@@ -201,9 +180,17 @@ class Artifact:
         """The artifact of an ``.onnx`` without a sidecar, read from its graph; ``assume`` sets what a graph cannot
         say: ``classes``, ``mean``, ``std``, ``color``, ``size`` (H, W), ``output_kind``. Logs one line naming what
         was assumed (see :mod:`edgeseg.bare_onnx`)."""
-        from .bare_onnx import infer_artifact
-
-        return infer_artifact(path, **assume)
+        announce = assume.pop("announce", True)
+        fields, assumed = bare_onnx.fields_from_onnx(path, **assume)
+        artifact = cls(path=Path(path), **fields)
+        try:
+            artifact.validate()
+        except ArtifactError as exc:  # the values came from options or assumptions, not from a sidecar file
+            problem = str(exc).removeprefix(f"{artifact.sidecar_path}: ")
+            raise InputError(f"{artifact.path.name} (no sidecar): {problem}") from exc
+        if announce:
+            bare_onnx.announce(artifact.path, fields, assumed)
+        return artifact
 
     def validate(self) -> None:
         """Check the sidecar's values against each other and sane bounds; raise :class:`ArtifactError` listing
@@ -216,7 +203,7 @@ class Artifact:
             problems.append(f"preprocess.resize is {pre.resize!r}, expected one of {RESIZE_MODES}")
         if pre.color not in COLOR_ORDERS:
             problems.append(f"preprocess.color is {pre.color!r}, expected one of {COLOR_ORDERS}")
-        if len(pre.size) != 2 or any(not _is_int(s) or not 0 < s <= MAX_SIDE for s in pre.size):
+        if len(pre.size) != 2 or any(not is_int(s) or not 0 < s <= MAX_SIDE for s in pre.size):
             problems.append(f"preprocess.size is {list(pre.size)!r}, expected [height, width] of ints in "
                             f"1..{MAX_SIDE}")
         if len(pre.mean) != pre.channels or len(pre.std) != pre.channels:
@@ -236,9 +223,9 @@ class Artifact:
             for i, spec in enumerate(specs):
                 fixed = [d for d in spec.shape if not isinstance(d, str)]
                 if kind == "inputs":  # images: every side bounded
-                    ok, expected = all(_is_int(d) and 0 < d <= MAX_SIDE for d in fixed), f"in 1..{MAX_SIDE}"
+                    ok, expected = all(is_int(d) and 0 < d <= MAX_SIDE for d in fixed), f"in 1..{MAX_SIDE}"
                 else:  # outputs may list many anchors or boxes: bound the size in all
-                    ok = all(_is_int(d) and d > 0 for d in fixed) and math.prod(fixed) <= MAX_TENSOR_ELEMENTS
+                    ok = all(is_int(d) and d > 0 for d in fixed) and math.prod(fixed) <= MAX_TENSOR_ELEMENTS
                     expected = f"positive, at most {MAX_TENSOR_ELEMENTS} elements in all,"
                 if not ok:
                     problems.append(f"{kind}[{i}].shape is {spec.shape!r}, expected fixed dims {expected} "
@@ -275,29 +262,8 @@ def resolve_model(model: str | Path) -> Path:
     ``edgeseg.stream(src, "selfie")`` all mean the same file.
     """
     if isinstance(model, str) and model in MODEL_NAMES:
-        from .apps.selfie import selfie_model_path
-
         return selfie_model_path(MODEL_NAMES[model])
     return Path(model)
-
-
-def sidecar_path(model_path: str | Path) -> Path:
-    """``model.onnx`` -> ``model.onnx.json``."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name + ".json")
-
-
-def class_count_problems(channels: Any, num_classes: int, where: str) -> list[str]:
-    """A model output with ``channels`` (int, or a name when dynamic) against ``num_classes`` class names:
-    equal, or one sigmoid channel for two classes. Returns the problem as a one-item list, or []."""
-    if not _is_int(channels) or channels == num_classes or (channels == 1 and num_classes == 2):
-        return []
-    expected = "2 (background and foreground)" if channels == 1 else str(channels)
-    return [f"classes has {num_classes} names but {where} has {channels} channel(s); expected {expected} names"]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -319,7 +285,7 @@ def _model_kwargs_problems(kwargs: dict[str, Any]) -> list[str]:
     """Bounds on what rebuilds a checkpoint's network, checked before torch allocates anything."""
     problems = []
     for key, low, high in (("num_classes", 1, MAX_CLASSES), ("in_channels", 1, MAX_MODEL_KWARG)):
-        if key in kwargs and not (_is_int(kwargs[key]) and low <= kwargs[key] <= high):
+        if key in kwargs and not (is_int(kwargs[key]) and low <= kwargs[key] <= high):
             problems.append(f"model_kwargs.{key} is {kwargs[key]!r}, expected an int in {low}..{high}")
     for key, value in kwargs.items():
         values = value if isinstance(value, (list, tuple)) else [value]
@@ -357,7 +323,7 @@ def _type_problems(data: dict[str, Any]) -> list[str]:
                                 "\"dtype\": str}")
     if not all(isinstance(c, str) for c in data.get("classes", [])):
         problems.append(f"classes is {data['classes']!r}, expected a list of class names (strings)")
-    if not all(isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
+    if not all(isinstance(c, list) and len(c) == 3 and all(is_int(v) and 0 <= v <= 255 for v in c)
                for c in data.get("colors", [])):
         problems.append("colors: expected a list of [b, g, r] integers 0-255")
     pre = data.get("preprocess", {})

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from .artifact import COLOR_ORDERS, OUTPUT_KINDS, Artifact, Preprocess, TensorSpec, class_count_problems, sidecar_path
 from .errors import ArtifactError, InputError
+from .sidecar import COLOR_ORDERS, OUTPUT_KINDS, Preprocess, TensorSpec, class_count_problems, sidecar_path
 
 DEFAULT_SIZE = (512, 512)  # for a graph with dynamic height/width
 _PROB_OPS = {"Softmax", "Sigmoid"}
@@ -29,13 +30,14 @@ _ANNOUNCED: set[tuple] = set()
 log = logging.getLogger("edgeseg")
 
 
-def infer_artifact(path: str | Path, *, classes: list[str] | None = None, mean: list[float] | None = None,
-                   std: list[float] | None = None, color: str | None = None, size: tuple[int, int] | None = None,
-                   output_kind: str | None = None, announce: bool = True) -> Artifact:
-    """The :class:`Artifact` for a bare ``.onnx``: read from the graph, the rest from these arguments or assumed.
+def fields_from_onnx(path: str | Path, *, classes: list[str] | None = None, mean: list[float] | None = None,
+                     std: list[float] | None = None, color: str | None = None, size: tuple[int, int] | None = None,
+                     output_kind: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The sidecar fields of a bare ``.onnx`` (keyword arguments of :class:`edgeseg.artifact.Artifact` less
+    ``path``): read from the graph, the rest from these arguments or assumed; and the list of what was assumed.
 
     Raises :class:`ArtifactError` when the graph is not an NCHW image -> per-class-score model edgeseg can feed,
-    naming what it found. ``announce``: log one line saying what was read and what was assumed.
+    naming what it found. :meth:`edgeseg.artifact.Artifact.from_onnx` validates the fields and announces.
     """
     path = Path(path)
     if path.suffix.lower() != ".onnx":
@@ -72,17 +74,10 @@ def infer_artifact(path: str | Path, *, classes: list[str] | None = None, mean: 
         output_kind = "probs" if last_op in _PROB_OPS else "logits"
         if last_op is None:
             assumed.append("output logits (install onnx to read the graph's last op)")
-    artifact = Artifact(path=path, inputs=[inp], outputs=[out], classes=classes, output_kind=output_kind,
-                        preprocess=Preprocess(size=tuple(size), color=color, mean=list(mean), std=list(std)),
-                        extra={"sidecar": "inferred from the ONNX graph"})
-    try:
-        artifact.validate()
-    except ArtifactError as exc:  # the values came from options or assumptions, not from a sidecar file
-        problem = str(exc).removeprefix(f"{artifact.sidecar_path}: ")
-        raise InputError(f"{path.name} (no sidecar): {problem}") from exc
-    if announce:
-        _announce(artifact, assumed)
-    return artifact
+    fields = {"inputs": [inp], "outputs": [out], "classes": classes, "output_kind": output_kind,
+              "preprocess": Preprocess(size=tuple(size), color=color, mean=list(mean), std=list(std)),
+              "extra": {"sidecar": "inferred from the ONNX graph"}}
+    return fields, assumed
 
 
 def _read_graph(path: Path) -> tuple[TensorSpec, TensorSpec, str | None]:
@@ -113,7 +108,6 @@ def _read_graph(path: Path) -> tuple[TensorSpec, TensorSpec, str | None]:
 
 def _read_with_onnxruntime(path: Path) -> tuple[TensorSpec, TensorSpec, None]:
     from ._deps import require
-    from .runtime.ort_runner import _spec_of
 
     ort = require("onnxruntime", "reading an ONNX model without its sidecar")
     options = ort.SessionOptions()
@@ -123,7 +117,7 @@ def _read_with_onnxruntime(path: Path) -> tuple[TensorSpec, TensorSpec, None]:
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise ArtifactError(f"{path}: ONNX Runtime cannot load this model ({type(exc).__name__}: {exc})") from exc
-    return _spec_of(session.get_inputs()[0]), _spec_of(session.get_outputs()[0]), None
+    return TensorSpec.from_ort(session.get_inputs()[0]), TensorSpec.from_ort(session.get_outputs()[0]), None
 
 
 def _spec(value) -> TensorSpec:
@@ -178,16 +172,17 @@ def _numbers(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
-def _announce(artifact: Artifact, assumed: list[str]) -> None:
-    key = (str(artifact.path.resolve()), tuple(assumed))
+def announce(path: str | Path, fields: dict[str, Any], assumed: list[str]) -> None:
+    """Log one line (once per model and assumptions) saying what :func:`fields_from_onnx` read and assumed."""
+    path = Path(path)
+    key = (str(path.resolve()), tuple(assumed))
     if key in _ANNOUNCED:
         return
     _ANNOUNCED.add(key)
-    inp, out = artifact.inputs[0], artifact.outputs[0]
+    inp, out = fields["inputs"][0], fields["outputs"][0]
     read = (f"input {inp.name!r} ({', '.join(map(str, inp.shape))}) {inp.dtype}, output {out.name!r} "
-            f"{out.shape[1]} channel(s) {artifact.output_kind}")
+            f"{out.shape[1]} channel(s) {fields['output_kind']}")
     guess = "; assumed " + ", ".join(assumed) if assumed else ""
     hint = (" (set with --color/--mean/--std/--classes/--input-size/--output-kind, Artifact.from_onnx(...), or a "
-            f"sidecar {artifact.sidecar_path.name})") if assumed else ""
-    log.warning("edgeseg: %s has no sidecar; read %s%s%s", artifact.path.name, read, guess, hint)
-
+            f"sidecar {sidecar_path(path).name})") if assumed else ""
+    log.warning("edgeseg: %s has no sidecar; read %s%s%s", path.name, read, guess, hint)

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .._deps import require
-from ..artifact import Artifact, Preprocess
-from ..errors import ArtifactError, InputError
+from edgeseg._deps import require
+from edgeseg.artifact import Artifact, Preprocess
+from edgeseg.errors import ArtifactError, InputError
 from .slim import conv_from_conv_transpose
 
 INPUT_NAME = "input"
@@ -115,7 +115,7 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
             TensorRT-RTX and TensorRT 8.x parse; the graph stops before a CRF, which runs after the
             engine) or ``plugin`` (edgeseg's TensorRT plugin nodes); see :mod:`edgeseg.ops.routes`.
     """
-    from ..ops.routes import check_route, export_route
+    from edgeseg.ops.routes import check_route, export_route
 
     check_route(route)
     torch = require("torch", "ONNX export")
@@ -127,7 +127,7 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
         raise InputError(f"opset: got {opset!r}, expected an int >= 16 (19+ for DeformConv)")
     artifact = artifact or _artifact_from_model(model)
     if artifact.model in ("maskrcnn", "fcis", "bottomup"):  # instance outputs, post-processing in the graph
-        from ..instances.export import export_artifact
+        from edgeseg.instances.export import export_artifact
 
         with export_route(route):
             export_artifact(model, artifact, out_path, opset=opset)
@@ -162,6 +162,18 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
     onnx.save(proto, str(out_path))
     return _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model), route,
                           _after_engine(model, route))
+
+
+def onnx_from_imported(model: Any, artifact: Artifact, onnx_path: str | Path) -> Path:
+    """An imported TFLite graph (fixed input size) -> ONNX through :func:`onnx_from_torch` at the importer's
+    opset, batch dynamic: the ``exporter`` the CLI passes to :func:`edgeseg.tflite.importer.import_tflite`."""
+    from edgeseg.tflite.importer import ONNX_OPSET
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        # expected: imported graphs have a fixed input size (batch stays dynamic)
+        warnings.filterwarnings("ignore", message=r".*takes only .* inputs \(fixed_input_size\)")
+        return onnx_from_torch(model, artifact, onnx_path, opset=ONNX_OPSET).path
 
 
 def _export_with_fallback(torch, model, channels: int, size: tuple[int, int], opset: int, dynamic: bool,
@@ -202,7 +214,7 @@ to_onnx = onnx_from_torch  # the name the issue uses: edgeseg.export.to_onnx(mod
 
 def onnx_from_checkpoint(checkpoint: str | Path, out_path: str | Path | None = None, **options: Any) -> Artifact:
     """Load a ``.safetensors`` checkpoint (zoo sidecar) and export it; ``out_path`` defaults to ``<stem>.onnx``."""
-    from ..models import load_checkpoint
+    from edgeseg.models import load_checkpoint
 
     checkpoint = Path(checkpoint)
     model, artifact = load_checkpoint(checkpoint)
@@ -342,7 +354,7 @@ def _relative_source(source: Path, out_path: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from .. import __version__
+    from edgeseg import __version__
 
     versions = {"edgeseg": __version__, "python": platform.python_version()}
     for name in ("torch", "onnx", "onnxruntime", "onnxslim", "onnxscript"):

@@ -33,24 +33,14 @@ PLUGINS = "edgeseg.plugins"
 KNOWN_UPWARD = {
     ("edgeseg.instances.export", "edgeseg.export.op_translations"): "item 7: one home for ONNX op translations",
     ("edgeseg.models.maskrcnn.export", "edgeseg.export.op_translations"): "item 7: one home for ONNX op translations",
-    ("edgeseg.tflite.importer", "edgeseg.export.onnx_export"): "item 1: the TFLite importer's ONNX step belongs to export/",
 }
 
 # Relative imports out of export/ or plugins/ still to rewrite as absolute ones: file -> the issue 21 item.
-KNOWN_RELATIVE = {"export/onnx_export.py": "item 2 (file busy elsewhere when the others were rewritten)"}
+KNOWN_RELATIVE: dict[str, str] = {}
 
 # Import loops still to break (issue 21, "Done when: no import loop anywhere"). A loop found must lie inside
 # one of these sets; a module that leaves a loop must leave its set too (test_known_loops_are_not_stale).
-KNOWN_LOOPS = {
-    "items 1/4/7: artifact's lazy imports (apps.selfie, bare_onnx), instances <-> models/export, tflite <-> export": {
-        "edgeseg.apps.selfie", "edgeseg.artifact", "edgeseg.bare_onnx", "edgeseg.data.dataset",
-        "edgeseg.export.onnx_export", "edgeseg.instances.data", "edgeseg.instances.export",
-        "edgeseg.instances.predict", "edgeseg.instances.segmenter", "edgeseg.models.bottomup",
-        "edgeseg.models.maskrcnn.export", "edgeseg.pipeline", "edgeseg.postprocess", "edgeseg.preprocess",
-        "edgeseg.runtime", "edgeseg.runtime.base", "edgeseg.runtime.ort_runner", "edgeseg.runtime.registry",
-        "edgeseg.tflite.importer", "edgeseg.tflite.mediapipe",
-    },
-}
+KNOWN_LOOPS: dict[str, set[str]] = {}
 
 
 @cache

@@ -114,7 +114,7 @@ def test_cache_without_recorded_hash_is_refused(cache):
 
 
 def test_hash_is_computed_once_per_process_until_the_file_changes(cache, monkeypatch):
-    from edgeseg.apps import selfie
+    from edgeseg import model_cache
 
     hashed = []
 
@@ -122,15 +122,15 @@ def test_hash_is_computed_once_per_process_until_the_file_changes(cache, monkeyp
         hashed.append(Path(path).name)
         return real(path)
 
-    real = selfie.sha256_of
-    monkeypatch.setattr(selfie, "sha256_of", counting)
-    monkeypatch.setattr(selfie, "_VERIFIED", {})
+    real = model_cache.sha256_of
+    monkeypatch.setattr(model_cache, "sha256_of", counting)
+    monkeypatch.setattr(model_cache, "_VERIFIED", {})
     for _ in range(3):
-        selfie.selfie_model_path()
+        model_cache.selfie_model_path()
     assert sorted(hashed) == ["selfie_general.onnx", "selfie_general.onnx.json"]
     model = cache / "selfie_general.onnx"
     model.write_bytes(model.read_bytes())  # same content, new mtime: hashed again, still valid
     stat = model.stat()
     os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    selfie.selfie_model_path()
+    model_cache.selfie_model_path()
     assert hashed.count("selfie_general.onnx") == 2

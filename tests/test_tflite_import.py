@@ -447,6 +447,7 @@ def test_import_tflite_command_writes_checkpoint_and_onnx_that_match_litert(tmp_
         np.testing.assert_allclose(model(torch.from_numpy(nchw)).numpy().transpose(0, 2, 3, 1), ref, atol=1e-5)
     onnx_path = tmp_path / "out" / "m.onnx"
     assert Artifact.load(onnx_path).output_kind == "probs"
+    assert Artifact.load(onnx_path).inputs[0].shape == ["batch", 3, 16, 12]  # the build stage's exporter
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: nchw})[0]
     np.testing.assert_allclose(got.transpose(0, 2, 3, 1), ref, atol=1e-5)
@@ -466,7 +467,7 @@ def test_imported_graph_is_trainable(tmp_path):
 
 
 def test_plain_onnx_export_fallback_matches_torch(tmp_path):
-    # used when the edgeseg.export package is not installed: plain dynamo export, static batch 1
+    # import_tflite's default exporter (the CLI passes edgeseg.export's): plain dynamo export, static batch 1
     ort = pytest.importorskip("onnxruntime")
     from edgeseg.artifact import Artifact
     from edgeseg.tflite.importer import artifact_for_graph, onnx_from_module
@@ -484,3 +485,22 @@ def test_plain_onnx_export_fallback_matches_torch(tmp_path):
     got = session.run(None, {sidecar.inputs[0].name: x})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, module(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+def test_library_import_takes_its_exporter_from_the_caller(tmp_path):
+    """The library never imports edgeseg.export: without ``exporter`` the ONNX is the plain batch-1 export."""
+    from edgeseg.artifact import Artifact
+    from edgeseg.tflite.importer import import_tflite
+
+    m, ins, outs = _small_segmenter(tmp_path)
+    src = _write(tmp_path, m, ins, outs)
+    plain = import_tflite(src, tmp_path / "plain", classes=["background", "person"])["onnx"]
+    assert Artifact.load(plain).inputs[0].shape == [1, 3, 16, 12]
+    calls = []
+
+    def exporter(model, artifact, onnx_path):
+        calls.append((artifact.model, onnx_path.name))
+        return onnx_path
+
+    paths = import_tflite(src, tmp_path / "given", name="g", classes=["background", "person"], exporter=exporter)
+    assert calls == [("tflite_graph", "g.onnx")] and paths["onnx"] == tmp_path / "given" / "g.onnx"

@@ -19,77 +19,13 @@ from typing import Any
 import numpy as np
 
 from .._deps import require
-from ..artifact import sidecar_path
-from ..errors import ArtifactError, InputError
-from ..tflite.importer import sha256_of
-from ..tflite.mediapipe import MANIFEST, MODELS, check_variant, model_stem, read_manifest, selfie_home
+from ..errors import InputError
+from ..model_cache import selfie_model_path  # noqa: F401 - its public path before edgeseg.model_cache
 
 # Blur the background at reduced resolution when the kernel is large: a Gaussian of sigma s at scale 1/f is
 # (nearly) the same as sigma s*f at full scale once upsampled, and costs f^2 less.
 _MAX_KERNEL_AT_SCALE = 5
 _NEGLIGIBLE = 1e-6  # person weights below this are treated as 0
-
-
-def selfie_model_path(variant: str = "general", fmt: str = "onnx") -> Path:
-    """Path of the imported selfie model in the cache (``fmt``: ``"onnx"`` or ``"safetensors"``), checked.
-
-    Raises :class:`ArtifactError` saying to run ``edgeseg fetch-selfie`` when it is not there, or when the file
-    (or its sidecar) no longer has the SHA-256 that ``fetch-selfie`` recorded in the cache's manifest.
-    """
-    check_variant(variant)
-    if fmt not in ("onnx", "safetensors", "tflite"):
-        raise InputError(f"fmt: got {fmt!r}, expected 'onnx', 'safetensors' or 'tflite'")
-    home = selfie_home()
-    path = home / "tflite" / MODELS[variant][0] if fmt == "tflite" else home / f"{model_stem(variant)}.{fmt}"
-    if not path.is_file():
-        raise ArtifactError(
-            f"selfie model {variant!r} not found at {path}. Run `edgeseg fetch-selfie` once to obtain MediaPipe's "
-            "selfie segmenter (through pip, Apache-2.0) and convert it (set EDGESEG_HOME to change the cache)."
-        )
-    for file, digest in _expected_digests(home, variant, fmt, path).items():
-        _verify(file, digest)
-    return path
-
-
-# path -> (size, mtime_ns) when its SHA-256 last matched. Hashing the cached model (a few hundred KB, ~1 ms) on
-# every use is cheap but it is resolved several times per run (CLI, stream, Segmenter); a file whose size and
-# mtime are unchanged since this process hashed it is not hashed again, and any rewrite changes the mtime.
-_VERIFIED: dict[Path, tuple[int, int]] = {}
-
-
-def _expected_digests(home: Path, variant: str, fmt: str, path: Path) -> dict[Path, str]:
-    """File -> SHA-256 that fetch-selfie recorded (the model, and its sidecar when the manifest lists it)."""
-    if fmt == "tflite":
-        return {path: MODELS[variant][1]}
-    key = "onnx" if fmt == "onnx" else "checkpoint"
-    entry = ((read_manifest(home) or {}).get("models") or {}).get(variant) or {}
-    if not isinstance(entry.get(f"{key}_sha256"), str):
-        raise ArtifactError(f"selfie model {path}: the cache's {home / MANIFEST} does not record its SHA-256, so it "
-                            "cannot be checked. Run `edgeseg fetch-selfie --force` to obtain and convert it again.")
-    digests = {path: entry[f"{key}_sha256"]}
-    if isinstance(entry.get(f"{key}_sidecar_sha256"), str):
-        digests[sidecar_path(path)] = entry[f"{key}_sidecar_sha256"]
-    return digests
-
-
-def _verify(path: Path, expected: str) -> None:
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise ArtifactError(f"selfie model file {path} cannot be read ({exc}). Run `edgeseg fetch-selfie --force` "
-                            "to obtain it again.") from exc
-    stamp = (stat.st_size, stat.st_mtime_ns)
-    if _VERIFIED.get(path) == stamp:
-        return
-    actual = sha256_of(path)
-    if actual != expected:
-        _VERIFIED.pop(path, None)
-        raise ArtifactError(
-            f"selfie model file {path} has SHA-256 {actual[:16]}..., expected {expected[:16]}... as recorded by "
-            "`edgeseg fetch-selfie`: the cached file was modified or damaged. Run `edgeseg fetch-selfie --force` "
-            "to obtain and convert it again."
-        )
-    _VERIFIED[path] = stamp
 
 
 def selfie_segmenter(variant: str = "general", backend: str = "auto", smooth: float | None = None,

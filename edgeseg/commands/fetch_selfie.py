@@ -31,10 +31,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..tflite.mediapipe import fetch_selfie, selfie_home
+    from .import_tflite import onnx_exporter
 
     home = Path(args.home).expanduser() if args.home else selfie_home()
     manifest = fetch_selfie(home=home, wheel=Path(args.wheel).expanduser() if args.wheel else None,
-                            force=args.force)
+                            force=args.force, exporter=onnx_exporter())
     if args.json:
         print(json.dumps(manifest, indent=2))
     else:

@@ -42,6 +42,18 @@ def _floats(field: str, text: str | None):
         raise InputError(f"--{field}: got {text!r}, expected comma-separated numbers") from exc
 
 
+def onnx_exporter():
+    """The build stage's exporter for imported graphs (onnxslim, checks, dynamic batch), or None (the importer's
+    plain export) where ``edgeseg.export`` is not installed."""
+    try:
+        from edgeseg.export.onnx_export import onnx_from_imported
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("edgeseg.export"):
+            raise
+        return None
+    return onnx_from_imported
+
+
 def run(args) -> int:
     from ..artifact import Preprocess
     from ..tflite.convert import graph_from_tflite
@@ -58,7 +70,7 @@ def run(args) -> int:
                                 std=_floats("std", args.std) or [1.0] * n)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     paths = import_tflite(args.model, args.output, name=args.name, classes=classes, preprocess=preprocess,
-                          onnx=not args.no_onnx)
+                          onnx=not args.no_onnx, exporter=onnx_exporter())
     for kind, path in paths.items():
         print(f"{kind:<10} {path}  (+ {path.name}.json)")
     return 0

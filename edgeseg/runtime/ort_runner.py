@@ -15,9 +15,6 @@ GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                      "tensorrt": "TensorrtExecutionProvider"}
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8",
-              "tensor(int8)": "int8", "tensor(bool)": "bool"}
 
 
 class OrtRunner(Runner):
@@ -91,8 +88,8 @@ class OrtRunner(Runner):
         self.session = None
 
     def _check_sidecar(self) -> None:
-        graph_inputs = [_spec_of(i) for i in self.session.get_inputs()]
-        graph_outputs = [_spec_of(o) for o in self.session.get_outputs()]
+        graph_inputs = [TensorSpec.from_ort(i) for i in self.session.get_inputs()]
+        graph_outputs = [TensorSpec.from_ort(o) for o in self.session.get_outputs()]
         check_specs_match(self.artifact, "inputs", self.artifact.inputs, graph_inputs)
         declared = self.artifact.outputs
         unknown = [s.name for s in declared if s.name not in {o.name for o in graph_outputs}]
@@ -169,11 +166,6 @@ def register_edgeseg_ops(options, path) -> bool:
         ) from exc
     options.register_custom_ops_library(str(library))
     return True
-
-
-def _spec_of(node) -> TensorSpec:
-    shape = [d if isinstance(d, int) else (d or "?") for d in node.shape]
-    return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,29 +8,22 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .._deps import require
 from ..artifact import Artifact, Preprocess, TensorSpec
 from ..errors import InputError
+from ..model_cache import sha256_of
 from .convert import graph_from_tflite
 from .reader import read_tflite
 
 INPUT_NAME = "input"
 ONNX_OPSET = 18  # the dynamo exporter emits at least 18 (asking for 17 still yields 18)
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _output_kind(graph: dict[str, Any]) -> str:
@@ -76,7 +69,8 @@ def artifact_for_graph(path: Path, graph: dict[str, Any], classes: list[str] | N
 
 def import_tflite(tflite_path: str | Path, out_dir: str | Path, name: str | None = None,
                   classes: list[str] | None = None, preprocess: Preprocess | None = None,
-                  onnx: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Path]:
+                  onnx: bool = True, extra: dict[str, Any] | None = None,
+                  exporter: Callable[[Any, Artifact, Path], Path] | None = None) -> dict[str, Path]:
     """Convert ``tflite_path`` into ``out_dir/<name>.safetensors`` (+ sidecar) and ``<name>.onnx`` (+ sidecar).
 
     Args:
@@ -87,6 +81,10 @@ def import_tflite(tflite_path: str | Path, out_dir: str | Path, name: str | None
         preprocess: how frames become the input; default RGB in [0, 1] stretched to the input size.
         onnx: also export ONNX (needs the ``workstation`` extra: torch, onnx, onnxscript).
         extra: merged into the sidecars' ``extra`` (provenance, licence).
+        exporter: writes the ONNX, ``exporter(model, artifact, onnx_path) -> onnx_path``; default
+            :func:`onnx_from_module` (plain dynamo export, batch 1). ``edgeseg import-tflite`` and
+            ``edgeseg fetch-selfie`` pass the build stage's :func:`edgeseg.export.onnx_export.onnx_from_imported`
+            (onnxslim, ``onnx.checker``, dynamic batch); the library does not import ``edgeseg.export``.
 
     Returns:
         ``{"checkpoint": Path, "onnx": Path}`` (``onnx`` only when exported).
@@ -109,24 +107,8 @@ def import_tflite(tflite_path: str | Path, out_dir: str | Path, name: str | None
     artifact.save()  # save_checkpoint writes output_kind "logits"; an imported sigmoid graph gives probs
     paths = {"checkpoint": ckpt}
     if onnx:
-        paths["onnx"] = export_onnx(model, artifact, out_dir / f"{name}.onnx")
+        paths["onnx"] = (exporter or onnx_from_module)(model, artifact, out_dir / f"{name}.onnx")
     return paths
-
-
-def export_onnx(model, artifact: Artifact, onnx_path: str | Path) -> Path:
-    """ONNX through the project's exporter (``edgeseg.export``: onnxslim, checks, dynamic batch); when that
-    package is not installed, through :func:`onnx_from_module` (plain dynamo export, batch 1)."""
-    try:
-        from ..export.onnx_export import onnx_from_torch
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("edgeseg.export"):
-            raise
-        return onnx_from_module(model, artifact, onnx_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        # expected: imported graphs have a fixed input size (batch stays dynamic)
-        warnings.filterwarnings("ignore", message=r".*takes only .* inputs \(fixed_input_size\)")
-        return onnx_from_torch(model, artifact, onnx_path, opset=ONNX_OPSET).path
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ licence, checks their SHA-256 against the values pinned here, and converts them 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,23 +29,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..artifact import sidecar_path
 from ..errors import ArtifactError, InputError
-from .importer import sha256_of
+# The cache's layout and checked lookup live below the artifact (edgeseg.model_cache); this module fills the cache.
+from ..model_cache import (MANIFEST, MODELS, check_variant, model_stem, read_manifest,  # noqa: F401 - re-exported
+                           selfie_home, sha256_of)
+from ..sidecar import sidecar_path
 
 MEDIAPIPE_VERSION = "0.10.21"
 WHEEL_DIR = "mediapipe/modules/selfie_segmentation/"
 LICENCE = "Apache-2.0"
-# variant -> (file in the wheel, pinned SHA-256 of that file in mediapipe 0.10.21)
-MODELS = {
-    "general": ("selfie_segmentation.tflite", "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"),
-    "landscape": ("selfie_segmentation_landscape.tflite",
-                  "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd"),
-}
 CLASSES = ["background", "person"]
 # Bump when the importer's output changes: caches converted by another version are converted again.
 CONVERTER_VERSION = 3
-MANIFEST = "manifest.json"
 # pip download targets tried in order: this interpreter's platform, then any wheel (the .tflite files are
 # identical in every platform's wheel).
 _PIP_TARGETS: list[list[str]] = [
@@ -60,33 +54,6 @@ _PIP_TARGETS: list[list[str]] = [
 # pip output that means the index cannot be reached (as opposed to "no wheel for this platform").
 _NETWORK_ERRORS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
                    "Name or service not known", "ProxyError", "Network is unreachable", "Read timed out")
-
-
-def selfie_home() -> Path:
-    """The selfie model cache: ``$EDGESEG_HOME/models/selfie`` or ``~/.cache/edgeseg/models/selfie``."""
-    root = os.environ.get("EDGESEG_HOME")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "edgeseg"
-    return base / "models" / "selfie"
-
-
-def check_variant(variant: str) -> str:
-    if variant not in MODELS:
-        raise InputError(f"variant: got {variant!r}, expected one of {sorted(MODELS)}")
-    return variant
-
-
-def model_stem(variant: str) -> str:
-    return f"selfie_{check_variant(variant)}"
-
-
-def read_manifest(home: Path | None = None) -> dict[str, Any] | None:
-    path = (home or selfie_home()) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
 
 
 def is_complete(home: Path | None = None) -> bool:
@@ -165,13 +132,15 @@ def extract_models(wheel: Path, dest: Path) -> dict[str, Path]:
 
 
 def fetch_selfie(home: Path | None = None, wheel: Path | None = None, force: bool = False,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+                 log: Callable[[str], None] = print, exporter: Callable[..., Path] | None = None) -> dict[str, Any]:
     """Obtain, verify and convert both selfie models into ``home``; quick no-op when already complete.
 
     Args:
         home: cache folder (default :func:`selfie_home`).
         wheel: a local ``mediapipe-0.10.21-*.whl`` to use instead of ``pip download``.
         force: redo everything even if the cache is complete.
+        exporter: how the ONNX files are written (:func:`edgeseg.tflite.importer.import_tflite`'s ``exporter``;
+            ``edgeseg fetch-selfie`` passes the build stage's full exporter).
 
     Returns:
         The manifest (also written to ``home/manifest.json``).
@@ -194,7 +163,7 @@ def fetch_selfie(home: Path | None = None, wheel: Path | None = None, force: boo
         log(f"importing {tflite.name} -> {model_stem(variant)}.onnx")
         source = {"package": f"mediapipe=={MEDIAPIPE_VERSION}", "wheel": wheel_name, "licence": LICENCE}
         paths = import_tflite(tflite, home, name=model_stem(variant), classes=CLASSES,
-                              extra={"mediapipe": source, "variant": variant})
+                              extra={"mediapipe": source, "variant": variant}, exporter=exporter)
         entry = {"tflite": str(tflite.relative_to(home)), "onnx": paths["onnx"].name,
                  "checkpoint": paths["checkpoint"].name}
         for key in ("tflite", "onnx", "checkpoint"):
