@@ -17,7 +17,6 @@ import logging
 import os
 import platform
 import re
-import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -49,25 +48,13 @@ STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
 
 def custom_translation_table() -> dict:
-    """Translations of edgeseg's custom ops for the dynamo exporter.
+    """Translations of edgeseg's custom ops for the dynamo exporter on the current route:
+    :func:`edgeseg.ops.onnx_translations.translation_table` (DeformConv, RoiAlign: standard ONNX ops, or
+    edgeseg's plugin nodes on the ``plugin`` route; NMS; the CRF-as-RNN layer's ``edgeseg.DenseCRF`` node, a
+    custom-domain node for the TensorRT plugin that ONNX Runtime runs only with edgeseg's op library)."""
+    from edgeseg.ops.onnx_translations import translation_table
 
-    ``edgeseg.export.op_translations.translation_table()`` (DeformConv, RoiAlign: standard ONNX ops, or
-    edgeseg's plugin nodes on the ``plugin`` route) when present, plus the CRF-as-RNN layer's ``edgeseg.DenseCRF`` node when a model has loaded
-    ``edgeseg.ops.crf_rnn`` (a custom-domain node for the TensorRT plugin; ONNX Runtime cannot run it).
-    """
-    table: dict = {}
-    try:
-        module = importlib.import_module("edgeseg.export.op_translations")
-    except ModuleNotFoundError as exc:
-        if exc.name != "edgeseg.export.op_translations":
-            raise
-    else:
-        routed = getattr(module, "translation_table", None)  # the current route's (edgeseg.ops.routes)
-        table.update(routed() if callable(routed) else getattr(module, "CUSTOM_TRANSLATION_TABLE", {}))
-    crf = sys.modules.get("edgeseg.ops.crf_rnn")
-    if crf is not None and hasattr(crf, "crf_translation_table"):
-        table.update(crf.crf_translation_table())
-    return table
+    return translation_table()
 
 
 def custom_domains(proto) -> list[str]:

@@ -12,11 +12,8 @@ torch = pytest.importorskip("torch")
 
 import edgeseg.ops.dense_crf  # noqa: F401
 from edgeseg.errors import InputError
-from edgeseg.ops.crf_rnn import (
-    CRFasRNN,
-    crf_translation_table,
-    mean_field_windowed_torch,
-)
+from edgeseg.ops.crf_rnn import CRFasRNN, mean_field_windowed_torch
+from edgeseg.ops.onnx_translations import translation_table
 
 dense_crf = sys.modules["edgeseg.ops.dense_crf"].dense_crf
 
@@ -89,7 +86,7 @@ def test_export_emits_the_dense_crf_node_with_the_learned_parameters():
     pytest.importorskip("onnxscript")
     crf = trained_looking_crf().eval()
     logits, image = make_case()
-    program = torch.onnx.export(crf, (logits, image), dynamo=True, custom_translation_table=crf_translation_table())
+    program = torch.onnx.export(crf, (logits, image), dynamo=True, custom_translation_table=translation_table())
     model = program.model_proto
     onnx.checker.check_model(model, full_check=True)  # passes only with the registered edgeseg.DenseCRF schema
     assert [n.op_type for n in model.graph.node] == ["Softmax", "Transpose", "DenseCRF", "Log"]
@@ -109,7 +106,7 @@ def test_export_without_frozen_parameters_says_what_to_do():
     pytest.importorskip("onnxscript")
     crf = trained_looking_crf()  # still in training mode: nothing frozen
     with pytest.raises(torch.onnx.OnnxExporterError) as raised:  # torch.export wraps the layer's own error
-        torch.onnx.export(crf, make_case(), dynamo=True, custom_translation_table=crf_translation_table())
+        torch.onnx.export(crf, make_case(), dynamo=True, custom_translation_table=translation_table())
     assert isinstance(raised.value.__cause__, InputError) and "call model.eval()" in str(raised.value.__cause__)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -158,13 +156,14 @@ def test_input_multiple_gives_dynamic_sizes_in_steps(tmp_path):
         np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
 
 
-def test_custom_translation_table_is_picked_up_when_present(monkeypatch):
-    assert isinstance(custom_translation_table(), dict)
-    fake = types.ModuleType("edgeseg.export.op_translations")
-    fake.CUSTOM_TRANSLATION_TABLE = {"op": "translation"}
-    monkeypatch.setitem(sys.modules, "edgeseg.export.op_translations", fake)
-    # the ops' table is merged in (the CRF layer's translation joins it once its module is loaded)
-    assert custom_translation_table().items() >= {"op": "translation"}.items()
+def test_custom_translation_table_covers_every_edgeseg_op():
+    from edgeseg.ops import onnx_translations as home
+
+    ops = torch.ops.edgeseg
+    assert custom_translation_table() == {ops.deform_conv2d.default: home.deform_conv2d_to_onnx,
+                                          ops.roi_align.default: home.roi_align_to_onnx,
+                                          ops.nms.default: home.nms_to_onnx,
+                                          ops.crf_as_rnn.default: home.crf_as_rnn_to_onnx}
 
 
 def test_bad_export_arguments(tmp_path):

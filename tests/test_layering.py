@@ -30,10 +30,7 @@ EXPORT = "edgeseg.export"
 PLUGINS = "edgeseg.plugins"
 
 # Upward imports still to remove: (importer, imported) -> the issue 21 item that removes it.
-KNOWN_UPWARD = {
-    ("edgeseg.instances.export", "edgeseg.export.op_translations"): "item 7: one home for ONNX op translations",
-    ("edgeseg.models.maskrcnn.export", "edgeseg.export.op_translations"): "item 7: one home for ONNX op translations",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 # Relative imports out of export/ or plugins/ still to rewrite as absolute ones: file -> the issue 21 item.
 KNOWN_RELATIVE: dict[str, str] = {}
@@ -135,7 +132,7 @@ def test_the_walk_sees_the_stages():
     assert "edgeseg.runtime.tensorrt_env" in edges["edgeseg.runtime.trt_runner"]
     assert "edgeseg.runtime.tensorrt_env" in edges["edgeseg.export.trt_build"]
     assert "edgeseg.runtime.tensorrt_env" in edges["edgeseg.plugins.tensorrt"]
-    assert "edgeseg.export.op_translations" in edges["edgeseg.models.maskrcnn.export"]  # `from ...export.x import`
+    assert "edgeseg.ops.onnx_translations" in edges["edgeseg.models.maskrcnn.export"]  # `from ...ops.x import`
     assert "edgeseg.postprocess" in edges["edgeseg.pipeline"]  # `from . import postprocess` is the submodule
 
 

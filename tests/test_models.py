@@ -126,9 +126,9 @@ def test_listing_models_imports_no_torch():
 
 
 def _translations() -> dict:
-    from edgeseg.export.op_translations import CUSTOM_TRANSLATION_TABLE  # shipped: a failed import is a bug
+    from edgeseg.ops.onnx_translations import translation_table  # shipped: a failed import is a bug
 
-    return {"custom_translation_table": CUSTOM_TRANSLATION_TABLE}
+    return {"custom_translation_table": translation_table("native")}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXPORT else n for n in MODELS])

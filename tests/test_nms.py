@@ -76,7 +76,7 @@ def test_bad_input_names_field():
 
 def test_onnx_export_runs_nonmaxsuppression_in_onnxruntime(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from edgeseg.ops.nms import NMS_TRANSLATION
+    from edgeseg.ops.onnx_translations import translation_table
 
     class Model(torch.nn.Module):
         def forward(self, boxes, scores):
@@ -89,7 +89,7 @@ def test_onnx_export_runs_nonmaxsuppression_in_onnxruntime(tmp_path):
     example = (torch.from_numpy(boxes), torch.from_numpy(scores))
     k = torch.export.Dim("k", min=2)
     torch.onnx.export(Model().eval(), example, str(path), dynamo=True, opset_version=19,
-                      custom_translation_table=NMS_TRANSLATION,
+                      custom_translation_table=translation_table(),
                       dynamic_shapes=({0: k}, {0: k}))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]

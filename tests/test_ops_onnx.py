@@ -1,6 +1,6 @@
 """The ops agree with ONNX: ONNX's own node test cases for DeformConv and RoiAlign (generated from the
 installed onnx package) pass through edgeseg's ops, and modules using the ops export with the dynamo
-exporter and ``export/op_translations.py`` to standard ONNX nodes that ONNX Runtime runs to within 1e-5."""
+exporter and ``edgeseg.ops.onnx_translations`` to standard ONNX nodes that ONNX Runtime runs to within 1e-5."""
 
 from __future__ import annotations
 
@@ -116,10 +116,10 @@ class _RoIBlock(torch.nn.Module):
 
 
 def _export_and_run(module, inputs, tmp_path, opset):
-    from edgeseg.export.op_translations import CUSTOM_TRANSLATION_TABLE
+    from edgeseg.ops.onnx_translations import translation_table
 
     program = torch.onnx.export(module.eval(), inputs, dynamo=True, opset_version=opset,
-                                custom_translation_table=CUSTOM_TRANSLATION_TABLE, verbose=False)
+                                custom_translation_table=translation_table("native"), verbose=False)
     path = tmp_path / "model.onnx"
     program.save(str(path))
     model = onnx.load(str(path))
@@ -148,7 +148,7 @@ def test_roi_align_exports_to_onnx_roialign(tmp_path, aligned, sampling_ratio):
     xy = rng.uniform(-4, 22, (9, 2))
     rois = np.concatenate([rng.integers(0, 2, (9, 1)), xy, xy + rng.uniform(0.2, 14, (9, 2))], 1)
     rois = torch.tensor(rois, dtype=torch.float32)
-    opset = 21 if aligned else 19  # the range ONNX Runtime 1.32 runs (see op_translations.MAX_ORT_OPSET)
+    opset = 21 if aligned else 19  # the range ONNX Runtime 1.32 runs (see onnx_translations.MAX_ORT_OPSET)
     model, got = _export_and_run(_RoIBlock(aligned, sampling_ratio), (x, rois), tmp_path, opset=opset)
     assert [n.op_type for n in model.graph.node].count("RoiAlign") == 1
     want = roi_align(x, rois, (3, 4), 0.5, sampling_ratio, aligned).numpy()

@@ -53,7 +53,7 @@ class Pool(torch.nn.Module):
 
 
 def _export(module, example, path, route):
-    from edgeseg.export.op_translations import translation_table
+    from edgeseg.ops.onnx_translations import translation_table
 
     with export_route(route):
         program = torch.onnx.export(module, example, dynamo=True, opset_version=19, input_names=["input", "rois"],

@@ -192,7 +192,7 @@ def test_roi_align_shape_and_aot_arguments_match_the_kernel(plugins):
 
 @pytest.mark.parametrize("op", ["deform_conv", "roi_align", "dense_crf"])
 def test_onnx_node_contract_matches_the_plugin_definition(plugins, op):
-    from edgeseg.plugins.tensorrt.onnx_nodes import PLUGIN_OPS
+    from edgeseg.ops.onnx_translations import PLUGIN_OPS
 
     trtp, registry, modules = plugins
     name = modules[op].OP.split("::")[1]
@@ -205,7 +205,7 @@ def test_plugin_nodes_pass_the_onnx_checker():
     from onnx import TensorProto, helper
 
     from edgeseg.errors import InputError
-    from edgeseg.plugins.tensorrt.onnx_nodes import plugin_node, register_onnx_schemas
+    from edgeseg.ops.onnx_translations import plugin_node, register_onnx_schemas
 
     register_onnx_schemas()
     register_onnx_schemas()  # idempotent

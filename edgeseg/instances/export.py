@@ -40,7 +40,7 @@ def export_artifact(model, artifact, path, opset: int = 19) -> Path:
     import torch
 
     from ..artifact import TensorSpec
-    from ..export.op_translations import translation_table
+    from ..ops.onnx_translations import translation_table
 
     size = tuple(artifact.preprocess.size)
     channels = artifact.model_kwargs.get("in_channels", 1)

@@ -14,9 +14,9 @@ the fused CUDA kernel (``edgeseg.plugins.dense_crf``) and the TensorRT plugin ru
 returns ``log Q_T`` (N, C, H, W): feed it to ``nn.NLLLoss`` or ``CrossEntropyLoss`` (log-softmax of
 log-probabilities is the identity).
 
-Export: under ``torch.onnx.export(..., dynamo=True, custom_translation_table=CRF_TRANSLATION_TABLE)``
-the module emits ``Softmax -> edgeseg.DenseCRF(probs, image NHWC, params=JSON) -> Log``; ``params``
-are the keyword arguments of :func:`edgeseg.ops.dense_crf` (window included), frozen from the
+Export: under ``torch.onnx.export(..., dynamo=True, custom_translation_table=translation_table())``
+(:mod:`edgeseg.ops.onnx_translations`) the module emits ``Softmax -> edgeseg.DenseCRF(probs, image NHWC,
+params=JSON) -> Log``; ``params`` are the keyword arguments of :func:`edgeseg.ops.dense_crf` (window included), frozen from the
 parameters at the last ``.eval()`` / ``load_state_dict`` / :meth:`CRFasRNN.freeze_for_export`.
 The node is the ``edgeseg::DenseCRF`` TensorRT plugin's contract (``plugins/tensorrt/dense_crf.py``).
 """
@@ -33,11 +33,7 @@ from torch import nn
 
 from edgeseg.errors import InputError
 
-# CRF_TRANSLATION_TABLE is public too; it is built on first access (module __getattr__ at the end).
-__all__ = ["CRFasRNN", "DeepLabV3CRF", "crf_translation_table", "mean_field_windowed_torch", "register_onnx_schema",
-           "run_after_engine"]
-
-ONNX_DOMAIN, ONNX_OP = "edgeseg", "DenseCRF"
+__all__ = ["CRFasRNN", "DeepLabV3CRF", "mean_field_windowed_torch", "run_after_engine"]
 
 
 def mean_field_windowed_torch(logits: torch.Tensor, image: torch.Tensor, kernel_weights: torch.Tensor,
@@ -237,7 +233,7 @@ else:
     register_model("deeplabv3_crf")(deeplabv3_crf)
 
 
-# --- export: a torch custom op, its ONNX translation and the ONNX schema --------------------------
+# --- export: the torch custom op (its ONNX translation: edgeseg.ops.onnx_translations) ---------------
 
 @torch.library.custom_op("edgeseg::crf_as_rnn", mutates_args=())
 def _crf_as_rnn_op(logits: torch.Tensor, image: torch.Tensor, params: str) -> torch.Tensor:
@@ -254,47 +250,22 @@ def _(logits, image, params):
     return torch.empty_like(logits)
 
 
-def register_onnx_schema() -> None:
-    """Register ``edgeseg.DenseCRF`` (v1) with ONNX so checkers and exporters accept the node (idempotent)."""
-    import onnx
-    from onnx.defs import OpSchema
-
-    if onnx.defs.has(ONNX_OP, ONNX_DOMAIN):
-        return
-    schema = OpSchema(
-        ONNX_OP, ONNX_DOMAIN, 1,
-        "Mean-field dense CRF (edgeseg.ops.dense_crf): refined class probabilities.",
-        inputs=[OpSchema.FormalParameter("probs", "T", "(N, C, H, W) class probabilities"),
-                OpSchema.FormalParameter("image", "T", "(N, H, W, K) image, values 0..255")],
-        outputs=[OpSchema.FormalParameter("refined", "T", "(N, C, H, W) refined probabilities")],
-        type_constraints=[("T", ["tensor(float)"], "float32 tensors")],
-        attributes=[OpSchema.Attribute("params", OpSchema.AttrType.STRING,
-                                       "JSON object of edgeseg.ops.dense_crf keyword arguments", required=False),
-                    OpSchema.Attribute("plugin_namespace", OpSchema.AttrType.STRING,
-                                       "TensorRT plugin namespace ('edgeseg')", required=False)],
-    )
-    onnx.defs.register_schema(schema)
-
-
-def _dense_crf_onnx(logits, image, params: str):
-    """ONNX for ``edgeseg::crf_as_rnn``: Softmax -> edgeseg.DenseCRF(probs, image NHWC) -> Log."""
-    import onnxscript
-    from onnxscript import opset18 as op
-
-    edgeseg_opset = onnxscript.values.Opset(ONNX_DOMAIN, 1)
-    probs = op.Softmax(logits, axis=1)
-    image_nhwc = op.Transpose(image, perm=[0, 2, 3, 1])
-    refined = edgeseg_opset.DenseCRF(probs, image_nhwc, params=params, plugin_namespace=ONNX_DOMAIN)
-    return op.Log(refined)
-
-
-def crf_translation_table() -> dict:
-    """``custom_translation_table`` entries for ``torch.onnx.export(dynamo=True)``; registers the schema."""
-    register_onnx_schema()
-    return {torch.ops.edgeseg.crf_as_rnn.default: _dense_crf_onnx}
-
-
 def __getattr__(name: str):
-    if name == "CRF_TRANSLATION_TABLE":  # built on first use: it imports onnx and registers the schema
-        return crf_translation_table()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # The ONNX translation and schema moved to edgeseg.ops.onnx_translations, the one home of edgeseg's ONNX side.
+    # Resolved by name on first use: that module imports this one (to register the op), not the other way round.
+    if name not in ("crf_translation_table", "register_onnx_schema", "CRF_TRANSLATION_TABLE"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    warnings.warn(f"edgeseg.ops.crf_rnn.{name} is deprecated: use edgeseg.ops.onnx_translations.translation_table() "
+                  "(every edgeseg op) or register_onnx_schemas()", DeprecationWarning, stacklevel=2)
+    home = importlib.import_module("edgeseg.ops.onnx_translations")
+    if name == "register_onnx_schema":
+        return home.register_onnx_schemas
+
+    def crf_translation_table() -> dict:
+        home.register_onnx_schemas()
+        return {torch.ops.edgeseg.crf_as_rnn.default: home.crf_as_rnn_to_onnx}
+
+    return crf_translation_table() if name == "CRF_TRANSLATION_TABLE" else crf_translation_table

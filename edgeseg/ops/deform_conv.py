@@ -15,7 +15,7 @@ of about 2^20 column elements so the gathered rows stay in cache; Python loops r
 the offset groups and the four corners only, never over pixels.
 
 Both are registered as ``torch.library.custom_op`` (``edgeseg::deform_conv2d`` and its backward), so
-``torch.compile`` and the ONNX exporter see one opaque op (``export/op_translations.py`` maps it to ONNX
+``torch.compile`` and the ONNX exporter see one opaque op (``edgeseg.ops.onnx_translations`` maps it to ONNX
 ``DeformConv``).
 """
 

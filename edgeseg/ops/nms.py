@@ -9,8 +9,8 @@ practice converges in a handful of matrix steps. Ties in score keep the lower in
 The math, literally: :mod:`edgeseg.ops.reference.nms`.
 
 Export: ``edgeseg::nms`` is a ``torch.library.custom_op`` with a data-dependent output length; with the
-dynamo exporter, pass :data:`NMS_TRANSLATION` (merge it into ``custom_translation_table``) and it becomes
-the standard ONNX ``NonMaxSuppression`` (opset 10+), which ONNX Runtime and TensorRT run natively.
+dynamo exporter, pass ``custom_translation_table=edgeseg.ops.onnx_translations.translation_table()`` and it
+becomes the standard ONNX ``NonMaxSuppression`` (opset 10+), which ONNX Runtime and TensorRT run natively.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["NMS_TRANSLATION", "batched_nms", "box_iou", "nms", "nms_to_onnx"]
+__all__ = ["batched_nms", "box_iou", "nms"]
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -105,18 +105,15 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
 
-# --------------------------------------------------------------------------------------------- ONNX
-def nms_to_onnx(boxes, scores, iou_threshold: float):
-    """``edgeseg::nms`` -> ONNX ``NonMaxSuppression`` (one batch, one class); returns its box-index column."""
-    from onnxscript import opset19 as op
+def __getattr__(name: str):
+    # The ONNX translation moved to edgeseg.ops.onnx_translations, the one home of edgeseg's ONNX side. Resolved
+    # by name on first use: that module imports this one (to register the op), not the other way round.
+    if name not in ("NMS_TRANSLATION", "nms_to_onnx"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
 
-    boxes3 = op.Unsqueeze(boxes, op.Constant(value_ints=[0]))                 # (1, K, 4)
-    scores3 = op.Unsqueeze(scores, op.Constant(value_ints=[0, 1]))            # (1, 1, K)
-    max_out = op.Constant(value_ints=[2**31 - 1])
-    iou = op.Constant(value_floats=[float(iou_threshold)])
-    selected = op.NonMaxSuppression(boxes3, scores3, max_out, iou, center_point_box=0)   # (M, 3)
-    return op.Reshape(op.Gather(selected, op.Constant(value_ints=[2]), axis=1), op.Constant(value_ints=[-1]))
-
-
-#: merge into the exporter's ``custom_translation_table`` (e.g. ``{**CUSTOM_TRANSLATION_TABLE, **NMS_TRANSLATION}``)
-NMS_TRANSLATION = {torch.ops.edgeseg.nms.default: nms_to_onnx}
+    warnings.warn(f"edgeseg.ops.nms.{name} is deprecated: use edgeseg.ops.onnx_translations.translation_table() "
+                  "(every edgeseg op) or its nms_to_onnx", DeprecationWarning, stacklevel=2)
+    to_onnx = importlib.import_module("edgeseg.ops.onnx_translations").nms_to_onnx
+    return {torch.ops.edgeseg.nms.default: to_onnx} if name == "NMS_TRANSLATION" else to_onnx

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ...ops.nms import NMS_TRANSLATION
 
 OUTPUT_NAMES = ["boxes", "scores", "labels", "masks"]
 ENGINE_OUTPUTS = ["feature", "objectness", "rpn_deltas"]
@@ -83,9 +82,9 @@ def post_path(path) -> Path:
 
 
 def _export(module, example: tuple, path: Path, input_names, output_names, opset: int) -> Path:
-    from ...export.op_translations import translation_table
+    from ...ops.onnx_translations import translation_table
 
-    table = {**translation_table(), **NMS_TRANSLATION}
+    table = translation_table()  # NMS included
     program = torch.onnx.export(module.eval(), example, dynamo=True, opset_version=opset, input_names=input_names,
                                 output_names=output_names, custom_translation_table=table, optimize=True)
     path.parent.mkdir(parents=True, exist_ok=True)
