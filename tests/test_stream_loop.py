@@ -197,6 +197,27 @@ def test_real_segmenter_from_an_onnx_file_with_smoothing(tmp_path, no_thread_lef
     assert count_frames(tmp_path / "out.avi") == 12
 
 
+def test_timings_are_the_segmentations_own_else_the_loop_times_the_call(no_thread_left):
+    from edgeseg.video.testing import FakeSegmentation
+
+    def bare(frame):  # a callable whose result carries no timings: the loop's timing of the call is "infer"
+        time.sleep(0.003)
+        labels = (frame[:, :, 2] > 127).view(np.uint8)
+        return FakeSegmentation(labels, np.stack([1 - labels, labels]).astype(np.float32), {})
+
+    frames = [numbered_frame(i) for i in range(3)]
+    results = list(edgeseg.stream(FrameSource(frames), bare, render=False))
+    assert [list(r.timings) for r in results] == [["capture", "infer", "render", "end_to_end"]] * 3
+    assert min(r.timings["infer"] for r in results) >= 0.003
+    assert [r.index for r in results] == [0, 1, 2] and all(r.image is None for r in results)
+
+    results = list(edgeseg.stream(FrameSource(frames), FakeSegmenter(delay=0.003), render=False))
+    assert [list(r.timings) for r in results] == [["capture", "pre", "infer", "post", "crf", "render",
+                                                   "end_to_end"]] * 3
+    assert all(r.timings["infer"] == r.segmentation.timings["infer"] >= 0.003 for r in results)
+    assert all(r.frame is f for r, f in zip(results, frames))  # FrameSource hands over its own arrays
+
+
 def test_building_the_labels_is_timed_in_render_even_without_a_renderer(tmp_path, monkeypatch, no_thread_left):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
@@ -253,6 +274,7 @@ def test_segmenter_stages_run_in_capture_inference_and_render_threads(tmp_path, 
         np.testing.assert_array_equal(result.labels, expected.labels)
         np.testing.assert_allclose(result.probs, expected.probs, atol=1e-6)
         assert set(result.timings) >= {"pre", "infer", "post", "render", "end_to_end"}
+        assert result._in_flight is None  # the model input/output between the stages is not kept in the result
 
 
 def test_a_frame_the_segmenter_rejects_fails_the_inference_stage(tmp_path, no_thread_left):

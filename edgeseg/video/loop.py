@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ if hasattr(threading, "_register_atexit"):  # runs before the interpreter joins 
 
 @dataclass
 class StreamResult:
-    """One processed frame.
+    """One processed frame. The same record carries the frame through the threads: the capture thread creates
+    it, the inference and render threads fill it in, and your loop receives it complete.
 
     Attributes:
         frame: (H, W, 3) BGR uint8, the captured frame.
@@ -74,13 +75,17 @@ class StreamResult:
     """
 
     frame: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     timings: dict[str, float]
     index: int
     capture_time: float
     image: np.ndarray | None = None
     segmentation: Any = None
     dropped: int = 0
+    # Between the threads only (cleared when the frame is done): a Segmenter's FrameInFlight between its stages,
+    # or the error its preprocessing raised in the capture thread (the inference stage raises it).
+    _in_flight: Any = field(default=None, init=False, repr=False, compare=False)
+    _error: BaseException | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def latency_s(self) -> float:
@@ -89,18 +94,6 @@ class StreamResult:
     @property
     def probs(self) -> np.ndarray:
         return self.segmentation.probs
-
-
-@dataclass
-class _Item:
-    index: int
-    image: np.ndarray
-    timestamp: float
-    capture_s: float
-    segmentation: Any = None
-    segment_s: float = 0.0
-    in_flight: Any = None  # a Segmenter's FrameInFlight between its stages
-    error: BaseException | None = None  # preprocessing failed in the capture thread: the inference stage raises it
 
 
 @dataclass
@@ -243,7 +236,8 @@ class Stream:
                 capture_s = self.source.last_read_s
                 self._busy["capture"] += capture_s
                 self.stats.count_captured(capture_s)
-                item = _Item(index, image, timestamp, capture_s)
+                item = StreamResult(frame=image, labels=None, timings={"capture": capture_s}, index=index,
+                                    capture_time=timestamp)
                 if self._staged:
                     self._preprocess(item)
                 dropped = self.frames.put(item)
@@ -256,12 +250,12 @@ class Stream:
             frames.close()
             self.frames.close()
 
-    def _preprocess(self, item: _Item) -> None:
+    def _preprocess(self, item: StreamResult) -> None:
         t0 = time.perf_counter()
         try:
-            item.in_flight = self.segmenter.preprocess(item.image)
+            item._in_flight = self.segmenter.preprocess(item.frame)
         except Exception as exc:  # noqa: BLE001 - a bad frame fails the inference stage, as an unstaged call would
-            item.error = exc
+            item._error = exc
         self._busy["capture"] += time.perf_counter() - t0
 
     def _infer(self) -> None:
@@ -270,15 +264,16 @@ class Stream:
             while (item := self.frames.get()) is not END:
                 if self._enough.is_set():
                     continue
-                if item.error is not None:
-                    raise item.error
+                if item._error is not None:
+                    raise item._error
                 t0 = time.perf_counter()
-                if item.in_flight is not None:
-                    self.segmenter.infer(item.in_flight)
+                if item._in_flight is not None:
+                    self.segmenter.infer(item._in_flight)
                 else:
-                    item.segmentation = self.segmenter(item.image)
-                item.segment_s = time.perf_counter() - t0
-                self._busy["inference"] += item.segment_s
+                    item.segmentation = self.segmenter(item.frame)
+                segment_s = time.perf_counter() - t0
+                item.timings["infer"] = segment_s  # replaced by the segmentation's own timings when it has them
+                self._busy["inference"] += segment_s
                 self.segmented.put(item)
         except Exception as exc:  # noqa: BLE001
             self._fail("inference", getattr(item, "index", -1), exc, fatal=True)
@@ -310,32 +305,34 @@ class Stream:
                 except Exception as exc:  # noqa: BLE001
                     self._fail("sink", self.sink.frames_written, exc, fatal=True)
 
-    def _render_one(self, item: _Item) -> StreamResult:
-        if item.in_flight is not None:
+    def _render_one(self, item: StreamResult) -> StreamResult:
+        if item._in_flight is not None:
             t_post = time.perf_counter()
-            item.segmentation = self.segmenter.postprocess(item.in_flight)
+            item.segmentation = self.segmenter.postprocess(item._in_flight)
+            item._in_flight = None  # the model input and output are not part of the result
             self._busy["render"] += time.perf_counter() - t_post
         if self.mask_filter is not None:
             t_filter = time.perf_counter()
-            item.segmentation = self.mask_filter(item.image, item.segmentation)
+            item.segmentation = self.mask_filter(item.frame, item.segmentation)
             self._busy["render"] += time.perf_counter() - t_filter
         seg = item.segmentation
         t0 = time.perf_counter()
-        image = self.render(item.image, seg) if self.render is not None else None
+        image = self.render(item.frame, seg) if self.render is not None else None
         if not isinstance(self.sink, NullSink):
             self.sink.write(image)
         labels = seg.labels  # a two-class result builds them on first read: render-stage work, timed as such
         done = time.perf_counter()
-        timings = {"capture": item.capture_s}
-        seg_timings = dict(getattr(seg, "timings", None) or {})
-        timings.update(seg_timings or {"infer": item.segment_s})
+        timings = item.timings
+        seg_timings = getattr(seg, "timings", None)
+        if seg_timings:  # the segmenter's own per-stage split replaces the loop's one "infer" figure
+            del timings["infer"]
+            timings.update(seg_timings)
         timings["render"] = done - t0
         self._busy["render"] += done - t0
-        timings["end_to_end"] = done - item.timestamp
+        timings["end_to_end"] = done - item.capture_time
         self.stats.count_done(timings, done)
-        return StreamResult(frame=item.image, labels=labels, timings=timings,
-                            index=item.index, capture_time=item.timestamp, image=image, segmentation=seg,
-                            dropped=self.stats.dropped)
+        item.labels, item.image, item.dropped = labels, image, self.stats.dropped
+        return item
 
     # --- shutdown ------------------------------------------------------------------------------------
     def _shutdown(self) -> None:
