@@ -179,7 +179,7 @@ class Artifact:
     def from_onnx(cls, path: str | Path, **assume: Any) -> "Artifact":
         """The artifact of an ``.onnx`` without a sidecar, read from its graph; ``assume`` sets what a graph cannot
         say: ``classes``, ``mean``, ``std``, ``color``, ``size`` (H, W), ``output_kind``. Logs one line naming what
-        was assumed (see :mod:`edgeseg.bare_onnx`)."""
+        was assumed unless ``announce=False`` (see :mod:`edgeseg.bare_onnx`)."""
         announce = assume.pop("announce", True)
         fields, assumed = bare_onnx.fields_from_onnx(path, **assume)
         artifact = cls(path=Path(path), **fields)

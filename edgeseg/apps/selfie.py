@@ -20,7 +20,7 @@ import numpy as np
 
 from .._deps import require
 from ..errors import InputError
-from ..model_cache import selfie_model_path  # noqa: F401 - its public path before edgeseg.model_cache
+from ..model_cache import selfie_model_path  # also importable from here, its path before model_cache
 
 # Blur the background at reduced resolution when the kernel is large: a Gaussian of sigma s at scale 1/f is
 # (nearly) the same as sigma s*f at full scale once upsampled, and costs f^2 less.
