@@ -104,7 +104,8 @@ class EvalSet:
         sampled with ``seed``, skipping image files in ``exclude`` (e.g. the calibration images); only the
         image file names in ``files`` when given."""
         from edgeseg.apps.ultrasound import read_hc_csv
-        from edgeseg.data import load_image, preprocess_image, read_mask
+        from edgeseg.data import load_image, preprocess_image
+        from edgeseg.data.class_folders import read_sample_mask
         from edgeseg.evaluate import mask_spec_of, select_samples
 
         root = Path(data)
@@ -133,7 +134,8 @@ class EvalSet:
                 raise InputError(f"--hc-csv: {hc_csv} has no row for {missing[:3]}, expected one per image")
             pixel_sizes = [reference[s.name].pixel_size_mm for s in samples]
         return cls([s.name for s in samples], np.stack([preprocess_image(i, artifact.preprocess) for i in images]),
-                   [read_mask(s.masks, spec) for s in samples], list(artifact.classes), spec.ignore_index,
+                   [read_sample_mask(s, spec, i.shape[:2]) for s, i in zip(samples, images)],
+                   list(artifact.classes), spec.ignore_index,
                    pixel_sizes, artifact.output_kind)
 
     def __len__(self) -> int:

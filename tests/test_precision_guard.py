@@ -256,3 +256,29 @@ def test_one_channel_outputs_are_judged_by_their_threshold(tmp_path, blobs, kind
     art.save()
     scores = score_model(path, EvalSet.load(art, blobs))
     assert scores.confusion.mean_iou > 0.9 and scores.summary(art.classes)["iou"]["head"] > 0.85
+
+
+def test_class_folder_masks_take_their_folders_class(tmp_path):
+    """BUSI's layout (DATA/images/<class>/X.png + X_mask.png, `normal` without masks): the guard's judging set gives
+    each mask pixel its folder's class, as `edgeseg eval` does, not the raw 255."""
+    from edgeseg.export.task_metrics import EvalSet
+
+    root = tmp_path / "busi"
+    (root / "masks").mkdir(parents=True)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 10:20] = 255
+    for folder in ("benign", "malignant", "normal"):
+        (root / "images" / folder).mkdir(parents=True)
+        cv2.imwrite(str(root / "images" / folder / f"{folder}1.png"), np.full((20, 30), 90, np.uint8))
+        if folder != "normal":
+            cv2.imwrite(str(root / "images" / folder / f"{folder}1_mask.png"), mask)
+    art = Artifact(tmp_path / "m.onnx", inputs=[TensorSpec("input", ["batch", 1, 16, 16])],
+                   preprocess=Preprocess(size=(16, 16), color="gray", mean=[0.0], std=[1.0]),
+                   classes=["background", "benign", "malignant"],
+                   extra={"train": {"config": {"layout": "class-folders", "mask_suffix": "_mask",
+                                               "background": ["normal"]}}})
+    data = EvalSet.load(art, root, limit=None)
+    truths = dict(zip(data.names, data.truths))
+    assert sorted(truths) == ["benign/benign1.png", "malignant/malignant1.png", "normal/normal1.png"]
+    assert [np.unique(truths[n]).tolist() for n in sorted(truths)] == [[0, 1], [0, 2], [0]]
+    assert int((truths["malignant/malignant1.png"] == 2).sum()) == 100
