@@ -118,18 +118,41 @@ def _bench(args, artifact: Path) -> int:
                           progress=not args.no_progress, blocks=args.blocks)
             for size in sizes
         ]
+    classes = _class_names(model)
     for result in results:
         folder = out if len(results) == 1 else out / f"{result.input_size[0]}x{result.input_size[1]}"
         folder.mkdir(parents=True, exist_ok=True)
+        if classes:
+            result.config["classes"] = classes
         result.save_json(folder / "result.json")
         result.save_csv(folder / "result.csv")
         plot_distribution(result, folder / "latency.png", stage="glass_to_glass" if is_glass(result) else "end_to_end")
         print(glass_table(result) if is_glass(result) else result.table())
+        if classes:
+            print(f"classes: {', '.join(f'{i} {name}' for i, name in enumerate(classes))}")
         env = result.environment
         print(f"machine: {env['cpu']}, {env['cores_usable']} cores, threads {result.config['threads']}; "
               f"gpu: {env['gpu']['detail']}")
         print(f"wrote {folder}/result.json, result.csv, latency.png\n")
     return 0
+
+
+def _class_names(model) -> list[str] | None:
+    """The class names of the benchmarked model: its sidecar's, or a bare ONNX's assumed ones; None if unreadable."""
+    from ..artifact import Artifact
+    from ..errors import ArtifactError
+
+    if isinstance(model, Artifact):
+        return list(model.classes)
+    try:
+        return list(Artifact.load(model).classes)
+    except ArtifactError:
+        if Path(model).suffix.lower() != ".onnx":
+            return None
+        try:
+            return list(Artifact.from_onnx(model, announce=False).classes)
+        except (ArtifactError, InputError):
+            return None
 
 
 def _min_effect(args) -> float | None:
