@@ -2,7 +2,7 @@
 
 For each model (HC18 configuration: 1 gray input channel, 2 classes, random weights — latency does not
 depend on them) at 256x256 and 512x512:
-  * eager: ``TorchRunner.infer`` (torch.inference_mode), ONNX Runtime: ``OrtRunner.infer`` on the
+  * eager: ``TorchRunner.infer`` (torch.inference_mode), ONNX Runtime: ``OnnxRuntimeRunner.infer`` on the
     model exported once with dynamic shapes; both get the same (1, 1, S, S) input, calls alternate
     (eager, ORT, eager, ...) so background load hits both alike; median / p99 after warm-up; ratio =
     ORT median / eager median (< 1: ONNX Runtime faster).
@@ -99,7 +99,7 @@ def bench_model(name: str, sizes: list[int], args, workdir: Path, frames: dict[s
     from edgeseg.bench.stats import summarize
     from edgeseg.models import create_model
     from edgeseg.pipeline import Segmenter
-    from edgeseg.runtime import OrtRunner, TorchRunner
+    from edgeseg.runtime import OnnxRuntimeRunner, TorchRunner
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=2, in_channels=1).eval()
@@ -131,7 +131,7 @@ def bench_model(name: str, sizes: list[int], args, workdir: Path, frames: dict[s
         art.preprocess.size = (side, side)
         x = np.random.default_rng(0).normal(size=(1, 1, side, side)).astype(np.float32)
         torch_runner = TorchRunner(model, art.with_path(base.path), threads=args.threads)
-        ort_runner = OrtRunner(art, threads=args.threads)
+        ort_runner = OnnxRuntimeRunner(art, threads=args.threads)
         with torch_runner, ort_runner:
             feed = {"input": x}
             eager, ort = alternate(lambda t=torch_runner, f=feed: t.infer(f), lambda o=ort_runner, f=feed: o.infer(f),

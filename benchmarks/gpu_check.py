@@ -201,7 +201,7 @@ def tensorrt_latency(artifact, model, workdir: Path, iterations, warmup, flavour
     from edgeseg.export.trt_build import engine_from_onnx
     from edgeseg.runtime.tensorrt_env import load_flavour
 
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     lib = load_flavour(flavour)
     report: dict = {"library": lib.spec.module, "version": lib.version, "accepted": None, "parity": {}, "errors": {}}
@@ -223,7 +223,7 @@ def tensorrt_latency(artifact, model, workdir: Path, iterations, warmup, flavour
             report["accepted"] = False
             continue
         try:
-            with TrtRunner(engine) as runner:
+            with TensorRTRunner(engine) as runner:
                 name = runner.input_names[0]
                 got = runner.infer({name: host})
                 session = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
@@ -233,7 +233,7 @@ def tensorrt_latency(artifact, model, workdir: Path, iterations, warmup, flavour
                 agree = float((np.asarray(got[out]).argmax(1) == want[out].argmax(1)).mean())
                 report["parity"][precision] = {"max_abs_vs_onnxruntime": float(diff.max()), "argmax_agreement": agree}
             for graph in (False, True):
-                with TrtRunner(engine, cuda_graph=graph) as runner:
+                with TensorRTRunner(engine, cuda_graph=graph) as runner:
                     rows[label + (" + CUDA graph" if graph else "")] = timed(
                         lambda: runner.infer({runner.input_names[0]: x}), cp.cuda.get_current_stream().synchronize,
                         iterations, warmup)

@@ -4,7 +4,7 @@ Same model (MediaPipe's selfie segmenter; `edgeseg fetch-selfie` first), same fr
 the real video Megamind.avi, 720x528), same thread count, measured interleaved (A, B, B, A, ...) so that
 load from other processes hits both alike.
 
-* model-only: LiteRT ``set_tensor + invoke + get_tensor`` vs edgeseg's ``OrtRunner.infer`` (name/shape
+* model-only: LiteRT ``set_tensor + invoke + get_tensor`` vs edgeseg's ``OnnxRuntimeRunner.infer`` (name/shape
   checks included) on the same preprocessed input.
 * end-to-end per frame: pre + model + post + background blur.
   LiteRT: a hand-written pipeline (cv2 resize + RGB + /255, invoke, resize the mask to the frame).

@@ -7,7 +7,7 @@ default) send the same preprocessed real HC18 frame (1, 1, 256, 256) back to bac
 ``--duration`` seconds or ``--max-requests`` per client. Cells alternate (local, dynamic, off / off,
 dynamic, local) for ``--rounds`` rounds so the shared machine's drifting load hits every column alike;
 rounds are pooled. Reported: throughput (requests / wall time) and client-side latency p50/p99.
-Baseline measured in the same rounds: the local ``OrtRunner`` with the same threads, one caller;
+Baseline measured in the same rounds: the local ``OnnxRuntimeRunner`` with the same threads, one caller;
 ratio = served throughput / local throughput.
 
 Run (needs the Triton venv: `bash scripts/setup_triton.sh`; ~2-3 min):
@@ -187,7 +187,7 @@ def main() -> int:
         "input_shape": list(x.shape), "protocol": args.protocol, "duration_s": args.duration, "rounds": args.rounds,
         "max_requests": args.max_requests, "warmup": args.warmup, "max_queue_delay_us": args.max_queue_delay_us,
         "server": "PyTriton 0.7.0 tritonserver (Python backend) + ONNX Runtime CPU, 1 instance, loopback",
-        "baseline_note": "local OrtRunner, 1 caller, same threads; ratio_to_local uses the baseline measured "
+        "baseline_note": "local OnnxRuntimeRunner, 1 caller, same threads; ratio_to_local uses the baseline measured "
                          "in the same clients group (alternating rounds)",
         "baseline_local_ort": baseline, "rows": rows,
         "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()],

@@ -114,7 +114,7 @@ def parity_report(onnx_path: str | Path, checkpoint: str | Path | None = None, i
     """
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.preprocess import Preprocessor
-    from edgeseg.runtime import OrtRunner, TorchRunner
+    from edgeseg.runtime import OnnxRuntimeRunner, TorchRunner
 
     artifact = onnx_path if isinstance(onnx_path, Artifact) else Artifact.load(onnx_path)
     if model is None:
@@ -131,7 +131,7 @@ def parity_report(onnx_path: str | Path, checkpoint: str | Path | None = None, i
     agree = total = 0
     reference = "ground-truth masks"
     torch_art = artifact.with_path(source if isinstance(source, Path) else "model.safetensors")
-    with TorchRunner(model, torch_art) as torch_runner, OrtRunner(artifact) as ort_runner:
+    with TorchRunner(model, torch_art) as torch_runner, OnnxRuntimeRunner(artifact) as ort_runner:
         for file in files:
             blob, _ = pre(_read_bgr(file))
             a = torch_runner.infer({torch_runner.input_names[0]: blob})[torch_runner.output_names[0]]

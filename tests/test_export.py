@@ -18,7 +18,7 @@ from edgeseg.export.check import parity_report
 from edgeseg.export.onnx_export import ExportWarning, custom_translation_table, to_onnx
 
 from edgeseg.models import create_model, list_models, save_checkpoint
-from edgeseg.runtime import OrtRunner
+from edgeseg.runtime import OnnxRuntimeRunner
 
 GRAY = {"color": "gray", "mean": [0.5], "std": [0.25]}
 
@@ -62,7 +62,7 @@ def test_sidecar_describes_the_graph_and_keeps_the_checkpoint_facts(fastseg_expo
 def test_dynamic_batch_and_size_match_pytorch(fastseg_export, shape):
     model, _, art = fastseg_export
     x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
-    with OrtRunner(art) as runner:
+    with OnnxRuntimeRunner(art) as runner:
         got = runner.infer({"input": x})["logits"]
     want = torch_logits(model, x)
     assert got.shape == want.shape == (shape[0], 2, *shape[2:])
@@ -123,7 +123,7 @@ def test_model_that_bakes_a_size_falls_back_to_static_with_a_reason(tmp_path):
         art = to_onnx(model, gray_artifact(size=(32, 32)), tmp_path / "fixed.onnx")
     assert art.inputs[0].shape == [1, 1, 32, 32] and art.extra["export"]["shapes"] == "static"
     x = np.random.default_rng(0).normal(size=(1, 1, 32, 32)).astype(np.float32)
-    with OrtRunner(art) as runner:
+    with OnnxRuntimeRunner(art) as runner:
         np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
         with pytest.raises(InputError, match="expected 32 dim 2"):
             runner.infer({"input": np.zeros((1, 1, 64, 64), np.float32)})
@@ -152,7 +152,7 @@ def test_input_multiple_gives_dynamic_sizes_in_steps(tmp_path):
                                    "source": "m.safetensors", "route": "native"}
     assert art.inputs[0].shape == ["batch", 1, "height", "width"]
     x = np.random.default_rng(0).normal(size=(2, 1, 40, 24)).astype(np.float32)
-    with OrtRunner(art) as runner:
+    with OnnxRuntimeRunner(art) as runner:
         np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
 
 
@@ -239,7 +239,7 @@ def test_stride1_conv_transpose_becomes_conv_with_equal_numbers(tmp_path):
     ops = [n.op_type for n in onnx.load(str(art.path)).graph.node]
     assert ops.count("ConvTranspose") == 1 and ops.count("Conv") == 2, ops
     x = np.random.default_rng(0).normal(size=(2, 1, 20, 12)).astype(np.float32)
-    with OrtRunner(art) as runner:
+    with OnnxRuntimeRunner(art) as runner:
         np.testing.assert_allclose(runner.infer({"input": x})["logits"], torch_logits(model, x), atol=1e-5)
 
 

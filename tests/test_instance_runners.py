@@ -119,11 +119,11 @@ FRAME = np.full((64, 96), 255, np.uint8)
 def test_segmenter_runs_an_instance_model_through_the_onnxruntime_runner(tmp_path):
     import edgeseg
     from edgeseg.instances.segmenter import InstanceSegmenter
-    from edgeseg.runtime.ort_runner import OrtRunner
+    from edgeseg.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
     art = detection_model(tmp_path)
     seg = edgeseg.Segmenter(art.path)
-    assert type(seg) is edgeseg.Segmenter and isinstance(seg.runner, OrtRunner)
+    assert type(seg) is edgeseg.Segmenter and isinstance(seg.runner, OnnxRuntimeRunner)
     assert seg.runner.threads == 1  # instance models default to one thread, as InstanceSegmenter always did
     _check_top_left(seg(FRAME), 0.9)
     staged = seg.postprocess(seg.infer(seg.preprocess(FRAME)))  # the stages the streaming loop drives
@@ -188,12 +188,12 @@ def offline_trt(monkeypatch):
 
 def test_split_instance_engine_runs_through_the_tensorrt_runner(tmp_path, offline_trt):
     import edgeseg
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     engine = offline_trt.engine_from_onnx(split_model(tmp_path), max_batch=1, timing_cache=False)
     assert engine.extra["task"] == "instances" and "after_engine" in engine.extra["export"]
     with edgeseg.Segmenter(engine.path) as seg:  # backend "auto": the engine goes to the tensorrt backend
-        assert isinstance(seg.runner, TrtRunner)
+        assert isinstance(seg.runner, TensorRTRunner)
         _check_top_left(seg(FRAME), 1 / (1 + math.exp(-1.0)))
         _check_top_left(seg.postprocess(seg.infer(seg.preprocess(FRAME))), 1 / (1 + math.exp(-1.0)))
 

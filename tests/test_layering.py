@@ -11,7 +11,7 @@ arrow here: it resolves a public name on first use, as a user's own import would
   points outside the folder in a checkout, where static tools cannot place it).
 
 Checked to fail: adding ``from edgeseg.export.trt_build import log_text`` inside a function of
-``edgeseg/runtime/trt_runner.py`` failed ``test_runtime_never_imports_export`` and
+``edgeseg/runtime/tensorrt_runner.py`` failed ``test_runtime_never_imports_export`` and
 ``test_library_never_imports_export``; adding ``from ..commands.serve import triton_python`` inside
 ``LocalServer.__init__`` (edgeseg/triton/local.py) failed ``test_only_the_cli_imports_the_cli`` and
 ``test_no_import_loops_beyond_the_known_ones`` (the triton <-> commands loop came back).
@@ -129,7 +129,7 @@ def loops() -> list[set[str]]:
 
 def test_the_walk_sees_the_stages():
     edges = graph()
-    assert "edgeseg.runtime.tensorrt_env" in edges["edgeseg.runtime.trt_runner"]
+    assert "edgeseg.runtime.tensorrt_env" in edges["edgeseg.runtime.tensorrt_runner"]
     assert "edgeseg.runtime.tensorrt_env" in edges["edgeseg.export.trt_build"]
     assert "edgeseg.runtime.tensorrt_env" in edges["edgeseg.plugins.tensorrt"]
     assert "edgeseg.ops.onnx_translations" in edges["edgeseg.models.maskrcnn.export"]  # `from ...ops.x import`

@@ -31,7 +31,7 @@ API_DIR = REPO.parent / "shared" / "tensorrt-api"
 CHECKED_FILES = [
     "export/trt_build.py",
     "edgeseg/runtime/tensorrt_env.py",  # the flavour adapter (export/trt_flavour.py re-exports it)
-    "edgeseg/runtime/trt_runner.py",
+    "edgeseg/runtime/tensorrt_runner.py",
     *sorted(str(p.relative_to(REPO)) for p in (REPO / "plugins" / "tensorrt").glob("*.py")
             if re.search(r"^\s*(import tensorrt|.*require\(\"tensorrt\")", p.read_text(), re.M)),  # TensorRT users
 ]

@@ -47,9 +47,9 @@ def _needs_plugin_api():
 
 
 def _run(engine, feed):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
-    with TrtRunner(engine) as runner:
+    with TensorRTRunner(engine) as runner:
         return runner.infer(feed)
 
 

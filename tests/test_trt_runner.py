@@ -1,4 +1,4 @@
-"""TrtRunner: the Runner contract on TensorRT engines (marker ``trt``), plus the parts that need no GPU:
+"""TensorRTRunner: the Runner contract on TensorRT engines (marker ``trt``), plus the parts that need no GPU:
 registration, refusing non-engines and refusing engines from another TensorRT version or GPU."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from test_trt_build import tiny_onnx  # tests/ is on sys.path (pytest prepend mo
 
 from edgeseg.artifact import Artifact
 from edgeseg.errors import ArtifactError, InputError
-from edgeseg.runtime.trt_runner import TrtRunner, register, tensorrt_problem
+from edgeseg.runtime.tensorrt_runner import TensorRTRunner, register, tensorrt_problem
 
 
 def test_refuses_non_engine_artifacts(tmp_path):
     with pytest.raises(InputError, match="expected a .engine file"):
-        TrtRunner(Artifact(tmp_path / "model.onnx"))
+        TensorRTRunner(Artifact(tmp_path / "model.onnx"))
 
 
 def test_registers_backend_for_engine_files():
@@ -47,7 +47,7 @@ def _ort(art, x):
 def test_numpy_in_numpy_out_matches_onnxruntime(engine, cuda_graph):
     onnx_art, engine_art = engine
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 48)).astype(np.float32)
-    with TrtRunner(engine_art, cuda_graph=cuda_graph) as runner:
+    with TensorRTRunner(engine_art, cuda_graph=cuda_graph) as runner:
         first = runner.infer({"input": x})["logits"]
         again = runner.infer({"input": x})["logits"]  # graph replay when cuda_graph
         single = runner.infer({"input": x[:1]})["logits"]  # another shape in the profile
@@ -66,7 +66,7 @@ def test_cupy_in_cupy_out_without_host_copy(engine):
 
     onnx_art, engine_art = engine
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 48)).astype(np.float32)
-    with TrtRunner(engine_art) as runner:
+    with TensorRTRunner(engine_art) as runner:
         out = runner.infer({"input": cp.asarray(x)})["logits"]
     assert isinstance(out, cp.ndarray)
     np.testing.assert_allclose(cp.asnumpy(out), _ort(onnx_art, x), rtol=1e-3, atol=1e-3)
@@ -75,7 +75,7 @@ def test_cupy_in_cupy_out_without_host_copy(engine):
 @pytest.mark.trt
 def test_shape_outside_profile_names_the_input(engine):
     _, engine_art = engine
-    with TrtRunner(engine_art) as runner:
+    with TensorRTRunner(engine_art) as runner:
         with pytest.raises(InputError, match="input 'input'.*optimization profile"):
             runner.infer({"input": np.zeros((8, 3, 32, 48), np.float32)})
 
@@ -87,7 +87,7 @@ def test_engine_from_another_tensorrt_version_is_refused(engine):
     data[24] = (data[24] + 1) % 256  # the plan header's major version byte
     engine_art.path.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="edgeseg build"):
-        TrtRunner(engine_art).activate()
+        TensorRTRunner(engine_art).activate()
 
 
 @pytest.mark.trt
@@ -95,7 +95,7 @@ def test_engine_from_another_gpu_is_refused(engine):
     _, engine_art = engine
     engine_art.engine["compute_capability"] = "1.0"
     with pytest.raises(ArtifactError, match="compute capability 1.0"):
-        TrtRunner(engine_art).activate()
+        TensorRTRunner(engine_art).activate()
 
 
 @pytest.mark.trt
@@ -108,6 +108,6 @@ def test_fp16_onnx_engine_stays_close_to_fp32(engine, tmp_path):
     fp16_engine = engine_from_onnx(fp16, max_batch=4, timing_cache=False)
     assert fp16_engine.engine["precision"] == "fp16"
     x = np.random.default_rng(2).standard_normal((1, 3, 32, 48)).astype(np.float32)
-    with TrtRunner(engine_art) as r32, TrtRunner(fp16_engine) as r16:
+    with TensorRTRunner(engine_art) as r32, TensorRTRunner(fp16_engine) as r16:
         a, b = r32.infer({"input": x})["logits"], r16.infer({"input": x})["logits"]
     np.testing.assert_allclose(b, a, rtol=2e-2, atol=2e-2)

@@ -1,4 +1,4 @@
-"""TrtRunner's GPU memory rules (module docstring of ``edgeseg.runtime.trt_runner``) on the real CuPy and
+"""TensorRTRunner's GPU memory rules (module docstring of ``edgeseg.runtime.tensorrt_runner``) on the real CuPy and
 TensorRT-RTX objects, with no device: CuPy's allocator hook (``cupy.cuda.using_allocator``) hands out
 host memory, so ``cupy.empty`` and views are real ``cupy.ndarray`` objects whose allocations we see."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeseg.artifact import Artifact
-from edgeseg.runtime.trt_runner import TrtRunner, _Binding, _make_output_allocator, counting_allocations, graph_blocker
+from edgeseg.runtime.tensorrt_runner import TensorRTRunner, _Binding, _make_output_allocator, counting_allocations, graph_blocker
 
 
 @pytest.fixture
@@ -83,6 +83,6 @@ def test_graphs_stay_off_for_engines_with_python_plugins(tmp_path):
     assert graph_blocker(Artifact(tmp_path / "model.engine")) is None  # no sidecar details: native plugins
 
     plugin_engine = _engine_artifact(tmp_path, "edgeseg", export={"custom_domains": ["edgeseg"]})
-    assert TrtRunner(plugin_engine, cuda_graph=True).graph_disabled == reason  # decided before loading
-    assert TrtRunner(_engine_artifact(tmp_path, "native"), cuda_graph=True).graph_disabled is None
-    assert TrtRunner(_engine_artifact(tmp_path, "native")).graph_disabled == "cuda_graph=False"
+    assert TensorRTRunner(plugin_engine, cuda_graph=True).graph_disabled == reason  # decided before loading
+    assert TensorRTRunner(_engine_artifact(tmp_path, "native"), cuda_graph=True).graph_disabled is None
+    assert TensorRTRunner(_engine_artifact(tmp_path, "native")).graph_disabled == "cuda_graph=False"

@@ -1,4 +1,4 @@
-"""TrtRunner end to end without TensorRT or a GPU: a stand-in ``tensorrt`` (recorded 10.3 API surface,
+"""TensorRTRunner end to end without TensorRT or a GPU: a stand-in ``tensorrt`` (recorded 10.3 API surface,
 executing the plan's ONNX with ONNX Runtime) and a stand-in ``cupy`` (NumPy memory, streams, pinned
 buffers, graph capture that records enqueues and replays them on launch). Checks the runner's side of
 the contract: tensor-name I/O, NumPy in/out through pinned buffers, CuPy in/out, CUDA graph capture,
@@ -198,10 +198,10 @@ def _x(seed, batch=1):
 
 
 def test_numpy_in_numpy_out_by_tensor_name(offline):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     trt, _, art, engine = offline
-    with TrtRunner(engine) as runner:
+    with TensorRTRunner(engine) as runner:
         first = runner.infer({"input": _x(0, 3)})["logits"]
         first_copy = first.copy()
         second = runner.infer({"input": _x(1)})["logits"]
@@ -213,10 +213,10 @@ def test_numpy_in_numpy_out_by_tensor_name(offline):
 
 
 def test_cuda_graph_captures_once_per_shape_and_replays(offline):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     trt, _, art, engine = offline
-    with TrtRunner(engine, cuda_graph=True) as runner:
+    with TensorRTRunner(engine, cuda_graph=True) as runner:
         outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(4)]
         assert _executions(trt) == [False, True]  # one real run, one capture; then graph launches
         other = runner.infer({"input": _x(9, 2)})["logits"]  # new shape: new buffers, new capture
@@ -228,11 +228,11 @@ def test_cuda_graph_captures_once_per_shape_and_replays(offline):
 
 
 def test_failed_capture_falls_back_to_plain_enqueue(offline):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     trt, _, art, engine = offline
     trt.runtime_options["fail_capture"] = True
-    with TrtRunner(engine, cuda_graph=True) as runner:
+    with TensorRTRunner(engine, cuda_graph=True) as runner:
         outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(3)]
     assert _executions(trt) == [False, True, False, False]  # tried once, then never again
     assert runner.graph_launches == 0 and "capture" in runner.graph_disabled
@@ -241,10 +241,10 @@ def test_failed_capture_falls_back_to_plain_enqueue(offline):
 
 
 def test_cupy_in_cupy_out(offline):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     _, cp, art, engine = offline
-    with TrtRunner(engine) as runner:
+    with TensorRTRunner(engine) as runner:
         out = runner.infer({"input": cp.asarray(_x(3))})["logits"]
         again = runner.infer({"input": cp.asarray(_x(4))})["logits"]
         buffer = runner._bindings["logits"].device
@@ -258,31 +258,31 @@ def test_cupy_in_cupy_out(offline):
 
 
 def test_shape_outside_profile_names_input_and_range(offline):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     _, _, _, engine = offline
-    with TrtRunner(engine) as runner, pytest.raises(InputError, match=r"input 'input'.*max \(4, 3, 32, 48\)"):
+    with TensorRTRunner(engine) as runner, pytest.raises(InputError, match=r"input 'input'.*max \(4, 3, 32, 48\)"):
         runner.infer({"input": _x(0, 5)})
 
 
 def test_create_runner_picks_tensorrt_for_engines(offline):
     from edgeseg.runtime import create_runner
-    from edgeseg.runtime.trt_runner import TrtRunner, register
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner, register
 
     register()
     _, _, art, engine = offline
     runner = create_runner(engine.path)
-    assert isinstance(runner, TrtRunner)
+    assert isinstance(runner, TensorRTRunner)
     with runner:
         np.testing.assert_allclose(runner.infer({"input": _x(5)})["logits"], _ort(art, _x(5)), rtol=1e-5, atol=1e-5)
 
 
 def test_data_dependent_output_goes_through_the_output_allocator(offline):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     trt, cp, art, engine = offline
     trt.runtime_options["data_dependent_outputs"] = True
-    with TrtRunner(engine, cuda_graph=True) as runner:
+    with TensorRTRunner(engine, cuda_graph=True) as runner:
         host = runner.infer({"input": _x(6, 2)})["logits"]
         device = runner.infer({"input": cp.asarray(_x(7))})["logits"]
     np.testing.assert_allclose(host, _ort(art, _x(6, 2)), rtol=1e-5, atol=1e-5)
@@ -292,14 +292,14 @@ def test_data_dependent_output_goes_through_the_output_allocator(offline):
 
 def test_engine_with_python_plugins_never_captures(offline, monkeypatch):
     from edgeseg.runtime import tensorrt_plugins
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     trt, _, art, engine = offline
     registered = []
     monkeypatch.setattr(tensorrt_plugins, "register_plugins", lambda *args: registered.append(args[-1]))
     engine.engine["plugins"] = "edgeseg"
     engine.extra["export"] = {"custom_domains": ["edgeseg"]}
-    with TrtRunner(engine, cuda_graph=True) as runner:
+    with TensorRTRunner(engine, cuda_graph=True) as runner:
         outs = [runner.infer({"input": _x(seed)})["logits"] for seed in range(3)]
     assert registered == ["edgeseg"] and _executions(trt) == [False, False, False]
     assert runner.graph_launches == 0 and "Python plugins" in runner.graph_disabled
@@ -308,10 +308,10 @@ def test_engine_with_python_plugins_never_captures(offline, monkeypatch):
 
 
 def test_capture_that_allocates_cupy_memory_is_thrown_away(offline):
-    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
 
     trt, cp, art, engine = offline
-    with TrtRunner(engine, cuda_graph=True) as runner:
+    with TensorRTRunner(engine, cuda_graph=True) as runner:
         enqueue = runner._context.execute_async_v3
 
         def plugin_like_enqueue(stream):  # what a JIT Python plugin does inside enqueue: take pool memory

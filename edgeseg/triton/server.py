@@ -40,9 +40,9 @@ NO_GPU_NOTE = ("edgeseg serve: no NVIDIA GPU on this machine, so Triton serves o
 
 def make_infer_func(artifact: Artifact, threads: int | None, batched: bool):
     """An inference callable for PyTriton: ``requests -> responses`` over one ONNX Runtime session."""
-    from ..runtime.ort_runner import OrtRunner
+    from ..runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-    runner = OrtRunner(artifact, threads=threads).activate()
+    runner = OnnxRuntimeRunner(artifact, threads=threads).activate()
     names = runner.input_names
 
     def infer(requests):

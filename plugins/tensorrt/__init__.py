@@ -14,7 +14,7 @@ ONNX nodes that target them (exporter option ``--plugins edgeseg``): ``op_type``
 DeformConv2d always takes all five inputs (mask of ones / zero bias when the model has none).
 
 The JIT implementations run Python in the engine, so a process that loads such an engine must call
-:func:`register_all` first (``TrtRunner`` does, from the sidecar's ``engine.plugins``). AOT kernels
+:func:`register_all` first (``TensorRTRunner`` does, from the sidecar's ``engine.plugins``). AOT kernels
 (compiled from the same ``.cu`` files with nvcc for this GPU) run without Python, also in trtexec.
 
 On TensorRT 10.3 (JetPack 6.1/6.2) there is no ``tensorrt.plugin``: use ``--plugins native`` (NVIDIA's
