@@ -137,6 +137,18 @@ def test_segmenter_runs_an_instance_model_through_the_onnxruntime_runner(tmp_pat
         assert len(strict(FRAME).instances) == 0
 
 
+def test_streaming_loop_runs_an_instance_model_in_its_three_stages(tmp_path):
+    import edgeseg
+    from edgeseg.video import FrameSource
+
+    art = detection_model(tmp_path)
+    frames = [np.full((64, 96, 3), 255, np.uint8)] * 3
+    results = list(edgeseg.stream(FrameSource(frames, fps=None), art.path))
+    assert [r.index for r in results] == [0, 1, 2]
+    for result in results:
+        _check_top_left(result.segmentation, 0.9)
+
+
 def test_instance_model_options_are_checked(tmp_path):
     import edgeseg
 
