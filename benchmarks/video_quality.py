@@ -62,7 +62,7 @@ REFINERS = ["none", "guided"]
 # still images: the default guided filter and the one with coefficients at the model's full output resolution
 STILL_REFINERS = {"bilinear": None, "guided": "guided", "guided, subsample 1": GuidedUpsampler(subsample=1)}
 HC18_MODEL = REPO / "edgeseg" / "assets" / "hc18_fastseg.onnx"
-PARTS = ("video", "cost", "hc18", "busi")
+PARTS = ("video", "cost", "hc18", "busi", "demo")
 
 
 def read_frames(path: Path, limit: int) -> list[np.ndarray]:
@@ -315,6 +315,17 @@ def table(report: dict) -> str:
                   f"{r['extra_wall_ms']:+.3f} | {r['wall_ratio']:.2f} | {r['cpu_ms']:.3f} ({r['cpu_p99_ms']:.2f}) | "
                   f"{r['extra_cpu_ms']:+.3f} | {r['cpu_ratio']:.2f} |" for r in cost["rows"]]
         lines.append("")
+    demo = report.get("demo")
+    if demo:
+        lines += [f"**`edgeseg demo` stages, CPU ms per frame** (Megamind.avi 720x528, {demo['frames']} frames, one "
+                  f"after another; decode {demo['decode_ms']:.2f} ms; load average "
+                  f"{', '.join(str(x) for x in demo['load_average_before'])} on {demo['cores']} cores)", "",
+                  "| setting | segmenter | filter | blur effect | H.264 encode | all | implied fps (H.264) "
+                  "| implied fps (null sink) |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['segmenter_ms']:.2f} | {v['filter_ms']:.2f} | {v['effect_ms']:.2f} | "
+                  f"{v['encode_ms']:.2f} | {v['total_ms']:.2f} | {v['implied_fps_h264']:.0f} | "
+                  f"{v['implied_fps_null_sink']:.0f} |" for k, v in demo["settings"].items()]
+        lines.append("")
     for key, title in (("hc18", "HC18 validation"), ("busi", "BUSI validation")):
         still = report.get(key)
         if not still:
@@ -328,6 +339,62 @@ def table(report: dict) -> str:
                   f"{r['mean_iou']:.4f} |" for r in still["rows"]]
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def demo_stage_costs(frames, segmenter: Segmenter) -> dict:
+    """CPU per frame of each stage of ``edgeseg demo``'s defaults (selfie model, motion stabiliser, background
+    blur 21, H.264 veryfast to demo.mp4) and of the same with ``--refine guided``, one frame after another in
+    one thread (process CPU time, so the encoder's and the runtime's own threads count), and the frame rates
+    they imply for the stream's three threads (capture: decode + pre; inference; render: post + filter + effect
+    + encode) on this machine's cores: min(cores / all stages, 1 / the busiest thread), with the whole
+    Segmenter call counted in the inference thread (a bound from below)."""
+    import tempfile
+
+    import cv2
+
+    from edgeseg.apps.selfie import BackgroundEffect
+    from edgeseg.video import open_sink
+
+    cv2.setNumThreads(1)
+    cap = cv2.VideoCapture(str(CLIPS["Megamind.avi"]))
+    decode = []
+    while True:
+        c0 = time.process_time()
+        ok, _ = cap.read()
+        if not ok:
+            break
+        decode.append(time.process_time() - c0)
+    cap.release()
+    effect = BackgroundEffect(blur=21)
+    out = {"frames": len(frames), "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in os.getloadavg()],
+           "decode_ms": round(float(np.median(decode)) * 1e3, 3), "settings": {}}
+    for refine in ("none", "guided"):
+        mask_filter = MaskFilter("motion", refine)
+        stages = {"segmenter": [], "filter": [], "effect": [], "encode": []}
+        with tempfile.TemporaryDirectory() as tmp, open_sink(Path(tmp) / "demo.mp4", fps=24) as sink:
+            for frame in frames:
+                c0 = time.process_time()
+                result = segmenter(frame)
+                c1 = time.process_time()
+                result = mask_filter(frame, result)
+                c2 = time.process_time()
+                image = effect(frame, result)
+                c3 = time.process_time()
+                sink.write(image)
+                c4 = time.process_time()
+                for key, a, b in zip(stages, (c0, c1, c2, c3), (c1, c2, c3, c4)):
+                    stages[key].append(b - a)
+        ms = {k: round(float(np.median(v[5:])) * 1e3, 3) for k, v in stages.items()}  # first frames: warm-up
+        total = out["decode_ms"] + sum(ms.values())
+        busiest = max(out["decode_ms"], ms["segmenter"], ms["filter"] + ms["effect"] + ms["encode"])
+        null_total = total - ms["encode"]
+        null_busiest = max(out["decode_ms"], ms["segmenter"], ms["filter"] + ms["effect"])
+        out["settings"][f"motion, refine {refine}"] = {
+            **{f"{k}_ms": v for k, v in ms.items()}, "total_ms": round(total, 3),
+            "implied_fps_h264": round(min(os.cpu_count() / total, 1 / busiest) * 1e3, 1),
+            "implied_fps_null_sink": round(min(os.cpu_count() / null_total, 1 / null_busiest) * 1e3, 1)}
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 def score_video(name: str, frames, segmenter: Segmenter, model: str) -> dict:
@@ -368,7 +435,7 @@ def main(argv=None) -> int:
     selfie = Segmenter(selfie_model_path(), threads=1)
     hc18 = Segmenter(HC18_MODEL, threads=1)
     megamind = None
-    clips = CLIPS if {"video", "cost"} & set(args.only) else {}
+    clips = CLIPS if {"video", "cost", "demo"} & set(args.only) else {}
     for clip, clip_path in clips.items():
         if not clip_path.exists():
             print(f"skip {clip}: {clip_path} missing (apt-get install opencv-doc)")
@@ -378,9 +445,11 @@ def main(argv=None) -> int:
             report["clips"][clip], outputs = score_video(clip, frames, selfie, "selfie")
             if clip == "Megamind.avi":
                 megamind = (frames, outputs)
+        if clip == "Megamind.avi" and "demo" in args.only:
+            report["demo"] = demo_stage_costs(frames, selfie)
         if clip == "vtest.avi" and "cost" in args.only:
             report["cost"]["selfie model, vtest.avi resized"] = cost_640x480(frames, selfie, args.cost_rounds, True)
-    echo = read_echo(args.frames) if clips else []
+    echo = read_echo(args.frames) if {"video", "cost"} & set(args.only) else []
     if echo is None:
         print("skip the echo cine: pydicom-data is not installed (pip install pydicom-data)")
     elif echo:

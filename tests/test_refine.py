@@ -94,14 +94,15 @@ def test_class_planes_that_sum_to_one_still_do():
     assert np.abs(clipped[:, kept] - out[:, kept]).max() < 1e-5
 
 
-def test_guided_edges_follow_the_frame_better_than_bilinear():
+@pytest.mark.parametrize("subsample", [1, 2])  # 2: what refine="guided" runs
+def test_guided_edges_follow_the_frame_better_than_bilinear(subsample):
     yy, xx = np.mgrid[:160, :200]
     truth = ((yy - 80) ** 2 / 50 ** 2 + (xx - 95) ** 2 / 70 ** 2 < 1).astype(np.uint8)
     rng = np.random.default_rng(3)
     frame = np.where(truth[..., None] == 1, 190, 60).astype(np.uint8) + rng.integers(0, 8, (160, 200, 3), np.uint8)
     low = cv2.resize(truth.astype(np.float32), (50, 40), interpolation=cv2.INTER_AREA)[None]  # a soft 4x mask
     bilinear = bilinear_upsample(low, (160, 200))[0]
-    guided = GuidedUpsampler(radius=2, eps=1e-3)(frame, low)[0]
+    guided = GuidedUpsampler(radius=2, eps=1e-3, subsample=subsample)(frame, low)[0]
     f_bilinear = boundary_f_score((bilinear > 0.5).astype(np.uint8), truth, tolerance=0)
     f_guided = boundary_f_score((guided > 0.5).astype(np.uint8), truth, tolerance=0)
     assert f_guided > f_bilinear + 0.1
