@@ -35,7 +35,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 def crf_stage_ms(params: dict, size: int, classes: int, iterations: int) -> float:
     """Median milliseconds of ``dense_crf(**params)`` on (classes, size, size) probabilities and a gray image."""
-    from edgeseg.ops.dense_crf import dense_crf
+    from edgeseg.ops.crf import dense_crf
 
     rng = np.random.default_rng(0)
     probs = softmax(rng.standard_normal((classes, size, size)).astype(np.float32))
@@ -52,7 +52,7 @@ def crf_stage_ms(params: dict, size: int, classes: int, iterations: int) -> floa
 def dense_crf_row(base: dict, ckpt: Path, args, metrics_of) -> dict:
     """``<base>+densecrf``: the base checkpoint's probabilities refined by the dense CRF at image size."""
     from edgeseg.evaluate import evaluate, open_predictor
-    from edgeseg.ops.dense_crf import dense_crf
+    from edgeseg.ops.crf import dense_crf
 
     predict, art = open_predictor(ckpt, args.threads)
     if art.output_kind != "logits":

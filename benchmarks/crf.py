@@ -32,11 +32,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import edgeseg.ops.dense_crf  # noqa: F401
+import edgeseg.ops.crf as crf_module
 from edgeseg.bench.environment import capture
 from edgeseg.bench.stats import bootstrap_ratio, summarize
 
-crf_module = sys.modules["edgeseg.ops.dense_crf"]
 HC18 = REPO.parent / "shared" / "data" / "hc18"
 ASSETS = REPO / "edgeseg" / "assets"
 PARAMS = {"sxy_gaussian": 3, "compat_gaussian": 3, "sxy_bilateral": 80, "srgb": 13, "compat_bilateral": 10}

@@ -28,7 +28,7 @@ def _match(a_boxes, b_boxes):
     """For each box of a, the IoU of the best b box and its index."""
     import torch
 
-    from edgeseg.ops.nms import box_iou
+    from edgeseg.ops.boxes import box_iou
     if len(a_boxes) == 0 or len(b_boxes) == 0:
         return np.zeros(len(a_boxes)), np.zeros(len(a_boxes), int)
     iou = box_iou(torch.from_numpy(a_boxes), torch.from_numpy(b_boxes)).numpy()

@@ -10,8 +10,8 @@ from typing import Callable
 def lazy_attributes(package: str, names: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``: ``names`` maps a public name to the module that defines it.
 
-    On first use the module is imported and every public name it provides is bound on the package, after the
-    import system bound the submodule itself (so ``pkg.roi_align`` is the function, not the module ``roi_align``).
+    On first use the module is imported and every public name it provides is bound on the package. Keep the
+    public names distinct from the package's submodule names: importing a submodule binds it on the package.
 
     >>> __getattr__, __dir__ = lazy_attributes(__name__, {"to_onnx": "edgeseg.export.onnx_export"})  # doctest: +SKIP
     """

@@ -409,9 +409,9 @@ def _check_input_size(artifact: Artifact) -> None:
 
 def _load_dense_crf():
     try:
-        module = importlib.import_module("edgeseg.ops.dense_crf")
+        module = importlib.import_module("edgeseg.ops.crf")
     except ModuleNotFoundError as exc:
-        if exc.name != "edgeseg.ops.dense_crf":
+        if exc.name != "edgeseg.ops.crf":
             raise
         raise MissingDependencyError(
             "crf: edgeseg.ops.dense_crf is not available in this edgeseg build; construct Segmenter with crf=None"

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-import edgeseg.ops.dense_crf  # noqa: F401
 from edgeseg.errors import InputError
+from edgeseg.ops.crf import dense_crf
 from edgeseg.ops.crf_rnn import CRFasRNN, mean_field_windowed_torch
 from edgeseg.ops.onnx_translations import translation_table
-
-dense_crf = sys.modules["edgeseg.ops.dense_crf"].dense_crf
 
 
 def make_case(classes=3, size=(9, 11), channels=3, seed=0):

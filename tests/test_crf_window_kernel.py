@@ -3,8 +3,6 @@ borders included (NVRTC compiles the kernel itself for Orin and Hopper: test_ker
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from edgeseg.plugins.dense_crf import (
@@ -15,10 +13,9 @@ from edgeseg.plugins.dense_crf import (
     windowed_step_host,
 )
 
-import edgeseg.ops.dense_crf  # noqa: F401
-from edgeseg.ops.dense_crf_windowed import mean_field_windowed, window_weights
+import edgeseg.ops.crf as crf_module
+from edgeseg.ops.crf_window import mean_field_windowed, window_weights
 
-crf_module = sys.modules["edgeseg.ops.dense_crf"]
 compat_matrix, unary_from_probs = crf_module.compat_matrix, crf_module.unary_from_probs
 WIDTHS = {"sxy_gaussian": (3.0, 2.5), "sxy_bilateral": (20.0, 30.0)}
 

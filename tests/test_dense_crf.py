@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
-import edgeseg.ops.dense_crf  # noqa: F401 - the module (edgeseg.ops.dense_crf the attribute is the function)
+import edgeseg.ops.crf as crf_module
 from edgeseg.errors import InputError
 from edgeseg.ops.permutohedral import Lattice
 from edgeseg.ops.reference.dense_crf import dense_crf_reference, kernel_matrices
 
-crf_module = sys.modules["edgeseg.ops.dense_crf"]
 dense_crf, dense_crf_windowed = crf_module.dense_crf, crf_module.dense_crf_windowed
 compat_matrix, unary_from_probs = crf_module.compat_matrix, crf_module.unary_from_probs
 

@@ -118,7 +118,7 @@ def test_trained_model_finds_each_real_head_on_a_two_head_canvas(hc18_dir, seed)
     import torch
 
     from edgeseg.instances.segmenter import InstanceSegmenter
-    from edgeseg.ops.nms import box_iou
+    from edgeseg.ops.boxes import box_iou
 
     rng = np.random.default_rng(seed)
     pieces = _head_crops(hc18_dir, 20, size=180)

@@ -22,7 +22,7 @@ from edgeseg.models.maskrcnn.targets import (
     match_boxes,
     sample_balanced,
 )
-from edgeseg.ops.nms import box_iou
+from edgeseg.ops.boxes import box_iou
 
 
 def test_anchors_count_centres_and_shape():

@@ -6,7 +6,7 @@ import torch
 
 from edgeseg.errors import InputError
 from edgeseg.ops import nms
-from edgeseg.ops.nms import batched_nms, box_iou
+from edgeseg.ops.boxes import batched_nms, box_iou
 from edgeseg.ops.reference.nms import iou_one, nms_reference
 
 

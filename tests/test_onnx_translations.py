@@ -80,10 +80,8 @@ def test_deprecated_paths_warn_and_resolve_to_the_home():
     assert old.PLUGIN_TRANSLATION_TABLE == {ops.deform_conv2d.default: home.deform_conv2d_to_plugin,
                                             ops.roi_align.default: home.roi_align_to_plugin}
     assert sys.modules["edgeseg.plugins.tensorrt.onnx_nodes"].plugin_node is home.plugin_node
-    crf_rnn, nms = sys.modules["edgeseg.ops.crf_rnn"], sys.modules["edgeseg.ops.nms"]
+    crf_rnn = sys.modules["edgeseg.ops.crf_rnn"]  # (edgeseg.ops.nms.NMS_TRANSLATION went with its module, now ops.boxes)
     with pytest.warns(DeprecationWarning, match="edgeseg.ops.onnx_translations"):
         assert crf_rnn.crf_translation_table() == {ops.crf_as_rnn.default: home.crf_as_rnn_to_onnx}
-    with pytest.warns(DeprecationWarning, match="edgeseg.ops.onnx_translations"):
-        assert nms.NMS_TRANSLATION == {ops.nms.default: home.nms_to_onnx}
     with pytest.raises(AttributeError, match="no attribute 'missing'"):
         crf_rnn.missing  # noqa: B018 - the module __getattr__ still refuses unknown names

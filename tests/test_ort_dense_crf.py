@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from edgeseg.errors import ArtifactError  # noqa: E402
-from edgeseg.ops.dense_crf import dense_crf  # noqa: E402
+from edgeseg.ops.crf import dense_crf  # noqa: E402
 from edgeseg.plugins.common.build import host_compiler  # noqa: E402
 from edgeseg.plugins.ort_dense_crf import library_path, opset_domains  # noqa: E402
 from edgeseg.runtime.ort_runner import register_edgeseg_ops  # noqa: E402

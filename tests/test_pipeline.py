@@ -118,9 +118,9 @@ def test_crf_hook_gets_frame_size_probs_and_its_result_is_used(monkeypatch):
         calls.append((probs.shape, image.shape, params))
         return probs[::-1].copy()   # swap classes: a visible change
 
-    module = types.ModuleType("edgeseg.ops.dense_crf")
+    module = types.ModuleType("edgeseg.ops.crf")
     module.dense_crf = fake_dense_crf
-    monkeypatch.setitem(sys.modules, "edgeseg.ops.dense_crf", module)
+    monkeypatch.setitem(sys.modules, "edgeseg.ops.crf", module)
     seg = threshold_segmenter(crf={"iterations": 3})
     result = seg(half_frame()[:, :, 0])
     assert calls == [((2, 120, 200), (120, 200), {"iterations": 3})]  # a gray frame passes through as (H, W)

@@ -1,5 +1,11 @@
 """Public names are plain objects: ``edgeseg.stream`` is a function, packages are plain modules, and no public
-name of a package is also one of its submodules (an import of the submodule would rebind the name)."""
+name of a package is also one of its submodules (an import of the submodule would rebind the name).
+
+Checked to fail: on the tree before the ops modules were renamed, test_no_module_swaps_its_class failed at
+edgeseg/ops/__init__.py:45 and test_no_public_name_of_a_package_is_also_its_submodule named dense_crf,
+dense_crf_windowed, nms and roi_align; test_video_modules_share_no_private_names fails on capture.py/dicom.py
+importing ``_cv2`` from sources.py as they did.
+"""
 
 from __future__ import annotations
 
@@ -55,3 +61,71 @@ def test_video_modules_share_no_private_names():
                 bad += [f"{path.name}:{node.lineno} {a.name}" for a in node.names
                         if a.name.startswith("_") and not a.name.startswith("__")]
     assert not bad, f"private names imported across edgeseg.video modules: {bad}"
+
+
+def _package_inits():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for folder in ("edgeseg", "export", "plugins"):
+        yield from sorted((repo / folder).rglob("__init__.py"))
+
+
+def test_no_module_swaps_its_class():
+    """``sys.modules[__name__].__class__ = ...`` makes a module something else (callable, attribute hooks):
+    readers, IDEs and type checkers cannot follow it. Public names go in plain modules instead."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    bad = []
+    for folder in ("edgeseg", "export", "plugins"):
+        for path in sorted((repo / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                bad += [f"{path.relative_to(repo)}:{node.lineno}" for t in targets
+                        if isinstance(t, ast.Attribute) and t.attr == "__class__"]
+    assert not bad, f"module class swaps: {bad}"
+
+
+def test_no_public_name_of_a_package_is_also_its_submodule():
+    """A package's public name (``__all__`` or its lazy ``_LAZY`` table) that is also a submodule is rebound to
+    the module whenever anything imports that submodule."""
+    import ast
+
+    clashes = {}
+    for init in _package_inits():
+        names = set()
+        for node in ast.parse(init.read_text(), str(init)).body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                ids = {t.id for t in targets if isinstance(t, ast.Name)}
+                if ids & {"__all__", "_LAZY"} and isinstance(node.value, (ast.List, ast.Tuple, ast.Dict)):
+                    items = node.value.keys if isinstance(node.value, ast.Dict) else node.value.elts
+                    names |= {i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)}
+        folder = init.parent
+        submodules = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").exists()}
+        if names & submodules:
+            clashes[str(folder)] = sorted(names & submodules)
+    assert not clashes, f"public names that are also submodules: {clashes}"
+
+
+def test_ops_functions_stay_functions_after_their_modules_load():
+    import importlib
+    import inspect
+    import types
+
+    import pytest
+
+    pytest.importorskip("torch")
+    pytest.importorskip("scipy")
+    import edgeseg.ops as ops
+
+    for module in ("boxes", "roi", "crf", "crf_window", "deform_conv", "crf_rnn", "routes", "permutohedral"):
+        importlib.import_module(f"edgeseg.ops.{module}")
+    assert type(ops) is types.ModuleType
+    for name, home in ops._LAZY.items():
+        value = getattr(ops, name)
+        assert not isinstance(value, types.ModuleType), name
+        assert value is getattr(importlib.import_module(home), name)
+        assert inspect.isfunction(value) or inspect.isclass(value), (name, value)

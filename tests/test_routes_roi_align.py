@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 from _routes import build_rtx, hc18_frames  # noqa: E402
 
 from edgeseg.errors import InputError  # noqa: E402
-from edgeseg.ops.roi_align import roi_align_grid_sample, roi_align_op  # noqa: E402
+from edgeseg.ops.roi import roi_align_grid_sample, roi_align_op  # noqa: E402
 from edgeseg.ops.routes import export_route  # noqa: E402
 
 

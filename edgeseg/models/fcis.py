@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.roi_align import roi_align_op
+from ..ops.roi import roi_align_op
 from .maskrcnn.heads import _pool, _rois
 from .maskrcnn.losses import box_losses
 from .maskrcnn.model import MaskRCNN

@@ -199,7 +199,7 @@ class DeepLabV3CRF(nn.Module):
 def run_after_engine(stage: dict[str, Any], logits, network_input):
     """Finish a ``decomposed`` deeplabv3_crf on the host (NumPy) or GPU (CuPy arrays): the sidecar's
     ``after_engine`` stage on the engine's logits (N, C, H, W) and the network input (N, K, H, W) -> log Q."""
-    from edgeseg.ops.dense_crf import dense_crf
+    from edgeseg.ops.crf import dense_crf
     from edgeseg.ops.permutohedral import array_modules
 
     if stage.get("stage") != "dense_crf":

@@ -209,8 +209,8 @@ def _ops():
 
     import edgeseg.ops.crf_rnn
     import edgeseg.ops.deform_conv
-    import edgeseg.ops.nms
-    import edgeseg.ops.roi_align  # noqa: F401 - each registers its torch.ops.edgeseg op
+    import edgeseg.ops.boxes
+    import edgeseg.ops.roi  # noqa: F401 - each registers its torch.ops.edgeseg op
 
     return torch.ops.edgeseg
 

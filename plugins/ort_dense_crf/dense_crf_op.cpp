@@ -204,7 +204,7 @@ bool matrix(const Json& v, int c, std::vector<double>* out, bool* diagonal) {
     return true;
 }
 
-// edgeseg.ops.dense_crf.compat_matrix: Potts w -> w*I; (C,) v -> -diag(v); (C, C) M -> -sym(M); with `compat`
+// edgeseg.ops.crf.compat_matrix: Potts w -> w*I; (C,) v -> -diag(v); (C, C) M -> -sym(M); with `compat`
 // mu given, the weight must be a number and M = w * mu.
 std::string compat_matrix(const Json& value, const Json& compat, int c, const char* field, std::vector<float>* g) {
     g->assign(c * c, 0.f);
@@ -314,7 +314,7 @@ OrtStatus* compute(void* kernel_ptr, OrtKernelContext* context) {
     for (int b = 0; b < n; ++b) {
         const float* probs = static_cast<const float*>(probs_data) + b * c * hw;
         const float* image = static_cast<const float*>(image_data) + b * hw * k;
-        for (size_t i = 0; i < c * hw; ++i)  // edgeseg.ops.dense_crf.unary_from_probs: -log(clip(p, clip, 1))
+        for (size_t i = 0; i < c * hw; ++i)  // edgeseg.ops.crf.unary_from_probs: -log(clip(p, clip, 1))
             unary[i] = p.energy ? probs[i] : -std::log(std::fmin(std::fmax(probs[i], p.clip), 1.f));
         for (size_t i = 0; i < hw * k; ++i)  // the frame as bytes, rounded (as run_after_engine does)
             pixels[i] = (unsigned char)std::fmin(std::fmax(std::nearbyint(image[i]), 0.f), 255.f);

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgeseg.ops.roi_align import roi_align_op
+from edgeseg.ops.roi import roi_align_op
 
 
 class FPN(nn.Module):

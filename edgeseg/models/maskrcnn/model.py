@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import InputError
-from ...ops.nms import box_iou
+from ...ops.boxes import box_iou
 from ..encoders import create_encoder
 from ..registry import register_model
 from .anchors import AnchorGenerator, encode_boxes

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...ops.nms import batched_nms
+from ...ops.boxes import batched_nms
 from .anchors import clip_boxes, decode_boxes
 
 #: box-head delta weights (Faster R-CNN's 10, 10, 5, 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...ops.nms import batched_nms, box_iou
+from ...ops.boxes import batched_nms, box_iou
 from .anchors import AnchorGenerator, clip_boxes, decode_boxes, encode_boxes
 from .losses import rpn_losses
 from .targets import match_boxes, sample_balanced

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...ops.roi_align import roi_align
+from ...ops.roi import roi_align
 
 #: matched index for a box below the low IoU threshold (background)
 BELOW_LOW = -1

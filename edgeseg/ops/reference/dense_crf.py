@@ -46,7 +46,7 @@ def dense_crf_reference(energy, image, iterations, sxy_gaussian, sxy_bilateral, 
     """Mean field on unary ``energy`` (C, H, W) -> Q (C, H, W) float64.
 
     ``image`` (H, W, K) uint8; ``sxy_*`` (sx, sy); ``srgb`` one width per channel; ``g_*`` (C, C)
-    matrices from :func:`edgeseg.ops.dense_crf.compat_matrix`.
+    matrices from :func:`edgeseg.ops.crf.compat_matrix`.
     """
     c, h, w = energy.shape
     k_gauss, k_bilat = kernel_matrices(image, sxy_gaussian, sxy_bilateral, srgb, window)

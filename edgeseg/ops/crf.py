@@ -14,7 +14,7 @@ self-weight included and symmetric normalisation, which is exactly what pydensec
 ``inference`` compute. The same code runs on NumPy/SciPy and, unchanged, on CuPy/cupyx.
 
 ``dense_crf_windowed`` is the same model with exact Gaussian kernels truncated to a k x k window
-(ConvCRF); see :mod:`edgeseg.ops.dense_crf_windowed`.
+(ConvCRF); see :mod:`edgeseg.ops.crf_window`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def dense_crf_windowed(probs, image, window: int = 7, iterations: int = 5, sxy_g
     """The dense CRF with exact kernels truncated to a ``window`` x ``window`` neighbourhood (ConvCRF).
 
     Same arguments and result as :func:`dense_crf`; ``window`` is odd. NumPy arrays run the NumPy
-    implementation (:mod:`edgeseg.ops.dense_crf_windowed`); CuPy arrays run the fused CUDA kernel
+    implementation (:mod:`edgeseg.ops.crf_window`); CuPy arrays run the fused CUDA kernel
     (``edgeseg.plugins.dense_crf``, one launch per iteration).
 
     >>> import numpy as np
@@ -95,7 +95,7 @@ def dense_crf_windowed(probs, image, window: int = 7, iterations: int = 5, sxy_g
             compat_matrix(compat_gaussian, compat, energy.shape[0], "compat_gaussian"),
             compat_matrix(compat_bilateral, compat, energy.shape[0], "compat_bilateral"))
     if xp is np:
-        from edgeseg.ops.dense_crf_windowed import mean_field_windowed
+        from edgeseg.ops.crf_window import mean_field_windowed
 
         return mean_field_windowed(*args)
     from edgeseg.plugins.dense_crf import windowed_crf_cupy

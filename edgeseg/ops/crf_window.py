@@ -65,7 +65,7 @@ def messages(q, weights, offsets, r):
 def mean_field_windowed(energy, image, window, iterations, sxy_gaussian, sxy_bilateral, srgb, g_gauss, g_bilat):
     """Mean field on unary ``energy`` (C, H, W) float32 with windowed kernels -> Q (C, H, W) float32.
 
-    ``g_*`` are (C, C) compatibility matrices as in :func:`edgeseg.ops.dense_crf.compat_matrix`.
+    ``g_*`` are (C, C) compatibility matrices as in :func:`edgeseg.ops.crf.compat_matrix`.
     """
     c, h, w = energy.shape
     r = window // 2

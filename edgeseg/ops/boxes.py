@@ -104,16 +104,3 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     offsets = idxs.to(boxes.dtype) * (torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max() + 1)
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
-
-def __getattr__(name: str):
-    # The ONNX translation moved to edgeseg.ops.onnx_translations, the one home of edgeseg's ONNX side. Resolved
-    # by name on first use: that module imports this one (to register the op), not the other way round.
-    if name not in ("NMS_TRANSLATION", "nms_to_onnx"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    warnings.warn(f"edgeseg.ops.nms.{name} is deprecated: use edgeseg.ops.onnx_translations.translation_table() "
-                  "(every edgeseg op) or its nms_to_onnx", DeprecationWarning, stacklevel=2)
-    to_onnx = importlib.import_module("edgeseg.ops.onnx_translations").nms_to_onnx
-    return {torch.ops.edgeseg.nms.default: to_onnx} if name == "NMS_TRANSLATION" else to_onnx
