@@ -11,11 +11,14 @@ edge; ``+ outline offset`` also measures 0.94 px inside the contour (HC18's mask
 reference ellipse, ``HC18_OUTLINE_OFFSET_PX``, fitted on the training patients' masks); ``reported`` is
 what ``edgeseg measure`` prints: all of that on the mean probability of the image and its mirror (flip
 TTA). ``GT mask`` is the same fit on the ground-truth mask, before / now: the method's own error floor.
-``interval coverage``: share of scans whose error lies within the reported +- half-width. The
+Dice columns: the model's argmax (one pass), the flip-averaged probability > 0.5, and the filled
+ellipse ``measure_head`` fits (HC18 annotates each head as a filled ellipse, so this is the outline the
+measurement reports). ``interval coverage``: share of scans whose error lies within the reported +- half-width. The
 calibration table counts the scans ``measure_head`` flags and how many of the errors above 10 mm those
 hold; the cut-head table crops the left 30 % of each head away and measures what remains. Latency: pre +
 inference + resize back per image, after one warm-up, on whatever backend ``create_runner`` picks;
-model-only FPS: ONNX Runtime, one thread, batch 1 at the model's input size.
+model-only FPS: ONNX Runtime, one thread, batch 1 at the model's input size, one pass and flip TTA
+(two passes a frame), in alternating windows of the same run.
 
 Run:  .venv/bin/python benchmarks/hc18_eval.py                        (first and current shipped ONNX; ~5 min)
       .venv/bin/python benchmarks/hc18_eval.py --model a.onnx b.onnx  (several models, one table)
@@ -77,18 +80,23 @@ def score_image(predict, image: np.ndarray, truth: np.ndarray, px: float) -> tup
     prob = head_probability(scores)
     prob = (prob + head_probability(predict(np.ascontiguousarray(image[:, ::-1])))[:, ::-1]) / 2
     labels = scores.argmax(0).astype(np.uint8)
-    pred, gt = labels > 0, truth > 0
+    pred, gt, tta = labels > 0, truth > 0, prob > 0.5
     row = {"tp": int((pred & gt).sum()), "fp": int((pred & ~gt).sum()), "fn": int((~pred & gt).sum()),
+           "tp_tta": int((tta & gt).sum()), "fp_tta": int((tta & ~gt).sum()), "fn_tta": int((~tta & gt).sum()),
            "hc_before": _hc(labels, px, exclude_border=False, outline_offset_px=0.0),
            "hc_skull": _hc(labels, px, outline_offset_px=0.0), "hc_offset": _hc(labels, px),
            "hc_gt_raw": _hc(truth, px, outline_offset_px=0.0), "hc_gt": _hc(truth, px)}
     row["dice"] = 2 * row["tp"] / max(1, 2 * row["tp"] + row["fp"] + row["fn"])
     try:
         m = measure_head(prob, px)
+        fill = m.ellipse.mask(gt.shape)
+        row.update(tp_ellipse=int((fill & gt).sum()), fp_ellipse=int((fill & ~gt).sum()),
+                   fn_ellipse=int((~fill & gt).sum()))
         row.update(measured_mm=m.hc_mm, half_width_mm=m.half_width_mm, border_fraction=m.border_fraction,
                    residual_mm=m.residual_mm, boundary_width_mm=m.boundary_width_mm, flags=list(m.flags))
     except InputError:
-        row.update(measured_mm=float("nan"), half_width_mm=float("nan"), flags=["no_head"])
+        row.update(measured_mm=float("nan"), half_width_mm=float("nan"), flags=["no_head"],
+                   tp_ellipse=0, fp_ellipse=0, fn_ellipse=int(gt.sum()))
     return row, seconds
 
 
@@ -124,7 +132,11 @@ def summarize(rows: list[dict]) -> dict:
         if not part:
             continue
         tp, fp, fn = (sum(r[k] for r in part) for k in ("tp", "fp", "fn"))
+        tp_t, fp_t, fn_t = (sum(r[k] for r in part) for k in ("tp_tta", "fp_tta", "fn_tta"))
+        tp_e, fp_e, fn_e = (sum(r[k] for r in part) for k in ("tp_ellipse", "fp_ellipse", "fn_ellipse"))
         entry = {"images": len(part), "dice": 2 * tp / (2 * tp + fp + fn),
+                 "dice_flip_tta": 2 * tp_t / (2 * tp_t + fp_t + fn_t),
+                 "dice_ellipse": 2 * tp_e / (2 * tp_e + fp_e + fn_e),
                  "mean_image_dice": float(np.mean([r["dice"] for r in part]))}
         for key in HC_KEYS + ("measured_mm",):
             err = np.array([r[key] - r["hc_ref_mm"] for r in part])
@@ -157,10 +169,11 @@ def calibration(rows: list[dict]) -> dict:
     return table
 
 
-def model_fps(path: Path, seconds: float = 3.0) -> float | None:
-    """Frames per second of the model alone at its input size: ONNX Runtime, one thread, batch 1."""
+def model_fps(path: Path, seconds: float = 3.0, rounds: int = 3) -> tuple[float, float] | tuple[None, None]:
+    """Frames per second of the model alone at its input size, ONNX Runtime, one thread, batch 1: one pass,
+    and flip TTA (the frame and its mirror, two runs). Alternating windows, so both see the same load."""
     if path.suffix != ".onnx":
-        return None
+        return None, None
     import onnxruntime as ort
 
     from edgeseg.artifact import Artifact
@@ -170,14 +183,20 @@ def model_fps(path: Path, seconds: float = 3.0) -> float | None:
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     pre = Artifact.load(path).preprocess
     x = np.random.default_rng(0).standard_normal((1, pre.channels, *pre.size)).astype(np.float32)
+    mirrored = np.ascontiguousarray(x[..., ::-1])
     name = session.get_inputs()[0].name
     for _ in range(5):
         session.run(None, {name: x})
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        session.run(None, {name: x})
-        n += 1
-    return n / (time.perf_counter() - t0)
+    frames, spent = [0, 0], [0.0, 0.0]
+    for _ in range(rounds):
+        for i, inputs in enumerate(((x,), (x, mirrored))):
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds / rounds:
+                for blob in inputs:
+                    session.run(None, {name: blob})
+                frames[i] += 1
+            spent[i] += time.perf_counter() - t0
+    return frames[0] / spent[0], frames[1] / spent[1]
 
 
 def evaluate_model(path: Path, data: Path, names: list[str], threads: int, limit: int | None,
@@ -194,20 +213,21 @@ def evaluate_model(path: Path, data: Path, names: list[str], threads: int, limit
         if with_cut:
             cut.append(score_cut(predict, image, truth, ref.pixel_size_mm, ref.hc_mm))
     t = np.asarray(times[1:] or times) * 1e3
+    fps, fps_flip = model_fps(path)
     return {"model": path.name, "path": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
             "bands": summarize(rows), "calibration": calibration(rows),
             "cut_heads": summarize_cut(cut) if cut else None,
             "latency_ms_median": float(np.median(t)), "latency_ms_p99": float(np.percentile(t, 99)),
-            "model_fps_1_thread": model_fps(path), "per_image": rows}
+            "model_fps_1_thread": fps, "model_fps_flip_tta_1_thread": fps_flip, "per_image": rows}
 
 
 def print_tables(results: list[dict]) -> None:
-    print("| model | band | images | Dice | mean image Dice | HC MAE before | skull only | + outline offset "
+    print("| model | band | images | Dice | Dice flip TTA | Dice fitted ellipse | mean image Dice | HC MAE before | skull only | + outline offset "
           "| + flip TTA (reported) | p95 | interval coverage | GT mask before / now |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for res in results:
         for band, e in res["bands"].items():
-            print(f"| {res['model']} | {band} | {e['images']} | {e['dice']:.4f} | {e['mean_image_dice']:.4f} | "
+            print(f"| {res['model']} | {band} | {e['images']} | {e['dice']:.4f} | {e['dice_flip_tta']:.4f} | {e['dice_ellipse']:.4f} | {e['mean_image_dice']:.4f} | "
                   f"{e['hc_before_mae']:.2f} | {e['hc_skull_mae']:.2f} | {e['hc_offset_mae']:.2f} | "
                   f"{e['measured_mm_mae']:.2f} | {e['reported_p95_mm']:.2f} | {e['interval_coverage']:.0%} | "
                   f"{e['hc_gt_raw_mae']:.2f} / {e['hc_gt_mae']:.2f} |")
@@ -230,9 +250,9 @@ def print_tables(results: list[dict]) -> None:
                   f"{c['flagged']} | {c['cut_by_border_flagged']} |")
     print()
     for res in results:
-        fps = res["model_fps_1_thread"]
+        fps, flip = res["model_fps_1_thread"], res["model_fps_flip_tta_1_thread"]
         print(f"{res['model']}: latency {res['latency_ms_median']:.1f} / {res['latency_ms_p99']:.1f} ms (median / p99)"
-              + (f", model alone {fps:.0f} FPS on one thread" if fps else ""))
+              + (f", model alone {fps:.0f} FPS on one thread, {flip:.0f} FPS with flip TTA" if fps else ""))
         worst = sorted(res["per_image"], key=lambda r: -abs(np.nan_to_num(r["measured_mm"] - r["hc_ref_mm"], nan=1e9)))
         print("  worst: " + "; ".join(f"{r['file']} {r['band']} err {r['measured_mm'] - r['hc_ref_mm']:+.1f} mm "
                                       f"Dice {r['dice']:.3f} flags {r['flags'] or '-'}" for r in worst[:6]))

@@ -13,6 +13,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from edgeseg.apps.ultrasound import (
+    Ellipse,
     ellipse_perimeter,
     fit_head_ellipse,
     hc_errors,
@@ -39,6 +40,22 @@ def test_fit_recovers_a_drawn_rotated_ellipse_and_ignores_small_blobs():
     assert sorted(ellipse.axes) == pytest.approx([300, 460], abs=2.0)
     expected = ellipse_perimeter(230, 150) * 0.1
     assert head_circumference_mm(mask, 0.1, outline_offset_px=0.0) == pytest.approx(expected, rel=0.005)
+
+
+def test_ellipse_mask_fills_the_fitted_ellipse():
+    drawn = np.zeros((300, 400), np.uint8)
+    cv2.ellipse(drawn, (200, 150), (120, 80), 20, 0, 360, 1, -1)
+    ellipse = fit_head_ellipse(drawn)
+    filled = ellipse.mask(drawn.shape)
+    assert filled.shape == (300, 400) and filled.dtype == bool
+    assert filled.sum() == pytest.approx(math.pi * 120 * 80, rel=0.02)
+    dice = 2 * (filled & (drawn > 0)).sum() / (filled.sum() + (drawn > 0).sum())
+    assert dice > 0.99
+    assert filled[150, 200] and not filled[150, 5] and not filled[5, 200]
+    cut = Ellipse((390.0, 150.0), (200.0, 100.0), 0.0).mask((300, 400))  # runs past the right edge: clipped
+    assert cut[150, 399] and not cut[150, 285]
+    # left half (pi a b / 2) plus the 9.5 px strip right of the centre, about 2 b wide
+    assert cut.sum() == pytest.approx(math.pi * 100 * 50 / 2 + 9.5 * 100, rel=0.02)
 
 
 def test_hc_from_real_ground_truth_masks_matches_the_csv(hc18_dir):

@@ -42,6 +42,13 @@ class Ellipse:
         """Perimeter in pixels (Ramanujan's first approximation)."""
         return ellipse_perimeter(self.axes[0] / 2.0, self.axes[1] / 2.0)
 
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool: this ellipse filled, in an image of ``shape`` (HC18 annotates heads as filled ellipses)."""
+        cv2 = require("cv2", "ellipse drawing")
+        out = np.zeros(tuple(shape)[:2], np.uint8)
+        cv2.ellipse(out, (self.center, self.axes, self.angle), 1, -1)
+        return out > 0
+
     def inset_perimeter(self, offset_px: float) -> float:
         """Perimeter in pixels of this ellipse with both semi-axes ``offset_px`` shorter (at least 0)."""
         return ellipse_perimeter(max(0.0, self.axes[0] / 2.0 - offset_px), max(0.0, self.axes[1] / 2.0 - offset_px))
