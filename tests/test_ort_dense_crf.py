@@ -1,5 +1,5 @@
 """ONNX Runtime runs the edgeseg:DenseCRF node through the project's C custom-op library (plugins/ort_dense_crf),
-which OrtRunner registers by itself when a graph imports the edgeseg domain."""
+which OnnxRuntimeRunner registers by itself when a graph imports the edgeseg domain."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from edgeseg.errors import ArtifactError  # noqa: E402
 from edgeseg.ops.crf import dense_crf  # noqa: E402
 from edgeseg.plugins.common.build import host_compiler  # noqa: E402
 from edgeseg.plugins.ort_dense_crf import library_path, opset_domains  # noqa: E402
-from edgeseg.runtime.ort_runner import register_edgeseg_ops  # noqa: E402
+from edgeseg.runtime.onnxruntime_runner import register_edgeseg_ops  # noqa: E402
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler (g++) to build the op library")
 
@@ -157,7 +157,7 @@ def test_deeplabv3_crf_native_route_runs_in_ortrunner_like_pytorch(native_crf):
     noise frame 6.2e-4, 1.8e-4, 6.2e-4; probabilities ORT-torch32 8.0e-5 and 1.3e-4."""
     import torch
 
-    from edgeseg.runtime import OrtRunner
+    from edgeseg.runtime import OnnxRuntimeRunner
 
     model, art = native_crf
     yy, xx = np.mgrid[:64, :64]
@@ -165,7 +165,7 @@ def test_deeplabv3_crf_native_route_runs_in_ortrunner_like_pytorch(native_crf):
     noise = np.random.default_rng(0).integers(-8, 9, disc.shape)
     pixels = np.stack([np.clip(disc + noise, 0, 255), np.random.default_rng(1).integers(0, 256, disc.shape)])
     x = ((pixels[:, None].astype(np.float32) / 255) - 0.5) / 0.25
-    with OrtRunner(art) as runner:
+    with OnnxRuntimeRunner(art) as runner:
         got = runner.infer({"input": x})[runner.output_names[0]]
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
