@@ -6,9 +6,9 @@ The guided filter (He, Sun & Tang, ECCV 2010) models the output as locally linea
     a = cov(I, p) / (var(I) + eps),   b = mean(p) - a mean(I)      (means: box filters of radius r)
     q = mean(a) I + mean(b)
 
-The fast variant computes ``a`` and ``b`` at low resolution (here: the model's own output resolution, so the
-probabilities are never resized before filtering) and upsamples only the two coefficient planes bilinearly
-before ``q = A I + B`` at frame size. Edges of the output follow edges of the frame instead of the bilinear
+The fast variant computes ``a`` and ``b`` at low resolution (here: the model's own output resolution, or
+``subsample`` times below it with the radius scaled alike) and upsamples only the two coefficient planes
+bilinearly before ``q = A I + B`` at frame size. Edges of the output follow edges of the frame instead of the bilinear
 blur of the low-resolution mask. The filter is linear in ``p``: class planes that sum to one still do.
 
 >>> up = GuidedUpsampler(radius=2, eps=1e-3)
