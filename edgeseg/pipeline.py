@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import postprocess
+from .after_engine import after_engine_step
 from .artifact import Artifact
 from .errors import ArtifactError, InputError, MissingDependencyError
 from .preprocess import Preprocessor, Region, check_frame
@@ -258,6 +259,8 @@ class Segmenter:
             raise InputError(f"score_threshold: got {score_threshold!r}, but {self.artifact.path.name} is a semantic "
                              "model (its sidecar's extra.task is not 'instances'); drop score_threshold")
         self.preprocessor = None if instances else Preprocessor(self.artifact.preprocess, dtype=spec.dtype)
+        # the stage a decomposed export leaves after the engine (the CRF of deeplabv3_crf), run in infer()
+        self._after_engine = None if instances else after_engine_step(self.artifact)
         self.smooth = smooth
         self.crf_params = None if crf in (None, False) else ({} if crf is True else dict(crf))
         self._dense_crf = _load_dense_crf() if self.crf_params is not None else None
@@ -313,6 +316,8 @@ class Segmenter:
         # |mean| <= 1e3): no NaN scan of the blob; the output is checked in postprocess (check_output)
         outputs = self.runner.infer({self.input_name: item.blob}, check_finite=False)
         item.output = outputs if self.instance_decoder is not None else outputs[self.output_name]
+        if self._after_engine is not None:  # finish the model the graph stopped short of (--route decomposed)
+            item.output = self._after_engine(item.output, item.blob)
         item.timings["infer"] = time.perf_counter() - t0
         return item
 

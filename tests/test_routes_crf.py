@@ -82,3 +82,65 @@ def test_after_engine_stage_checks_its_inputs():
         run_after_engine(stage, np.zeros((1, 2, 8, 8), np.float32), np.zeros((1, 1, 8, 9), np.float32))
     with pytest.raises(InputError, match="after_engine.stage: got 'maskrcnn_post'"):
         run_after_engine({**stage, "stage": "maskrcnn_post"}, None, None)
+
+
+def _gray_frames(count: int) -> list:
+    """The first HC18 frames as the gray uint8 images a user feeds the Segmenter (their own size)."""
+    cv2 = pytest.importorskip("cv2")
+    from _routes import HC18_IMAGES
+
+    files = sorted(HC18_IMAGES.glob("*_HC.png"))[:count]
+    if len(files) < count:
+        pytest.skip(f"HC18 images not found at {HC18_IMAGES}")
+    return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+
+
+def test_segmenter_runs_the_after_engine_crf_so_the_decomposed_graph_gives_the_native_masks(model, tmp_path):
+    """``edgeseg run`` on a decomposed export: the Segmenter reads ``extra.export.after_engine`` and runs the CRF
+    after the graph, matching the native graph (its edgeseg.DenseCRF node through ONNX Runtime's custom op)."""
+    from edgeseg.pipeline import Segmenter
+    from edgeseg.plugins.common.build import host_compiler
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler (g++) to build the ONNX Runtime DenseCRF op the native graph needs")
+    native, decomposed = _export(model, tmp_path, "native"), _export(model, tmp_path, "decomposed")
+    plain = Artifact.load(decomposed.path)
+    plain.extra = {**plain.extra, "export": {k: v for k, v in plain.extra["export"].items() if k != "after_engine"}}
+    with Segmenter(native.path, backend="onnxruntime", threads=1) as want_seg, \
+            Segmenter(decomposed.path, backend="onnxruntime", threads=1) as got_seg, \
+            Segmenter(plain, backend="onnxruntime", threads=1) as no_crf_seg:
+        assert got_seg._after_engine is not None and want_seg._after_engine is None
+        for frame in _gray_frames(2):
+            want, got, no_crf = want_seg(frame), got_seg(frame), no_crf_seg(frame)
+            assert np.abs(got.probs - want.probs).max() <= 1e-4
+            assert np.array_equal(got.labels, want.labels)
+            assert np.abs(no_crf.probs - want.probs).max() > 1e-2  # without the step the masks would differ
+
+
+def test_after_engine_step_reads_the_sidecar_and_refuses_what_it_cannot_run(tmp_path):
+    from edgeseg.after_engine import after_engine_step
+    from edgeseg.artifact import TensorSpec
+    from edgeseg.errors import ArtifactError
+
+    stage = {"stage": "dense_crf", "engine_output": "logits", "params": {"iterations": 2, "window": 3},
+             "image": {"from": "input", "mean": [0.5], "std": [0.25], "scale": 255.0}}
+    art = Artifact(path=tmp_path / "m.onnx", classes=["a", "b"], preprocess=Preprocess(size=(8, 8), **GRAY),
+                   inputs=[TensorSpec("input", ["batch", 1, "height", "width"])],
+                   outputs=[TensorSpec("logits", ["batch", 2, "height", "width"])],
+                   extra={"export": {"route": "decomposed", "after_engine": stage}})
+    step = after_engine_step(art)
+    x = np.random.default_rng(0).normal(size=(1, 1, 8, 8)).astype(np.float32)
+    logits = np.random.default_rng(1).normal(size=(1, 2, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(step(logits, x), run_after_engine(stage, logits, x))
+    assert after_engine_step(Artifact(path=tmp_path / "n.onnx", extra={"export": {"route": "native"}})) is None
+    art.extra["export"]["after_engine"] = {**stage, "stage": "maskrcnn_post"}
+    assert after_engine_step(art) is None  # the instance decoder runs that one
+    art.extra["export"]["after_engine"] = {**stage, "stage": "bilateral_solver"}
+    with pytest.raises(ArtifactError, match="after_engine.stage is 'bilateral_solver', expected one of dense_crf"):
+        after_engine_step(art)
+    art.extra["export"]["after_engine"] = {**stage, "engine_output": "probs"}
+    with pytest.raises(ArtifactError, match="engine_output is 'probs', but the graph's first output is 'logits'"):
+        after_engine_step(art)
+    art.extra["export"]["after_engine"] = {**stage, "image": {"mean": [0.5, 0.5], "std": [0.25], "scale": 255.0}}
+    with pytest.raises(ArtifactError, match="2 means and 1 stds, expected 1 each"):
+        after_engine_step(art)

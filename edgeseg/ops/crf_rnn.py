@@ -198,26 +198,11 @@ class DeepLabV3CRF(nn.Module):
 
 def run_after_engine(stage: dict[str, Any], logits, network_input):
     """Finish a ``decomposed`` deeplabv3_crf on the host (NumPy) or GPU (CuPy arrays): the sidecar's
-    ``after_engine`` stage on the engine's logits (N, C, H, W) and the network input (N, K, H, W) -> log Q."""
-    from edgeseg.ops.crf import dense_crf
-    from edgeseg.ops.permutohedral import array_modules
+    ``after_engine`` stage on the engine's logits (N, C, H, W) and the network input (N, K, H, W) -> log Q.
+    :func:`edgeseg.after_engine.finish_dense_crf` (the Segmenter runs it by itself)."""
+    from edgeseg.after_engine import finish_dense_crf
 
-    if stage.get("stage") != "dense_crf":
-        raise InputError(f"after_engine.stage: got {stage.get('stage')!r}, expected 'dense_crf'")
-    xp = array_modules(logits)[0]
-    logits, network_input = xp.asarray(logits, dtype=xp.float32), xp.asarray(network_input, dtype=xp.float32)
-    if logits.ndim != 4 or network_input.ndim != 4 or logits.shape[2:] != network_input.shape[2:]:
-        raise InputError(f"logits, network_input: got shapes {logits.shape} and {network_input.shape}, expected "
-                         "(N, C, H, W) and (N, K, H, W) of the same N, H, W")
-    image = stage["image"]
-    mean = xp.asarray(image["mean"], dtype=xp.float32).reshape(1, -1, 1, 1)
-    std = xp.asarray(image["std"], dtype=xp.float32).reshape(1, -1, 1, 1)
-    pixels = xp.clip(xp.rint((network_input * std + mean) * image["scale"]), 0, 255).astype(xp.uint8)
-    out = xp.empty_like(logits)
-    for i in range(logits.shape[0]):  # energy -logits: the mean field starts from softmax(logits), as the layer
-        refined = dense_crf(-logits[i], pixels[i].transpose(1, 2, 0), unary="energy", **stage["params"])
-        out[i] = xp.log(xp.maximum(refined, xp.finfo(xp.float32).tiny))
-    return out
+    return finish_dense_crf(stage, logits, network_input)
 
 
 def deeplabv3_crf(num_classes: int, in_channels: int = 3, **kwargs: Any) -> DeepLabV3CRF:
