@@ -49,6 +49,16 @@ def test_motion_weight_falls_from_alpha_to_zero_as_the_dilated_change_goes_from_
         assert np.allclose(out.sum(0), 1, atol=1e-5)  # same weight for every class: still probabilities
 
 
+def test_motion_gray_may_switch_between_uint8_and_float_frames():
+    rng = np.random.default_rng(5)
+    grays = rng.integers(0, 60, (4, 7, 9)).astype(np.uint8)
+    xs = rng.random((4, 1, 7, 9)).astype(np.float32)
+    mixed, floats = Stabilizer("motion", alpha=0.8), Stabilizer("motion", alpha=0.8)
+    for t in range(4):
+        gray = grays[t] if t % 2 == 0 else grays[t].astype(np.float32)
+        assert np.allclose(mixed(gray, xs[t]), floats(grays[t].astype(np.float32), xs[t]), atol=1e-6)
+
+
 def test_motion_averages_still_pixels_and_follows_moving_ones():
     rng = np.random.default_rng(2)
     h, w, frames = 40, 60, 12
