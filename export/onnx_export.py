@@ -101,10 +101,13 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
             ``native`` (ONNX DeformConv/RoiAlign, the DenseCRF node), ``decomposed`` (standard ops
             TensorRT-RTX and TensorRT 8.x parse; the graph stops before a CRF, which runs after the
             engine) or ``plugin`` (edgeseg's TensorRT plugin nodes); see :mod:`edgeseg.ops.routes`.
+            ``auto``: ``decomposed`` where TensorRT-RTX is the TensorRT library here, else ``native``
+            (:func:`~edgeseg.ops.routes.resolve_route`; the sidecar says why in ``extra.export.route_auto``).
     """
-    from edgeseg.ops.routes import check_route, export_route
+    from edgeseg.ops.routes import export_route, resolve_route
 
-    check_route(route)
+    requested = route
+    route, why = resolve_route(route)
     torch = require("torch", "ONNX export")
     onnx = require("onnx", "ONNX export")
     out_path = Path(out_path)
@@ -120,6 +123,8 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
             export_artifact(model, artifact, out_path, opset=opset)
         exported = Artifact.load(out_path)
         exported.extra = {**exported.extra, "export": {**exported.extra.get("export", {}), "route": route}}
+        if requested == "auto":
+            exported.extra["export"]["route_auto"] = why
         exported.save()
         return exported
     channels = int(artifact.model_kwargs.get("in_channels", artifact.preprocess.channels))
@@ -147,8 +152,12 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
         raise ExportError(f"onnx.checker rejected the exported graph: {_reason(exc)}") from exc
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out_path))
-    return _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model), route,
-                          _after_engine(model, route))
+    exported = _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model), route,
+                              _after_engine(model, route))
+    if requested == "auto":
+        exported.extra["export"]["route_auto"] = why
+        exported.save()
+    return exported
 
 
 def onnx_from_imported(model: Any, artifact: Artifact, onnx_path: str | Path) -> Path:

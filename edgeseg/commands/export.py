@@ -16,6 +16,7 @@ Routes (the ONNX form of DeformConv, RoIAlign and the CRF; recorded in the sidec
   decomposed  GridSample-based DeformConv / RoIAlign; the graph stops before a CRF, which runs after the
               engine (TensorRT-RTX, TensorRT 8.x on JetPack 5 / 6.0)
   plugin      edgeseg's TensorRT plugin nodes (TensorRT 10.6+ with `edgeseg build --plugins edgeseg`)
+  auto        decomposed where the TensorRT library here is TensorRT-RTX, else native (the sidecar says why)
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--opset", type=int, default=19, help="ONNX opset (default 19; 19+ for DeformConv)")
     parser.add_argument("--static", action="store_true", help="fix batch 1 and the sidecar's input size")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
-    parser.add_argument("--route", choices=("native", "decomposed", "plugin"), default="native",
-                        help="ONNX form of DeformConv/RoIAlign/CRF (default native; decomposed for TensorRT-RTX)")
+    parser.add_argument("--route", choices=("native", "decomposed", "plugin", "auto"), default="native",
+                        help="ONNX form of DeformConv/RoIAlign/CRF (default native; decomposed for TensorRT-RTX; "
+                             "auto: decomposed where TensorRT-RTX is the TensorRT library here)")
     parser.add_argument("--triton", type=Path, metavar="REPO", default=None,
                         help="also write a Triton model repository (config.pbtxt + versioned model) into REPO")
 
@@ -56,7 +58,10 @@ def run(args) -> int:
     spec_in, spec_out = artifact.inputs[0], artifact.outputs[0]
     size_mb = artifact.path.stat().st_size / 1e6
     print(f"wrote {artifact.path} ({size_mb:.2f} MB, opset {artifact.opset}) and {artifact.sidecar_path.name}")
-    print(f"  {spec_in.name}: {spec_in.shape} {spec_in.dtype} -> {spec_out.name}: {spec_out.shape} (route {args.route})")
+    route = artifact.extra.get("export", {}).get("route", args.route)
+    print(f"  {spec_in.name}: {spec_in.shape} {spec_in.dtype} -> {spec_out.name}: {spec_out.shape} (route {route})")
+    if args.route == "auto":
+        print(f"  route {route}: {artifact.extra['export'].get('route_auto', '')}")
     after = artifact.extra.get("export", {}).get("after_engine")
     if after:
         runner = {"dense_crf": "edgeseg.ops.crf_rnn.run_after_engine",
