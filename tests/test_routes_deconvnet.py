@@ -85,3 +85,65 @@ def test_deconvnet_matches_pytorch_on_hc18_and_builds_on_tensorrt_rtx(tmp_path, 
     assert report.max_abs <= 1e-4, report.text()
     seconds, size = build_rtx(art.path)  # static 1x1x64x64
     assert size > 0
+
+
+def _window_switches(before: np.ndarray):
+    """First-maximum position (0..3, row-major) of every 2x2/2 window of (N, C, H, W) and the windows (..., 4)."""
+    n, c, height, width = before.shape
+    h, w = height // 2, width // 2
+    win = before[:, :, : 2 * h, : 2 * w].reshape(n, c, h, 2, w, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h, w, 4)
+    return win.argmax(-1), win
+
+
+@pytest.mark.slow
+def test_deconvnet_onnx_differs_from_pytorch_only_where_a_switch_is_a_near_tie(tmp_path):
+    """Issue 22 item 4, measured: ONNX Runtime (MLAS) and PyTorch (oneDNN) compute the encoder features in
+    different summation orders, so they agree to ~1e-6, not bitwise; a 2x2 window whose two largest values are
+    closer than that can switch elsewhere, moving one decoder value (up to 3e-3 at 256x256 on HC18 frames). Any
+    switch rule is a discontinuous function of those values, so no rule removes this. What holds: PyTorch run
+    with the switches ONNX Runtime chose matches it within 1e-4, and each switch that differs is a near-tie."""
+    import onnx
+    import onnxruntime as ort
+    import torch.nn.functional as F
+
+    from edgeseg.export.onnx_export import to_onnx
+    from edgeseg.models import create_model
+    from edgeseg.models.deconvnet import max_unpool
+
+    torch.manual_seed(0)
+    model = create_model("deconvnet", num_classes=2, in_channels=1, width=16).eval()
+    artifact = Artifact(path=tmp_path / "d.safetensors", classes=["background", "head"],
+                        preprocess=Preprocess(size=(160, 160), **GRAY))
+    art = to_onnx(model, artifact, tmp_path / "d.onnx", dynamic=False)
+    proto = onnx.load(str(art.path))
+    producer = {out: n.op_type for n in proto.graph.node for out in n.output}
+    befores = [n.input[0] for n in proto.graph.node if n.op_type == "MaxPool" and producer[n.input[0]] == "Relu"]
+    assert len(befores) == 5  # the encoder's pools; switch_unpool's own MaxPool reads a Mul (rank * equal)
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in befores)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    differ = windows = 0
+    for x in hc18_frames(4, (160, 160)):
+        got, *ort_befores = session.run(None, {"input": x[None]})
+        with torch.no_grad():  # the model's forward, with ONNX Runtime's switches in place of its own
+            t, levels = torch.from_numpy(x[None]), []
+            for block, ort_before in zip(model.down, ort_befores):
+                before = block(t)
+                t = F.max_pool2d(before, 2, 2)
+                levels.append((before, ort_before))
+            for block, (before, ort_before) in zip(model.up, reversed(levels)):
+                k, _ = _window_switches(ort_before)
+                h, w = k.shape[-2:]
+                rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+                flat = (2 * rows + k // 2) * before.shape[-1] + 2 * cols + k % 2
+                t = block(max_unpool(t, torch.from_numpy(flat.astype(np.int64)), before))
+            forced = model.classifier(t).numpy()
+        assert np.abs(got - forced).max() <= 1e-4  # measured 4e-8: the switches are the whole difference
+        for before, ort_before in levels:
+            mine, win = _window_switches(before.numpy())
+            theirs, _ = _window_switches(ort_before)
+            noise = float(np.abs(before.numpy() - ort_before).max())
+            flipped = mine != theirs
+            top2 = np.sort(win[flipped], -1)[:, -2:]
+            assert np.all(top2[:, 1] - top2[:, 0] <= 2 * noise), "a switch differs by more than the rounding"
+            differ, windows = differ + int(flipped.sum()), windows + flipped.size
+    assert differ <= 1e-3 * windows, (differ, windows)
