@@ -1,12 +1,13 @@
 """Instance datasets: COCO polygons and RLE, instance PNG folders, HC18 heads, composed multi-head canvases."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edgeseg.artifact import Preprocess
+from edgeseg.artifact import Artifact, Preprocess
 from edgeseg.errors import InputError
 from edgeseg.instances.data import (
     InstanceDataset,
@@ -78,9 +79,9 @@ def test_hc18_each_mask_is_one_head_instance(hc18_dir):
     np.testing.assert_array_equal(t["boxes"], boxes_from_masks(t["masks"]))  # flips keep boxes consistent
 
 
-def _head_crops(hc18_dir, n, size=96):
+def _head_crops(items, n, size=96):
     pieces = []
-    for item in hc18_instances(hc18_dir)[:n]:
+    for item in items[:n]:
         image, target = item.load()
         x1, y1, x2, y2 = target["boxes"][0].astype(int)
         crop, mask = image[y1:y2, x1:x2], target["masks"][0, y1:y2, x1:x2]
@@ -91,7 +92,7 @@ def _head_crops(hc18_dir, n, size=96):
 
 
 def test_compose_real_heads_into_one_canvas(hc18_dir):
-    pieces = _head_crops(hc18_dir, 3)
+    pieces = _head_crops(hc18_instances(hc18_dir), 3)
     canvas, target = compose_instances(pieces, (128, 320), np.random.default_rng(0))
     assert canvas.shape == (128, 320) and len(target["labels"]) == 3
     assert target["masks"].sum(0).max() == 1  # no overlap
@@ -103,27 +104,59 @@ def test_compose_real_heads_into_one_canvas(hc18_dir):
         compose_instances(pieces, (64, 320), np.random.default_rng(0))
 
 
-def _trained_checkpoint():
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    for path in (root / "edgeseg/assets/hc18_maskrcnn.safetensors", root / "runs/hc18_maskrcnn.safetensors"):
-        if path.exists():
-            return path
-    pytest.skip("no trained HC18 Mask R-CNN (edgeseg train-instances ... --out runs/hc18_maskrcnn.safetensors)")
+SHIPPED_MASKRCNN = Path(__file__).resolve().parents[1] / "edgeseg/assets/hc18_maskrcnn.safetensors"
+
+
+def _trained_checkpoint() -> Path:
+    """The shipped Mask R-CNN, trained on HC18 composites (no BUSI); it must be in the repository."""
+    assert SHIPPED_MASKRCNN.exists(), f"{SHIPPED_MASKRCNN} is missing: it ships with the repository"
+    return SHIPPED_MASKRCNN
+
+
+def _validation_items(hc18_dir):
+    """HC18 items of the shipped model's validation patients (listed in its sidecar)."""
+    names = set(Artifact.load(_trained_checkpoint()).extra["trained_on"]["val_files"])
+    items = [it for it in hc18_instances(hc18_dir) if it.image.name in names]
+    assert len(items) == len(names)
+    return items
+
+
+def test_shipped_maskrcnn_is_small_half_precision_and_hc18_only():
+    torch = pytest.importorskip("torch")
+    from safetensors import safe_open
+
+    from edgeseg.models import load_checkpoint
+
+    path = _trained_checkpoint()
+    assert path.stat().st_size < 4_000_000
+    art = Artifact.load(path)
+    assert art.model == "maskrcnn" and art.extra["task"] == "instances" and art.extra["weights_dtype"] == "float16"
+    assert "CC BY 4.0" in art.extra["data_attribution"] and art.extra["train"]["config"]["dataset"] == "hc18_composites"
+    assert "shared/data/hc18" in art.extra["train"]["config"]["data"]
+    with safe_open(str(path), "pt") as f:
+        stored = {k: f.get_tensor(k) for k in f.keys()}
+    model, _ = load_checkpoint(path)
+    state = model.state_dict()
+    for name, tensor in stored.items():
+        if tensor.is_floating_point():
+            assert str(tensor.dtype) == "torch.float16", name
+            assert state[name].dtype == torch.float32 and (state[name] == tensor.float()).all(), name
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_trained_model_finds_each_real_head_on_a_two_head_canvas(hc18_dir, seed):
-    """Trained on one head per frame, the model still separates two real heads pasted side by side."""
+    """The shipped model finds both real heads of a two-scan composite of validation patients (scans it never
+    trained on, on a 300 x 400 canvas, not the square one of training): one detection per head."""
     import torch
 
+    from edgeseg.instances.composites import CompositeDataset
     from edgeseg.instances.segmenter import InstanceSegmenter
     from edgeseg.ops.boxes import box_iou
 
-    rng = np.random.default_rng(seed)
-    pieces = _head_crops(hc18_dir, 20, size=180)
-    pick = [pieces[i] for i in rng.choice(len(pieces), 2, replace=False)]
-    canvas, target = compose_instances(pick, (300, 400), rng)
+    ds = CompositeDataset(_validation_items(hc18_dir), Preprocess(size=(300, 400), color="gray"), length=1,
+                          seed=seed, heads=(2, 2))
+    canvas, target = ds.canvas_at(0)
+    assert len(target["labels"]) == 2
     inst = InstanceSegmenter(_trained_checkpoint(), score_threshold=0.5)(canvas).instances
     assert len(inst) >= 2
     iou = box_iou(torch.from_numpy(target["boxes"]), torch.from_numpy(inst.boxes)).numpy()

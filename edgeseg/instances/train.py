@@ -197,3 +197,24 @@ def train_instances(cfg: InstanceTrainConfig, log=print) -> dict:
     log(f"val mask AP {metrics['segm']['AP']:.3f} AP50 {metrics['segm']['AP50']:.3f} "
         f"AP75 {metrics['segm']['AP75']:.3f} | box AP {metrics['bbox']['AP']:.3f}")
     return report
+
+
+def save_fp16_copy(src, dst, extra: dict | None = None) -> Path:
+    """Copy checkpoint ``src`` to ``dst`` with its floating-point tensors stored as float16 (half the size; the
+    loader casts them back into the float32 model) and its sidecar, ``extra`` merged into ``extra`` plus
+    ``weights_dtype: "float16"``. Returns ``dst``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src), Path(dst)
+    if dst.suffix != ".safetensors":
+        raise InputError(f"dst: got {str(dst)!r}, expected a path ending in .safetensors")
+    art = Artifact.load(src)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dst),
+              metadata={"format": "pt", "model": art.model, "weights_dtype": str(torch.float16)})
+    art.path = dst
+    art.extra = {**art.extra, **(extra or {}), "weights_dtype": "float16"}
+    art.save()
+    return dst
