@@ -15,6 +15,7 @@ from _routes import build_rtx, hc18_frames  # noqa: E402
 from edgeseg.artifact import Artifact, Preprocess  # noqa: E402
 from edgeseg.export.trt_build import EngineBuildError  # noqa: E402
 from edgeseg.ops.crf_rnn import run_after_engine  # noqa: E402
+from test_instance_runners import offline_trt  # noqa: E402, F401 - fixture: the stand-in tensorrt and cupy
 
 GRAY = {"color": "gray", "mean": [0.5], "std": [0.25]}
 SHAPES = {"input": ((1, 1, 16, 16), (1, 1, 40, 48), (2, 1, 64, 64))}
@@ -31,6 +32,13 @@ def model():
     m.backbone = torch.nn.Conv2d(1, 2, 3, padding=1)
     torch.nn.init.normal_(m.backbone.weight, std=2.0)  # confident, varied logits: the CRF has work to do
     return m.eval()
+
+
+@pytest.fixture(scope="module")
+def exports(model, tmp_path_factory):
+    """The native and the decomposed export of ``model`` (made before any test swaps in a stand-in tensorrt)."""
+    folder = tmp_path_factory.mktemp("crf_exports")
+    return _export(model, folder, "native"), _export(model, folder, "decomposed")
 
 
 def _export(model, folder, route):
@@ -95,7 +103,7 @@ def _gray_frames(count: int) -> list:
     return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
 
 
-def test_segmenter_runs_the_after_engine_crf_so_the_decomposed_graph_gives_the_native_masks(model, tmp_path):
+def test_segmenter_runs_the_after_engine_crf_so_the_decomposed_graph_gives_the_native_masks(exports):
     """``edgeseg run`` on a decomposed export: the Segmenter reads ``extra.export.after_engine`` and runs the CRF
     after the graph, matching the native graph (its edgeseg.DenseCRF node through ONNX Runtime's custom op)."""
     from edgeseg.pipeline import Segmenter
@@ -103,7 +111,7 @@ def test_segmenter_runs_the_after_engine_crf_so_the_decomposed_graph_gives_the_n
 
     if host_compiler() is None:
         pytest.skip("no C++ compiler (g++) to build the ONNX Runtime DenseCRF op the native graph needs")
-    native, decomposed = _export(model, tmp_path, "native"), _export(model, tmp_path, "decomposed")
+    native, decomposed = exports
     plain = Artifact.load(decomposed.path)
     plain.extra = {**plain.extra, "export": {k: v for k, v in plain.extra["export"].items() if k != "after_engine"}}
     with Segmenter(native.path, backend="onnxruntime", threads=1) as want_seg, \
@@ -144,3 +152,27 @@ def test_after_engine_step_reads_the_sidecar_and_refuses_what_it_cannot_run(tmp_
     art.extra["export"]["after_engine"] = {**stage, "image": {"mean": [0.5, 0.5], "std": [0.25], "scale": 255.0}}
     with pytest.raises(ArtifactError, match="2 means and 1 stds, expected 1 each"):
         after_engine_step(art)
+
+
+def test_segmenter_runs_the_after_engine_crf_on_an_engine_through_the_tensorrt_runner(exports, tmp_path, request):
+    """The engine built from a decomposed export keeps ``after_engine`` in its sidecar; the Segmenter on the
+    .engine (tensorrt backend; here the stand-in ``tensorrt``/``cupy`` that runs the plan's ONNX with ONNX
+    Runtime, as no GPU is lent) runs the CRF after it and matches the native graph."""
+    from edgeseg.pipeline import Segmenter
+    from edgeseg.plugins.common.build import host_compiler
+    from edgeseg.runtime.tensorrt_runner import TensorRTRunner
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler (g++) to build the ONNX Runtime DenseCRF op the native graph needs")
+    native, decomposed = exports
+    with Segmenter(native.path, backend="onnxruntime", threads=1) as want_seg:
+        frames = _gray_frames(2)
+        wants = [want_seg(f) for f in frames]
+    trt_build = request.getfixturevalue("offline_trt")  # after the exports: torch.onnx fails with the stand-in
+    engine = trt_build.engine_from_onnx(decomposed.path, tmp_path / "crf.engine", max_batch=1, timing_cache=False)
+    assert engine.extra["export"]["after_engine"]["stage"] == "dense_crf"
+    with Segmenter(engine.path) as seg:
+        assert isinstance(seg.runner, TensorRTRunner)
+        for frame, want in zip(frames, wants):
+            got = seg(frame)
+            assert np.abs(got.probs - want.probs).max() <= 1e-4 and np.array_equal(got.labels, want.labels)
