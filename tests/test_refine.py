@@ -109,11 +109,86 @@ def test_guided_edges_follow_the_frame_better_than_bilinear(subsample):
     assert np.abs(guided - truth).mean() < 0.5 * np.abs(bilinear - truth).mean()
 
 
+def _blend_weight(planes, m):
+    """Literal ``clip(1 - (largest - second largest) / m, 0, 1)``; ``|2p - 1|`` for one plane."""
+    if planes.shape[0] == 1:
+        margin = np.abs(2 * planes[0] - 1)
+    else:
+        top = np.sort(planes, axis=0)
+        margin = top[-1] - top[-2]
+    return np.clip(1 - margin / m, 0, 1)
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_blend_keeps_the_low_resolution_probabilities_where_the_model_is_confident(classes):
+    rng = np.random.default_rng(6)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (40, 48), dtype=np.uint8), (3, 3), 0)
+    if classes == 1:
+        p = rng.random((1, 20, 24)).astype(np.float32)
+    else:
+        logits = 2 * rng.normal(size=(3, 20, 24))
+        p = (np.exp(logits) / np.exp(logits).sum(0)).astype(np.float32)
+    low = cv2.resize(cv2.pyrDown(gray), (24, 20), interpolation=cv2.INTER_LINEAR).astype(np.float64)
+    m = 0.7
+    w = _blend_weight(p.astype(np.float64), m)
+    assert 0 < (w == 0).mean() < 1 and (w > 0.5).any()  # both confident and unsure pixels in this input
+    expected = np.empty((classes, 40, 48))
+    for k in range(classes):
+        a, b = _guided_coefficients(low / 255.0, p[k].astype(np.float64), 1, 1e-3)
+        a, b = w * a, w * b + (1 - w) * p[k]                    # A' = w A, B' = w B + (1 - w) p
+        big_a = cv2.resize(a.astype(np.float32), (48, 40), interpolation=cv2.INTER_LINEAR)
+        big_b = cv2.resize(b.astype(np.float32), (48, 40), interpolation=cv2.INTER_LINEAR)
+        expected[k] = big_a * (gray / 255.0) + big_b
+    out = GuidedUpsampler(radius=1, eps=1e-3, blend=m, clip=False)(gray, p)
+    assert np.abs(out - expected).max() < 1e-4
+    if classes == 3:
+        assert np.abs(out.sum(0) - 1).max() < 1e-4  # one weight for every plane: the planes still sum to one
+
+
+def test_blend_weight_zero_everywhere_is_bilinear_upsampling():
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # pure texture: the plain filter would follow it
+    # margin >= 0.8 everywhere, constant over 2x2 blocks so the subsample-2 coefficient grid sees the same values
+    p_sub = np.where(rng.random((1, 6, 8)) < 0.5, 0.05, 0.9).astype(np.float32)
+    p = np.repeat(np.repeat(p_sub, 2, axis=1), 2, axis=2)
+    out = GuidedUpsampler(radius=2, eps=1e-3, blend=0.8)(frame, p)
+    assert np.abs(out - bilinear_upsample(p, (48, 64))).max() < 1e-5
+    out = GuidedUpsampler(radius=2, eps=1e-3, subsample=2, blend=0.8)(frame, p)
+    assert np.abs(out - bilinear_upsample(p_sub, (48, 64))).max() < 1e-5  # from the coefficients' grid
+    plain = GuidedUpsampler(radius=2, eps=1e-3)(frame, p)
+    assert np.abs(plain - bilinear_upsample(p, (48, 64))).max() > 0.1
+
+
+def test_blend_keeps_confident_labels_where_the_frame_has_dark_structure_and_still_sharpens_the_edge():
+    """A soft 4x ellipse mask (0.05 outside, 0.95 inside) on a bright ellipse with a dark band just inside its edge
+    (as the fluid inside a skull): the plain filter labels the band background, following the frame where the
+    model was sure; the blend keeps the band and its edge is still sharper than bilinear."""
+    yy, xx = np.mgrid[:160, :200]
+    d = (yy - 80) ** 2 / 50 ** 2 + (xx - 95) ** 2 / 70 ** 2
+    truth = (d < 1).astype(np.uint8)
+    band = (d > 0.7) & (d < 0.8)
+    frame = np.where((truth == 1) & ~band, 190, 60).astype(np.uint8)
+    low = cv2.resize(truth.astype(np.float32), (50, 40), interpolation=cv2.INTER_AREA)
+    low = (0.05 + 0.9 * low)[None].astype(np.float32)
+    bilinear = bilinear_upsample(low, (160, 200))[0]
+    plain = GuidedUpsampler(radius=2, eps=1e-4, subsample=2)(frame, low)[0]
+    blended = GuidedUpsampler(radius=2, eps=1e-4, subsample=2, blend=1.0)(frame, low)[0]
+    assert (bilinear[band] > 0.5).all()
+    assert (plain[band] <= 0.5).mean() > 0.5
+    assert (blended[band] > 0.5).all()
+    f_bilinear = boundary_f_score((bilinear > 0.5).astype(np.uint8), truth, tolerance=0)
+    f_blended = boundary_f_score((blended > 0.5).astype(np.uint8), truth, tolerance=0)
+    assert f_blended > f_bilinear + 0.1
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(InputError, match="radius"):
         GuidedUpsampler(radius=0)
     with pytest.raises(InputError, match="eps"):
         GuidedUpsampler(eps=0)
+    for bad in (0, -0.5, 2.5, True, "0.5"):
+        with pytest.raises(InputError, match="blend"):
+            GuidedUpsampler(blend=bad)
     with pytest.raises(InputError, match="planes"):
         GuidedUpsampler()(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32))
     with pytest.raises(InputError, match="frame"):
