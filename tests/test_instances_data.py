@@ -169,8 +169,8 @@ def test_trained_model_finds_each_real_head_on_a_two_head_canvas(hc18_dir, seed)
 
 
 def test_overlapping_tiles_occlude_in_paste_order():
-    """Two 8x8 tiles on a 1 x 2 grid of 6-pixel cells with overlap 0.5 always land at x = 0 and x = 4: the
-    later head hides the earlier one, the later background fills only empty canvas."""
+    """Two 8x8 tiles on a 1 x 2 grid with overlap 0.5 sit 4 columns apart: the later head hides the earlier one,
+    the later background fills only empty canvas."""
     from edgeseg.instances.composites import compose_tiles
 
     tiles = []
@@ -178,30 +178,32 @@ def test_overlapping_tiles_occlude_in_paste_order():
         mask = np.zeros((1, 8, 8), np.uint8)
         mask[0, 2:6, 1:7] = 1
         tiles.append((np.full((8, 8), value, np.uint8), mask))
-    canvas, target = compose_tiles(tiles, (8, 12), np.random.default_rng(0), grid=(1, 2), overlap=0.5)
-    first_x, second_x = (0, 4) if np.random.default_rng(0).permutation(2)[0] == 0 else (4, 0)
-    expected = np.zeros((8, 12), np.uint8)
+    canvas, target = compose_tiles(tiles, (8, 16), np.random.default_rng(0), grid=(1, 2), overlap=0.5)
+    first_x = int(np.nonzero(canvas[0] == 100)[0].min())  # rows 0-1 of a tile hold no head
+    second_x = int(target["boxes"][1, 0]) - 1
+    assert abs(second_x - first_x) == 4  # pitch (1 - 0.5) x 8
+    expected = np.zeros((8, 16), np.uint8)
     expected[:, first_x:first_x + 8] = 100
-    head2 = np.zeros((8, 12), bool)
+    head2 = np.zeros((8, 16), bool)
     head2[2:6, second_x + 1:second_x + 7] = True
-    empty = np.ones((8, 12), bool)
-    empty[:, first_x:first_x + 8] = False
-    expected[head2 | (empty & (np.arange(12) >= second_x) & (np.arange(12) < second_x + 8))] = 200
+    rect2 = np.zeros((8, 16), bool)
+    rect2[:, second_x:second_x + 8] = True
+    expected[head2 | (rect2 & (expected == 0))] = 200
     np.testing.assert_array_equal(canvas, expected)
-    head1 = np.zeros((8, 12), bool)
+    head1 = np.zeros((8, 16), bool)
     head1[2:6, first_x + 1:first_x + 7] = True
     np.testing.assert_array_equal(target["masks"][0], head1 & ~head2)  # the visible part of the bottom head
     np.testing.assert_array_equal(target["masks"][1], head2)
     assert target["order"].tolist() == [0, 1]
     with pytest.raises(InputError, match="overlap: got 1.5"):
-        compose_tiles(tiles, (8, 12), np.random.default_rng(0), grid=(1, 2), overlap=1.5)
+        compose_tiles(tiles, (8, 16), np.random.default_rng(0), grid=(1, 2), overlap=1.5)
 
 
 def test_overlapping_hc18_composites_hide_part_of_a_real_head(hc18_dir):
     from edgeseg.instances.composites import CompositeDataset
 
     items = hc18_instances(hc18_dir)[:8]
-    ds = CompositeDataset(items, Preprocess(size=(256, 256), color="gray"), length=6, seed=0, overlap=0.3)
+    ds = CompositeDataset(items, Preprocess(size=(256, 256), color="gray"), length=6, seed=0, overlap=0.5)
     full_areas = sorted(int(m.sum()) for _, m in ds.tiles)
     hidden = 0
     for i in range(len(ds)):

@@ -9,6 +9,7 @@ Examples:
   edgeseg eval-instances runs/hc18_maskrcnn.onnx --data ../shared/data/hc18
   edgeseg eval-instances runs/hc18_maskrcnn.safetensors --data ../shared/data/hc18 --limit 40 --json ap.json
   edgeseg eval-instances runs/hc18c_bottomup.onnx --data ../shared/data/hc18 --dataset hc18_composites
+  edgeseg eval-instances runs/hc18c_fcis.onnx --data ../shared/data/hc18 --dataset hc18_composites --overlap 0.5
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def add_arguments(parser) -> None:
                         help="HC18 scans, HC18 composites (2-4 validation scans per canvas, seed --seed + 1) or BUSI")
     parser.add_argument("--composites", type=int, default=64, help="number of composite canvases (hc18_composites)")
     parser.add_argument("--canvas", type=int, default=512, help="composite canvas side in pixels (hc18_composites)")
+    parser.add_argument("--overlap", type=float, default=0.0,
+                        help="hc18_composites: head crops packed so neighbours overlap by this fraction (0: tiled)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--threads", type=int, default=1, help="inference CPU threads")
     parser.add_argument("--results", default=None, help="write the COCO results JSON here")
@@ -45,7 +48,8 @@ def run(args) -> int:
     report = evaluate_model_on_folder(args.model, args.data, split=args.split, group_regex=args.group_regex,
                                       val_fraction=args.val_fraction, seed=args.seed, limit=args.limit,
                                       threads=args.threads, results_json=args.results,
-                                      dataset=args.dataset, composites=args.composites, canvas=args.canvas)
+                                      dataset=args.dataset, composites=args.composites, canvas=args.canvas,
+                                      overlap=args.overlap)
     for kind, name in (("segm", "mask"), ("bbox", "box")):
         ap = report[kind]
         print(f"{name:>4} AP {ap['AP']:.3f}  AP50 {ap['AP50']:.3f}  AP75 {ap['AP75']:.3f}")

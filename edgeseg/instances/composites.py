@@ -6,9 +6,9 @@ a dataset with seed ``s`` is a pure function of ``(s, i)``: the same seed regene
 is written to disk. Build the validation composites from validation patients only (``_split`` of the training
 config).
 
-``overlap > 0`` makes heads overlap: each tile is the scan cropped to its head (plus a margin), fitted to a cell
-enlarged by ``1 + overlap`` and centred on its cell with a random shift, so neighbouring heads cross. Tiles are
-pasted in order: a later head hides what is under it, a later tile's background only fills empty canvas. Each
+``overlap > 0`` makes heads overlap: each tile is the fitted scan cropped to its head (plus a margin; heads keep
+the scale of tiled composites) and the grid is packed so that neighbouring tiles overlap by that fraction. Tiles
+are pasted in order: a later head hides what is under it, a later tile's background only fills empty canvas. Each
 instance's mask is its visible part, and ``target["order"]`` records the paste order (0 = bottom).
 
 >>> ds = CompositeDataset(val_items, preprocess, length=64, seed=1)   # doctest: +SKIP
@@ -23,7 +23,7 @@ from .._deps import require
 from ..artifact import Preprocess
 from ..data.dataset import preprocess_image
 from ..errors import InputError
-from .data import InstanceItem, target_from_masks
+from .data import InstanceItem, boxes_from_masks, target_from_masks
 
 
 def _fit(image: np.ndarray, masks: np.ndarray, cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,33 +52,37 @@ def compose_tiles(tiles: list[tuple[np.ndarray, np.ndarray]], canvas: tuple[int,
     over a black ``canvas`` (H, W), each at a random offset in its cell. Returns (canvas uint8, target with one
     class-1 instance per mask).
 
-    ``overlap > 0``: tiles may be up to ``1 + overlap`` times the cell, are centred on their cell with a random
-    shift of up to ``overlap / 2`` cell and may cross into neighbours; later heads occlude earlier ones, masks are
-    the visible parts and ``target["order"]`` is each instance's paste index (0 = bottom)."""
+    ``overlap > 0``: the grid is packed so that neighbouring tiles overlap by ``overlap`` of the largest tile's
+    height / width (pitch = (1 - overlap) x that size), tiles centred on their cells and the packed grid at a
+    random place on the canvas; later heads occlude earlier ones, masks are the visible parts and
+    ``target["order"]`` is each instance's paste index (0 = bottom)."""
     rows, cols = grid
     if not 1 <= len(tiles) <= rows * cols:
         raise InputError(f"tiles: got {len(tiles)}, expected 1 to {rows * cols} (one per cell of the "
                          f"{rows} x {cols} grid)")
     if not 0.0 <= overlap < 1.0:
-        raise InputError(f"overlap: got {overlap!r}, expected a fraction of a cell in [0, 1)")
+        raise InputError(f"overlap: got {overlap!r}, expected a fraction of a tile in [0, 1)")
     h, w = canvas
     ch, cw = h // rows, w // cols
-    max_h, max_w = int(ch * (1 + overlap)), int(cw * (1 + overlap))
+    for tile, _ in tiles:
+        if tile.shape[0] > ch or tile.shape[1] > cw:
+            raise InputError(f"tile: got {tile.shape[0]}x{tile.shape[1]}, expected at most the cell size {ch}x{cw}")
+    if overlap > 0:
+        big_h, big_w = max(t.shape[0] for t, _ in tiles), max(t.shape[1] for t, _ in tiles)
+        pitch_y, pitch_x = big_h * (1 - overlap), big_w * (1 - overlap)
+        top = int(rng.integers(0, h - int(pitch_y * (rows - 1) + big_h) + 1))
+        left = int(rng.integers(0, w - int(pitch_x * (cols - 1) + big_w) + 1))
     image = np.zeros((h, w), np.uint8)
     covered = np.zeros((h, w), bool)
     masks, order = [], []
     for index, (cell, (tile, tile_masks)) in enumerate(zip(rng.permutation(rows * cols)[: len(tiles)], tiles)):
         th, tw = tile.shape
-        if th > max_h or tw > max_w or th > h or tw > w:
-            raise InputError(f"tile: got {th}x{tw}, expected at most the cell size {max_h}x{max_w}")
         if overlap == 0:
             y = (cell // cols) * ch + int(rng.integers(0, ch - th + 1))
             x = (cell % cols) * cw + int(rng.integers(0, cw - tw + 1))
         else:
-            jy, jx = int(overlap * ch / 2), int(overlap * cw / 2)
-            y = (cell // cols) * ch + (ch - th) // 2 + int(rng.integers(-jy, jy + 1))
-            x = (cell % cols) * cw + (cw - tw) // 2 + int(rng.integers(-jx, jx + 1))
-            y, x = min(max(y, 0), h - th), min(max(x, 0), w - tw)
+            y = min(top + int(round((cell // cols) * pitch_y + (big_h - th) / 2)), h - th)
+            x = min(left + int(round((cell % cols) * pitch_x + (big_w - tw) / 2)), w - tw)
         head = np.zeros((h, w), bool)
         head[y:y + th, x:x + tw] = tile_masks.any(0)
         paste = head.copy()
@@ -110,8 +114,8 @@ class CompositeDataset:
 
     Scans are decoded once and kept at cell size (canvas / ``grid``), so memory stays small. ``flip`` mirrors
     each tile at random (part of the same seeded draw). ``grid=(2, 4)`` allows up to 8 heads per canvas.
-    ``overlap > 0`` crops each scan to its head (``margin`` of the head box around it) and lets neighbouring
-    heads overlap (see :func:`compose_tiles`); the targets then carry ``order``.
+    ``overlap > 0`` crops each fitted scan to its head (``margin`` of the head box around it) and packs the
+    tiles so that neighbouring heads overlap (see :func:`compose_tiles`); the targets then carry ``order``.
     """
 
     def __init__(self, items: list[InstanceItem], preprocess: Preprocess, length: int, seed: int = 0,
@@ -125,20 +129,19 @@ class CompositeDataset:
             raise InputError(f"length: got {length}, expected >= 1 composites")
         self.preprocess, self.length, self.seed, self.heads, self.flip = preprocess, length, seed, heads, flip
         if not 0.0 <= overlap < 1.0:
-            raise InputError(f"overlap: got {overlap!r}, expected a fraction of a cell in [0, 1)")
+            raise InputError(f"overlap: got {overlap!r}, expected a fraction of a tile in [0, 1)")
         self.grid, self.overlap = tuple(grid), float(overlap)
         h, w = (int(v) for v in preprocess.size)
         self.canvas = (h, w)
-        cell = (int(h // grid[0] * (1 + overlap)), int(w // grid[1] * (1 + overlap)))
         self.tiles = []
         for item in items:
             image, target = item.load()
             if image.ndim == 3:
                 image = image[..., 0]
-            masks = target["masks"]
-            if overlap > 0:
-                image, masks = _head_crop(image, masks, target["boxes"], margin)
-            self.tiles.append(_fit(image, masks, cell))
+            tile = _fit(image, target["masks"], (h // grid[0], w // grid[1]))
+            if overlap > 0:  # the head at the scale of a tiled composite, cut out of its scan
+                tile = _head_crop(*tile, boxes_from_masks(tile[1]), margin)
+            self.tiles.append(tile)
 
     def __len__(self) -> int:
         return self.length

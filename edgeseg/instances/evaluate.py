@@ -16,13 +16,13 @@ from .segmenter import InstanceSegmenter
 def evaluate_model_on_folder(model, data, split: str = "val", group_regex: str | None = r"^(\d{3})_",
                              val_fraction: float = 0.2, seed: int = 0, limit: int | None = None,
                              threads: int | None = 1, results_json=None, dataset: str = "hc18",
-                             composites: int = 64, canvas: int = 512) -> dict:
+                             composites: int = 64, canvas: int = 512, overlap: float = 0.0) -> dict:
     """Run ``model`` (.onnx / .safetensors) on every image of ``split`` (score threshold 0: AP ranks them all)
     -> {"segm": AP dict, "bbox": AP dict, "images": N, "median_ms": per-frame latency}.
 
     ``dataset="hc18_composites"`` scores ``composites`` canvases of ``canvas`` x ``canvas`` pixels tiled from the
-    split's scans (seed ``seed + 1``, the validation canvases of training, drawn at this size); "busi" reads
-    BUSI lesions (split by image)."""
+    split's scans (seed ``seed + 1``, the validation canvases of training, drawn at this size; ``overlap > 0``:
+    head crops that overlap, see :mod:`edgeseg.instances.composites`); "busi" reads BUSI lesions (split by image)."""
     if dataset == "busi":
         from .data import busi_instances
         items, group_regex = busi_instances(data), None
@@ -38,7 +38,7 @@ def evaluate_model_on_folder(model, data, split: str = "val", group_regex: str |
         from ..artifact import Preprocess
         from .composites import CompositeDataset
         ds = CompositeDataset(items, Preprocess(size=(canvas, canvas), color="gray"), length=limit or composites,
-                              seed=seed + 1)
+                              seed=seed + 1, overlap=overlap)
         frames = [ds.canvas_at(i) for i in range(len(ds))]
     else:
         frames = (item.load() for item in (items[:limit] if limit else items))
