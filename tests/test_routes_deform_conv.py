@@ -137,7 +137,7 @@ def test_plugin_route_emits_the_edgeseg_plugin_node_with_all_five_inputs(block, 
 def test_an_unknown_route_names_the_choices(block, tmp_path):
     from edgeseg.errors import InputError
 
-    with pytest.raises(InputError, match="route: got 'fast', expected one of native, decomposed, plugin"):
+    with pytest.raises(InputError, match="route: got 'fast', expected one of auto, native, decomposed, plugin"):
         _export(block, tmp_path, "fast")
 
 
