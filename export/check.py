@@ -112,11 +112,13 @@ def parity_report(onnx_path: str | Path, checkpoint: str | Path | None = None, i
         model: an ``nn.Module`` to compare against instead of loading ``checkpoint``.
         size: (H, W) model input size instead of the sidecar's ``preprocess.size``.
     """
+    from edgeseg.after_engine import after_engine_step
     from edgeseg.metrics import ConfusionMatrix
     from edgeseg.preprocess import Preprocessor
     from edgeseg.runtime import OnnxRuntimeRunner, TorchRunner
 
     artifact = onnx_path if isinstance(onnx_path, Artifact) else Artifact.load(onnx_path)
+    finish = after_engine_step(artifact)  # a decomposed graph is compared with the step the Segmenter runs after it
     if model is None:
         model, source = torch_model_for(artifact, checkpoint)
     else:
@@ -136,6 +138,8 @@ def parity_report(onnx_path: str | Path, checkpoint: str | Path | None = None, i
             blob, _ = pre(_read_bgr(file))
             a = torch_runner.infer({torch_runner.input_names[0]: blob})[torch_runner.output_names[0]]
             b = ort_runner.infer({ort_runner.input_names[0]: blob})[ort_runner.output_names[0]]
+            if finish is not None:
+                b = finish(b, blob)
             if a.shape != b.shape:
                 raise ArtifactError(f"{file.name}: ONNX output {b.shape} != PyTorch output {a.shape}")
             max_abs = max(max_abs, float(np.abs(a - b).max()))

@@ -176,3 +176,12 @@ def test_segmenter_runs_the_after_engine_crf_on_an_engine_through_the_tensorrt_r
         for frame, want in zip(frames, wants):
             got = seg(frame)
             assert np.abs(got.probs - want.probs).max() <= 1e-4 and np.array_equal(got.labels, want.labels)
+
+
+def test_parity_report_checks_a_decomposed_graph_with_its_after_engine_step(model, exports, hc18_dir):
+    """``edgeseg check`` on the decomposed export compares PyTorch's whole model with the graph plus the CRF the
+    Segmenter runs after it (the graph alone outputs logits, not the model's log Q)."""
+    from edgeseg.export.check import parity_report
+
+    report = parity_report(exports[1].path, model=model, images=hc18_dir / "images", limit=2)
+    assert report.max_abs <= 1e-4 and report.agreement == 1.0, report.text()
