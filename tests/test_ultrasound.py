@@ -95,9 +95,9 @@ def test_measure_command_reports_hc_close_to_the_reference(hc18_dir, capsys, tmp
     from edgeseg.cli import main
 
     image = hc18_dir / "images" / "018_HC.png"  # a validation patient of the shipped model
-    overlay, report = tmp_path / "hc.png", tmp_path / "hc.json"
+    overlay, report, mask = tmp_path / "hc.png", tmp_path / "hc.json", tmp_path / "head.png"
     code = main(["measure", str(image), "--hc-csv", str(hc18_dir / "pixel_size_and_hc.csv"), "--overlay", str(overlay),
-                 "--json", str(report)])
+                 "--json", str(report), "--mask", str(mask)])
     out = capsys.readouterr().out
     assert code == 0, out
     error = float(re.search(r"error ([+-][0-9.]+) mm", out).group(1))
@@ -107,6 +107,13 @@ def test_measure_command_reports_hc_close_to_the_reference(hc18_dir, capsys, tmp
     record = json.loads(report.read_text())["measurements"][0]
     low, high = record["interval_mm"]
     assert low < record["hc_mm"] < high and high - low < 20 and record["flags"] == []
+    head = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+    assert head.shape == (540, 800) and set(np.unique(head)) == {0, 255}
+    truth = cv2.imread(str(hc18_dir / "masks" / "018_HC.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert 2 * ((head > 0) & truth).sum() / ((head > 0).sum() + truth.sum()) > 0.95  # the fitted ellipse is the head
+    capsys.readouterr()
+    assert main(["measure", str(image), str(image), "--pixel-size", "0.1", "--mask", str(mask)]) == 2
+    assert "--mask: got 2 images, expected exactly one" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not ASSET.exists(), reason="the shipped HC18 model is not built yet")
