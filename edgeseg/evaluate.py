@@ -60,6 +60,7 @@ def open_predictor(path: str | Path, threads: int | None = None) -> tuple[Callab
     the artifact's ``output_kind`` says (the argmax is the same). ``threads``: the runner's CPU threads.
     """
     cv2 = require("cv2", "evaluation")
+    from .after_engine import after_engine_step
     from .pipeline import check_output_finite
     from .runtime import create_runner
 
@@ -67,10 +68,12 @@ def open_predictor(path: str | Path, threads: int | None = None) -> tuple[Callab
     runner.activate()
     artifact = runner.artifact
     in_name, out_name = runner.input_names[0], runner.output_names[0]
+    finish = after_engine_step(artifact)  # a decomposed export's step after the graph (the CRF), as the Segmenter
 
     def predict(image: np.ndarray) -> np.ndarray:
         blob = preprocess_image(image, artifact.preprocess)[None]
-        scores = np.asarray(runner.infer({in_name: blob})[out_name])[0].astype(np.float32)
+        scores = runner.infer({in_name: blob})[out_name]
+        scores = np.asarray(scores if finish is None else finish(scores, blob))[0].astype(np.float32)
         check_output_finite(scores, artifact)  # NaN scores would read as "nothing found"
         h, w = image.shape[:2]
         resized = cv2.resize(scores.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR)
