@@ -13,9 +13,10 @@ frame's own (unstabilised) prediction, i.e. the ghost it adds (0 without one).
 
 Still part: the shipped HC18 model on the HC18 validation split (benchmarks/results/hc18_val_files.txt) and,
 with ``--busi MODEL``, a BUSI model on the validation files its sidecar records (research-only data: only the
-scores are written), bilinear vs guided upsampling (the default, and subsample 1 = coefficients at the model's
-full output resolution): boundary F (DAVIS tolerance, 0.8% of the diagonal), boundary F at 2 px, trimap IoU
-(5 px band) and mIoU against the ground-truth masks at the images' own resolution.
+scores are written), bilinear vs guided upsampling (the default, subsample 1 = coefficients at the model's
+full output resolution, and the blended setting benchmarks/guided_tuning.py chose on HC18 training images):
+boundary F (DAVIS tolerance, 0.8% of the diagonal), boundary F at 2 px, trimap IoU (5 px band) and mIoU (pooled,
+5 decimals: the differences are that small) against the ground-truth masks at the images' own resolution.
 
 Cost: the filter per 640x480 frame on one core (OMP_NUM_THREADS=1 and cv2.setNumThreads(1)), including building
 the labels and the foreground the effect reads: selfie model on vtest frames resized to 640x480, HC18 model on the
@@ -59,8 +60,10 @@ OUT = REPO / "benchmarks" / "results" / "video_quality"
 STABILIZERS = [("none", "none", None), ("ema 0.5", "ema", 0.5), ("ema 0.8", "ema", 0.8), ("motion 0.8", "motion", 0.8),
                ("motion 0.9", "motion", 0.9)]
 REFINERS = ["none", "guided"]
-# still images: the default guided filter and the one with coefficients at the model's full output resolution
-STILL_REFINERS = {"bilinear": None, "guided": "guided", "guided, subsample 1": GuidedUpsampler(subsample=1)}
+# still images: the default guided filter, the one with coefficients at the model's full output resolution, and
+# the setting benchmarks/guided_tuning.py chose on HC18 training images (guided_tuning.json: eps 1e-5, blend 1.0)
+STILL_REFINERS = {"bilinear": None, "guided": "guided", "guided, subsample 1": GuidedUpsampler(subsample=1),
+                  "guided, eps 1e-5, blend 1.0": GuidedUpsampler(radius=2, eps=1e-5, subsample=2, blend=1.0)}
 HC18_MODEL = REPO / "edgeseg" / "assets" / "hc18_fastseg.onnx"
 PARTS = ("video", "cost", "hc18", "busi", "demo")
 
@@ -117,7 +120,8 @@ def flows_of(frames: list[np.ndarray]) -> list[np.ndarray]:
 def make_filter(mode: str, alpha: float | None, refine: str) -> MaskFilter:
     upsampler = STILL_REFINERS.get(refine, refine)
     if isinstance(upsampler, GuidedUpsampler):  # a fresh one: no buffers shared between settings
-        upsampler = GuidedUpsampler(upsampler.radius, upsampler.eps, upsampler.clip, upsampler.subsample)
+        upsampler = GuidedUpsampler(upsampler.radius, upsampler.eps, upsampler.clip, upsampler.subsample,
+                                    upsampler.blend)
     return MaskFilter(Stabilizer(mode, alpha=alpha), upsampler)
 
 
@@ -196,11 +200,13 @@ def cost_640x480(frames, segmenter: Segmenter, rounds: int, resize: bool) -> dic
             "low_resolution": list(outputs[0][0].shape), "rows": rows}
 
 
-def score_still(segmenter: Segmenter, pairs) -> dict:
+def score_still(segmenter: Segmenter, pairs, refiners: dict | None = None) -> dict:
     """Bilinear vs guided labels of ``pairs`` (image, truth) against the truth: boundary F (DAVIS tolerance and
     2 px), trimap IoU (5 px) and mIoU. Each upsampling gets the same model output (the Segmenter's own result
-    for bilinear, the render-stage MaskFilter for guided, as ``edgeseg run --refine guided`` does)."""
-    filters = {name: (MaskFilter("none", r) if r is not None else None) for name, r in STILL_REFINERS.items()}
+    for bilinear, the render-stage MaskFilter for guided, as ``edgeseg run --refine guided`` does).
+    ``refiners``: name -> None (bilinear), "guided" or a GuidedUpsampler; default :data:`STILL_REFINERS`."""
+    filters = {name: (MaskFilter("none", r) if r is not None else None)
+               for name, r in (refiners or STILL_REFINERS).items()}
     scores, count = {}, 0
     for image, truth in pairs:
         result = segmenter(image)
@@ -218,11 +224,11 @@ def score_still(segmenter: Segmenter, pairs) -> dict:
     return {"images": count, "rows": [
         {"refine": r, "boundary_f": round(float(np.nanmean(s["bf"])), 4),
          "boundary_f_2px": round(float(np.nanmean(s["bf2"])), 4),
-         "trimap_iou_5px": round(float(np.nanmean(s["trimap"])), 4), "mean_iou": round(s["cm"].mean_iou, 4)}
+         "trimap_iou_5px": round(float(np.nanmean(s["trimap"])), 4), "mean_iou": round(s["cm"].mean_iou, 5)}
         for r, s in scores.items()]}
 
 
-def score_hc18(limit: int | None) -> dict:
+def score_hc18(limit: int | None, refiners: dict | None = None) -> dict:
     from edgeseg.data import MaskSpec, load_image, read_mask
     from edgeseg.data.hc18 import read_file_list
 
@@ -231,12 +237,12 @@ def score_hc18(limit: int | None) -> dict:
     pairs = ((load_image(HC18 / "images" / n), read_mask(HC18 / "masks" / n, MaskSpec("binary")).astype(np.uint8))
              for n in names)
     try:
-        return score_still(segmenter, pairs)
+        return score_still(segmenter, pairs, refiners)
     finally:
         segmenter.close()
 
 
-def score_busi(model: Path, data: Path, limit: int | None) -> dict:
+def score_busi(model: Path, data: Path, limit: int | None, refiners: dict | None = None) -> dict:
     """A BUSI class-folders model on the validation files of its sidecar (benign, malignant lesions)."""
     from edgeseg.artifact import Artifact
     from edgeseg.data import load_image
@@ -254,7 +260,7 @@ def score_busi(model: Path, data: Path, limit: int | None) -> dict:
             yield image, read_sample_mask(sample, spec, image.shape[:2]).astype(np.uint8)
 
     try:
-        report = score_still(segmenter, pairs())
+        report = score_still(segmenter, pairs(), refiners)
     finally:
         segmenter.close()
     return {"model": model.name, "classes": list(artifact.classes),
@@ -336,7 +342,7 @@ def table(report: dict) -> str:
                   "| upsampling | boundary F (DAVIS tol.) | boundary F (2 px) | trimap IoU (5 px) | mIoU |",
                   "|---|---|---|---|---|"]
         lines += [f"| {r['refine']} | {r['boundary_f']:.4f} | {r['boundary_f_2px']:.4f} | {r['trimap_iou_5px']:.4f} | "
-                  f"{r['mean_iou']:.4f} |" for r in still["rows"]]
+                  f"{r['mean_iou']:.5f} |" for r in still["rows"]]
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -427,7 +433,8 @@ def main(argv=None) -> int:
     report = json.loads(path.read_text(encoding="utf-8")) if path.exists() and set(args.only) < set(PARTS) else {}
     guided = MaskFilter("none", "guided").upsampler
     report["settings"] = {"static_threshold": 8.0, "motion_threshold_px": 1.0, "flow": "DIS medium",
-                          "guided": {"radius": guided.radius, "eps": guided.eps, "subsample": guided.subsample},
+                          "guided": {"radius": guided.radius, "eps": guided.eps, "subsample": guided.subsample,
+                                     "blend": guided.blend},
                           "motion_gray_noise_threshold": [4.0, 16.0]}
     report.setdefault("clips", {})
     if not isinstance(report.get("cost"), dict):  # an older report's single cost list
