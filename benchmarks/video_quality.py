@@ -167,7 +167,8 @@ def cost_640x480(frames, segmenter: Segmenter, rounds: int, resize: bool) -> dic
     assert all(f.shape[:2] == (480, 640) for f in small), "cost is measured on 640x480 frames"
     outputs = low_res_outputs(segmenter, small)
     settings = [(n, m, a, r) for n, m, a in STABILIZERS for r in REFINERS]
-    settings += [(n, m, a, "guided, subsample 1") for n, m, a in STABILIZERS if n in ("none", "motion 0.8")]
+    settings += [(n, m, a, r) for r in ("guided, subsample 1", "guided, eps 1e-5, blend 1.0")
+                 for n, m, a in STABILIZERS if n in ("none", "motion 0.8")]
     wall = {(n, r): [] for n, _, _, r in settings}
     cpu = {(n, r): [] for n, _, _, r in settings}
     load = [round(x, 2) for x in os.getloadavg()]
