@@ -337,6 +337,8 @@ def claims_table(rows: list[dict]) -> list[str]:
             held = "yes" if d_miou > 0.01 else ("no" if d_miou < -0.01 else "within ±0.01 (single seed: no call)")
             if a["epochs_run"] != b["epochs_run"]:  # a time cap let one model run fewer epochs
                 held = f"not comparable: {a['epochs_run']} vs {b['epochs_run']} epochs under the time cap ({held})"
+            elif a.get("run", 0) != b.get("run", 0):
+                held += f" (rows of runs {b.get('run', 0) + 1} and {a.get('run', 0) + 1}: other time caps)"
             claims.append(f"| {text} | {with_} | {without} | {d_miou:+.3f} | {d_bf:+.3f} | {held} |")
     return claims
 
@@ -380,7 +382,8 @@ def markdown(rows: list[dict], setup: dict) -> str:
         _budget(rows, setup)
         + f" Validation: {rows[0]['val_images'] if rows else 0} images (20 % by image, seed "
         f"{setup['seed']}), metrics at original resolution. Latency: ONNX Runtime CPU, {setup['threads']} "
-        f"thread(s), batch 1, median of {setup['latency_iterations']}. Trained on: {setup['device']}. "
+        f"thread(s), batch 1, median of {setup['latency_iterations']}. Trained on: "
+        f"{setup['device'] if len(setup.get('runs', [])) < 2 else 'see the commands at the end'}. "
         f"FP16/INT8 ΔmIoU on the first {setup['quant_images']} validation images. Boundary F: mean over the "
         "lesion classes, boundary pixels matched within 3 px at the original resolution (strict: images are "
         f"190-720 px a side, one model pixel at {setup['size']} px spans ~{500 / setup['size']:.0f} of them).", "",
@@ -410,7 +413,8 @@ def _commands(rows: list[dict], setup: dict) -> list[str]:
 
 def readme_block(rows: list[dict], setup: dict) -> str:
     """The README's generated part: budget, the table, the target line and the claims table."""
-    return "\n".join([README_START, "", _budget(rows, setup) + f" Trained on: {setup['device']}.", "",
+    where = setup["device"] if len(setup.get("runs", [])) < 2 else "see the commands in the report"
+    return "\n".join([README_START, "", _budget(rows, setup) + f" Trained on: {where}.", "",
                        *results_table(rows, setup), "", *_target(rows), "", *claims_table(rows), "", README_END])
 
 
