@@ -73,3 +73,28 @@ def build_rtx(onnx_path: str | Path, shapes: dict[str, tuple[tuple[int, ...], ..
     if engine is None:
         raise EngineBuildError(f"TensorRT-RTX could not build {path.name}")
     return time.perf_counter() - start, engine.nbytes
+
+
+def assert_split_matches_pytorch(art, model, folder: Path, size: tuple[int, int]) -> None:
+    """A split instance export (engine graph + host graph, ``route="decomposed"``) on two real HC18 frames:
+    the host graph uses the GridSample RoIAlign, engine graph (ORT) + ``run_after_engine`` give PyTorch's
+    detections within 1e-4, and the engine graph builds with TensorRT-RTX."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from edgeseg.models.maskrcnn.export import MaskRCNNDetections, run_after_engine
+
+    stage = art.extra["export"]["after_engine"]
+    host_ops = {n.op_type for n in onnx.load(str(folder / stage["onnx"])).graph.node}
+    assert "GridSample" in host_ops and "RoiAlign" not in host_ops  # the standard-op RoIAlign in the host graph
+    session = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
+    for x in hc18_frames(2, size):
+        got = run_after_engine(stage, *session.run(None, {"input": x[None]}), folder=folder)
+        with torch.no_grad():
+            want = [t.numpy() for t in MaskRCNNDetections(model)(torch.from_numpy(x[None]))]
+        assert got[0].shape == want[0].shape and got[0].shape[0] > 0
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=1e-4)
+    seconds, size_bytes = build_rtx(art.path)
+    assert size_bytes > 0

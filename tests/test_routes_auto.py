@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import types
 
-import numpy as np
 import pytest
 
 from edgeseg.errors import InputError, MissingDependencyError
@@ -48,13 +47,11 @@ def test_fcis_auto_route_is_the_split_matching_pytorch_on_hc18_and_building_on_t
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     import onnx
-    import onnxruntime as ort
-    from _routes import build_rtx, hc18_frames
+    from _routes import assert_split_matches_pytorch
 
     from edgeseg.artifact import Artifact, Preprocess
     from edgeseg.export.onnx_export import to_onnx
     from edgeseg.models import create_model
-    from edgeseg.models.maskrcnn.export import MaskRCNNDetections, run_after_engine
 
     if resolve_route("auto")[0] != "decomposed":
         pytest.skip("auto resolves to native on this machine (no TensorRT-RTX, or the standard tensorrt loads)")
@@ -66,17 +63,5 @@ def test_fcis_auto_route_is_the_split_matching_pytorch_on_hc18_and_building_on_t
                         preprocess=Preprocess(size=(64, 64), color="gray", mean=[0.5], std=[0.25]))
     art = to_onnx(model, artifact, tmp_path / "f.onnx", route="auto")
     assert art.extra["export"]["route"] == "decomposed" and "TensorRT-RTX" in art.extra["export"]["route_auto"]
-    stage = art.extra["export"]["after_engine"]
     assert not {n.op_type for n in onnx.load(str(art.path)).graph.node} & {"RoiAlign", "NonZero", "NonMaxSuppression"}
-    host_ops = {n.op_type for n in onnx.load(str(tmp_path / stage["onnx"])).graph.node}
-    assert "GridSample" in host_ops and "RoiAlign" not in host_ops  # the standard-op RoIAlign in the host graph
-    session = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
-    for x in hc18_frames(2, (64, 64)):
-        got = run_after_engine(stage, *session.run(None, {"input": x[None]}), folder=tmp_path)
-        with torch.no_grad():
-            want = [t.numpy() for t in MaskRCNNDetections(model)(torch.from_numpy(x[None]))]
-        assert got[0].shape == want[0].shape and got[0].shape[0] > 0
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, atol=1e-4)
-    seconds, size = build_rtx(art.path)
-    assert size > 0
+    assert_split_matches_pytorch(art, model, tmp_path, (64, 64))

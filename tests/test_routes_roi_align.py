@@ -118,12 +118,11 @@ def test_plugin_route_emits_the_edgeseg_roialign_node(tmp_path):
 @pytest.mark.slow
 def test_maskrcnn_decomposed_is_an_engine_graph_plus_a_host_graph_matching_pytorch(tmp_path):
     import onnx
-    import onnxruntime as ort
+    from _routes import assert_split_matches_pytorch
 
     from edgeseg.artifact import Artifact, Preprocess
     from edgeseg.export.onnx_export import to_onnx
     from edgeseg.models import create_model
-    from edgeseg.models.maskrcnn.export import MaskRCNNDetections, run_after_engine
 
     torch.manual_seed(0)
     model = create_model("maskrcnn", num_classes=3, in_channels=1, width=0.5, channels=16).eval()
@@ -135,16 +134,4 @@ def test_maskrcnn_decomposed_is_an_engine_graph_plus_a_host_graph_matching_pytor
     assert art.extra["export"]["route"] == "decomposed" and stage["stage"] == "maskrcnn_post"
     engine_ops = {n.op_type for n in onnx.load(str(art.path)).graph.node}
     assert not engine_ops & {"NonZero", "NonMaxSuppression", "RoiAlign", "TopK"}, engine_ops
-    host_ops = {n.op_type for n in onnx.load(str(tmp_path / stage["onnx"])).graph.node}
-    assert "GridSample" in host_ops and "RoiAlign" not in host_ops
-    session = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
-    for x in hc18_frames(2, (128, 128)):
-        dense = session.run(None, {"input": x[None]})
-        got = run_after_engine(stage, *dense, folder=tmp_path)
-        with torch.no_grad():
-            want = [t.numpy() for t in MaskRCNNDetections(model)(torch.from_numpy(x[None]))]
-        assert got[0].shape == want[0].shape and got[0].shape[0] > 0
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, atol=1e-4)
-    seconds, size = build_rtx(art.path)
-    assert size > 0
+    assert_split_matches_pytorch(art, model, tmp_path, (128, 128))
