@@ -63,6 +63,21 @@ def test_bench_size_follows_the_model_rule(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["bench", "{model}", "--size", "0x64", "--out", "{out}"], "--size"),
+    (["bench", "compare", "--interleave", "{model}", "{model}", "--size", "0x64", "--out", "{out}"], "--size"),
+    (["check", "{model}", "--input-size", "0x64"], "--input-size"),
+    (["run", "--model", "{model}", "--source", "{out}", "--sink", "null", "--input-size", "0x64"], "--input-size"),
+])
+def test_cli_sizes_with_a_zero_side_are_refused_before_any_work(argv, flag, tmp_path, capsys):
+    # bench and the bare-ONNX options parse with sizes.parse_size (they once had their own, one without a > 0 check)
+    out = tmp_path / "out"
+    args = [a.format(model=tmp_path / "m.onnx", out=out) for a in argv]
+    assert main(args) == 2
+    assert f"{flag}: got 0x64, expected height and width in 1..8192" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_pspnet_traced_at_one_block_exports_dynamic_height_and_width(tmp_path):
     torch = pytest.importorskip("torch")

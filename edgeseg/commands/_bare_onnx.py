@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..sizes import parse_size
 
 FLAGS = ("mean", "std", "color", "classes", "input_size", "output_kind")
 
@@ -48,7 +49,7 @@ def model_with_assumptions(args, model):
         if not all(assume["classes"]):
             raise InputError(f"--classes: got {given['classes']!r}, expected comma-separated non-empty names")
     if "input_size" in given:
-        assume["size"] = _size(given["input_size"])
+        assume["size"] = parse_size(given["input_size"], "--input-size")
     return Artifact.from_onnx(path, **{k: v for k, v in assume.items() if v is not None})
 
 
@@ -57,11 +58,3 @@ def _numbers(text: str, flag: str) -> list[float]:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise InputError(f"{flag}: got {text!r}, expected comma-separated numbers such as 0.485,0.456,0.406") from None
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--input-size: got {text!r}, expected HxW such as 512x512") from None
-    return height, width

@@ -25,19 +25,10 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..sizes import parse_size
 from ._bare_onnx import add_bare_onnx_options, model_with_assumptions
 
 HELP = "benchmark an artifact (or: bench compare [--interleave] A B, bench history DIR, bench sweep SPEC)"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size: got {text!r}, expected HxW such as 256x256") from None
-    if h <= 0 or w <= 0:
-        raise InputError(f"--size: got {text!r}, expected positive height and width")
-    return h, w
 
 
 def add_arguments(parser) -> None:
@@ -95,7 +86,7 @@ def _bench(args, artifact: Path) -> int:
 
     from ..outputs import ensure_writable
 
-    sizes = [_size(s) for s in args.size] if args.size else [None]
+    sizes = [parse_size(s, "--size") for s in args.size] if args.size else [None]
     out = ensure_writable(args.out or f"runs/bench-{artifact.stem}", "--out", folder=True)
     model = model_with_assumptions(args, artifact)  # an Artifact for a bare ONNX given --mean/--std/...
     if args.source:
@@ -191,7 +182,8 @@ def _interleave(args, path_a: Path, path_b: Path):
         raise InputError("--size: compare --interleave takes one size")
     out = ensure_writable(args.out or f"runs/compare-{path_a.stem}-vs-{path_b.stem}", "--out", folder=True)
     frames = source_frames(args.source) if args.source else None
-    a, b = run_interleaved(path_a, path_b, backend=args.backend, size=_size(args.size[0]) if args.size else None,
+    size = parse_size(args.size[0], "--size") if args.size else None
+    a, b = run_interleaved(path_a, path_b, backend=args.backend, size=size,
                            iterations=args.iterations, duration=args.duration, warmup=args.warmup, crf=args.crf,
                            threads=args.threads, frames=frames, blocks=args.blocks, progress=not args.no_progress,
                            pause=args.pause_ms / 1e3, reload_every=args.reload_every)
