@@ -124,3 +124,21 @@ def test_training_on_an_explicit_validation_list_from_given_weights(tmp_path):
     with pytest.raises(InputError, match="init"):
         train(TrainConfig(**base, out=str(tmp_path / "c" / "m.safetensors"), init=str(first.best_path),
                           resume=str(first.last_path)))
+
+
+def test_a_file_list_skips_blank_and_comment_lines_and_train_reads_it_the_same_way(tmp_path, capsys):
+    from edgeseg.cli import main
+    from edgeseg.data.folder import read_file_list
+
+    listed = tmp_path / "val.txt"
+    listed.write_text("# validation files\n\n  p3_0.png \np3_1.png\n", encoding="utf-8")
+    assert read_file_list(listed) == ["p3_0.png", "p3_1.png"]
+    images, masks = _toy(tmp_path)
+    listed.write_text("# one name the folder lacks\nnope.png\n", encoding="utf-8")
+    base = ["train", "--images", str(images), "--masks", str(masks), "--size", "32", "64", "--quiet",
+            "--group-regex", r"^(p\d)_", "--out", str(tmp_path / "m.safetensors")]
+    assert main([*base, "--val-files", str(listed)]) == 2
+    err = capsys.readouterr().err
+    assert "nope.png" in err and "folder lacks" not in err  # the comment line was not taken for a name
+    assert main([*base, "--val-files", str(tmp_path / "missing.txt")]) == 2
+    assert "--val-files: cannot read" in capsys.readouterr().err

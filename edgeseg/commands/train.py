@@ -136,11 +136,10 @@ def run(args) -> int:
         weights = "auto"
     val_files = None
     if args.val_files:
-        from pathlib import Path
+        from ..data.folder import read_file_list
 
         try:
-            val_files = [line.strip() for line in Path(args.val_files).read_text(encoding="utf-8").splitlines()
-                         if line.strip() and not line.startswith("#")]
+            val_files = read_file_list(args.val_files)
         except OSError as exc:
             raise InputError(f"--val-files: cannot read {args.val_files!r} ({exc}); expected a text file of names") from exc
     cfg = TrainConfig(

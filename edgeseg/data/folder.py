@@ -84,6 +84,12 @@ def group_of(name: str, group_regex: str) -> str:
     return match.group(1) if match.groups() else match.group(0)
 
 
+def read_file_list(path: str | Path) -> list[str]:
+    """File names, one per line, of a split list such as ``benchmarks/hc18_split.py`` writes (``#`` lines skipped)."""
+    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def split_by_group(
     samples: list[Sample], group_regex: str | None, val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[list[Sample], list[Sample]]:

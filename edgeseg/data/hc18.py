@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .folder import Sample, group_of, pair_folder
+from .folder import Sample, group_of, pair_folder, read_file_list  # noqa: F401 (read_file_list: re-exported)
 
 GROUP_REGEX = r"^(\d{3})_"
 #: (label, low, high) in mm: first/second trimester, late second, third trimester.
@@ -80,9 +80,3 @@ def hc18_split(data: str | Path, val_fraction: float = 0.2, seed: int = 0,
     values = {name: ref.hc_mm for name, ref in reference.items()}
     edges = [low for _, low, _ in BANDS[1:]]
     return split_stratified(samples, values, edges, GROUP_REGEX, val_fraction, seed, val_pool)
-
-
-def read_file_list(path: str | Path) -> list[str]:
-    """File names, one per line, of a split list such as ``benchmarks/hc18_split.py`` writes (``#`` lines skipped)."""
-    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
