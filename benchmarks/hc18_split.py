@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgeseg.apps.ultrasound import read_hc_csv
-from edgeseg.data.hc18 import band_of, hc18_split
+from edgeseg.data.folder import group_of
+from edgeseg.data.hc18 import GROUP_REGEX, band_of, hc18_split
 
 V1_COMMIT = "ca5b4cb"
 V1_SIDECAR = "edgeseg/assets/hc18_fastseg.safetensors.json"
@@ -32,7 +33,7 @@ def v1_unseen_patients() -> set[str]:
     text = subprocess.run(["git", "show", f"{V1_COMMIT}:{V1_SIDECAR}"], cwd=REPO, check=True,
                           capture_output=True, text=True).stdout
     val_files = json.loads(text)["extra"]["train"]["split"]["val_files"]
-    return {name[:3] for name in val_files} | {f"{i:03d}" for i in range(640, 723)}
+    return {group_of(name, GROUP_REGEX) for name in val_files} | {f"{i:03d}" for i in range(640, 723)}
 
 
 def main(argv=None) -> int:
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     reference = read_hc_csv(Path(args.data) / "pixel_size_and_hc.csv")
     for name, part in (("train", train), ("val", val)):
         bands = Counter(band_of(reference[s.name].hc_mm) for s in part)
-        print(f"{name}: {len(part)} images, {len({s.name[:3] for s in part})} patients, per band {dict(bands)}")
+        print(f"{name}: {len(part)} images, {len({group_of(s.name, GROUP_REGEX) for s in part})} patients, per band {dict(bands)}")
     header = (f"# HC18 validation files: stratified by head size, grouped by patient; "
               f"benchmarks/hc18_split.py --val-fraction {args.val_fraction} --seed {args.seed}\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
