@@ -190,3 +190,29 @@ def test_edgeseg_check_parity_on_hc18(native_crf, hc18_dir):
     report = parity_report(art, model=model, images=hc18_dir / "images", limit=4, atol=1e-3)
     assert report.passed, report.text()
     assert report.agreement == 1.0 and report.max_abs > 0  # compared for real: not the same code twice
+
+
+def test_native_crf_export_matches_pytorch_in_log_space_on_hc18(hc18_dir, tmp_path):
+    """`edgeseg check` at its default 1e-4 on a native deeplabv3_crf whose logits are confident (softmax down to
+    3.5e-6 on these frames): the exported node must run the layer's unary (the logits), not -log of probabilities
+    clipped at dense_crf's 1e-5 (measured before the fix: max abs 1.41 where Q < 1e-11, probabilities within
+    4e-7; after: 1.0e-5)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.export.check import parity_report
+    from edgeseg.export.onnx_export import to_onnx
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("deeplabv3_crf", num_classes=2, in_channels=1, mean=[0.5], std=[0.25], window=5,
+                         crf_iterations=3, width=8, aspp_channels=8)
+    model.backbone = torch.nn.Conv2d(1, 2, 3, padding=1)  # exports in seconds; the CRF is what is tested
+    torch.nn.init.normal_(model.backbone.weight, std=2.0)
+    model.eval()
+    art = Artifact(path=tmp_path / "crf.safetensors", classes=["background", "head"],
+                   preprocess=Preprocess(size=(40, 48), color="gray", mean=[0.5], std=[0.25]))
+    art = to_onnx(model, art, tmp_path / "crf.onnx", route="native")
+    report = parity_report(art, model=model, images=hc18_dir / "images", limit=2)
+    assert report.passed and report.max_abs <= 1e-4, report.text()
+    assert report.max_abs > 0  # compared for real: ONNX Runtime's op, not PyTorch twice

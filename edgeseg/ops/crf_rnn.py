@@ -131,9 +131,12 @@ class CRFasRNN(nn.Module):
         """Keyword arguments of :func:`edgeseg.ops.dense_crf` that run this layer's model on (C, H, W) probs."""
         w = self.kernel_weights.detach().cpu().double().tolist()
         mu = self.compatibility.detach().cpu().double()
+        # clip: the smallest normal float32, not dense_crf's 1e-5: the layer's unary is the logits themselves, and
+        # -log(softmax) equals them (up to a per-pixel constant) only unclipped; 1e-5 moved log Q by up to 1.5.
         return {"iterations": self.iterations, "window": self.window, "sxy_gaussian": list(self.sxy_gaussian),
                 "sxy_bilateral": list(self.sxy_bilateral), "srgb": list(self.srgb), "compat_gaussian": w[0],
-                "compat_bilateral": w[1], "compat": (0.5 * (mu + mu.t())).tolist()}
+                "compat_bilateral": w[1], "compat": (0.5 * (mu + mu.t())).tolist(),
+                "clip": float(torch.finfo(torch.float32).tiny)}
 
     def freeze_for_export(self) -> str:
         """Snapshot the learned values into the JSON the ONNX node carries; returns it."""
