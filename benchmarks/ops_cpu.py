@@ -93,9 +93,11 @@ def random_rois(count: int, images: int, image_size: int, generator) -> torch.Te
     return torch.cat([batch, xy, xy + wh], 1)
 
 
-def roi_align_grid_sample(features, rois, output_size: int, spatial_scale: float, samples: int = 2):
+def baseline_roi_align(features, rois, output_size: int, spatial_scale: float, samples: int = 2):
     """Baseline RoIAlign in plain PyTorch (aligned, ``samples`` x ``samples`` per bin): one grid_sample per
-    image over all its RoIs' sampling points, then avg_pool2d. (K, 5) rois -> (K, C, out, out)."""
+    image over all its RoIs' sampling points, then avg_pool2d. (K, 5) rois -> (K, C, out, out).
+    Not edgeseg.ops.roi.roi_align_grid_sample (the exportable op): this one has no inside mask (a sample beyond
+    the map reads the border, not 0) and takes its arguments in another order."""
     n, c, h, w = features.shape
     k = output_size * samples
     steps = (torch.arange(k, dtype=features.dtype) + 0.5) / k  # sample centres across the box, in [0, 1]
@@ -120,12 +122,12 @@ def roi_align_cases(count: int):
     rois = random_rois(count, 2, 1024, g)
     scale = 1 / 16
     yield ("forward", lambda: roi_align(features, rois, 7, scale, 2, True),
-           lambda: roi_align_grid_sample(features, rois, 7, scale))
+           lambda: baseline_roi_align(features, rois, 7, scale))
     yield ("forward (adaptive ratio)", lambda: roi_align(features, rois, 7, scale, -1, True),
-           lambda: roi_align_grid_sample(features, rois, 7, scale))
+           lambda: baseline_roi_align(features, rois, 7, scale))
     leaf = features.clone().requires_grad_()
     yield ("forward+backward", _forward_backward(lambda: roi_align(leaf, rois, 7, scale, 2, True), [leaf]),
-           _forward_backward(lambda: roi_align_grid_sample(leaf, rois, 7, scale), [leaf]))
+           _forward_backward(lambda: baseline_roi_align(leaf, rois, 7, scale), [leaf]))
 
 
 def main(argv=None) -> int:
