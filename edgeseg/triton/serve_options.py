@@ -32,20 +32,26 @@ class ServeOptions:
 
 
 def add_arguments(parser) -> None:
+    """``edgeseg serve``'s options; their defaults are :class:`ServeOptions`'s."""
+    d = ServeOptions()
     parser.add_argument("model", help="an .onnx model with its .json sidecar")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, loopback only)")
-    parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
-    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
-    parser.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
-    parser.add_argument("--name", default=None, help="model name on the server (default: the file's stem)")
-    parser.add_argument("--max-batch-size", type=int, default=8, help="largest dynamic batch (default 8)")
+    parser.add_argument("--host", default=d.host, help=f"bind address (default {d.host}, loopback only)")
+    parser.add_argument("--http-port", type=int, default=d.http_port, help=f"HTTP port (default {d.http_port})")
+    parser.add_argument("--grpc-port", type=int, default=d.grpc_port, help=f"gRPC port (default {d.grpc_port})")
+    parser.add_argument("--metrics-port", type=int, default=d.metrics_port,
+                        help=f"Prometheus metrics port (default {d.metrics_port})")
+    parser.add_argument("--name", default=d.name, help="model name on the server (default: the file's stem)")
+    parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                        help=f"largest dynamic batch (default {d.max_batch_size})")
     parser.add_argument("--no-dynamic-batching", action="store_true",
                         help="run every request on its own (no server-side batching)")
-    parser.add_argument("--max-queue-delay-us", type=int, default=100,
-                        help="how long the batcher waits to fill a batch, microseconds (default 100)")
-    parser.add_argument("--instances", type=int, default=1, help="model instances (ONNX Runtime sessions)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per instance")
-    parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver verbose log level (0: off)")
+    parser.add_argument("--max-queue-delay-us", type=int, default=d.max_queue_delay_us,
+                        help=f"how long the batcher waits to fill a batch, microseconds (default {d.max_queue_delay_us})")
+    parser.add_argument("--instances", type=int, default=d.instances,
+                        help=f"model instances, ONNX Runtime sessions (default {d.instances})")
+    parser.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime intra-op threads per instance")
+    parser.add_argument("--log-verbose", type=int, default=d.log_verbose,
+                        help=f"tritonserver verbose log level (default {d.log_verbose}: off)")
     parser.add_argument("--segmenter", action="store_true",
                         help="also serve NAME_segment: BGR frame in, labels/probs out (whole Segmenter on the server)")
 
