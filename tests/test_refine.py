@@ -193,3 +193,17 @@ def test_bad_arguments_are_named():
         GuidedUpsampler()(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32))
     with pytest.raises(InputError, match="frame"):
         GuidedUpsampler()(np.zeros((8, 8), np.float32), np.zeros((1, 4, 4), np.float32))
+
+
+def test_refine_guided_uses_the_setting_chosen_on_hc18_training_images():
+    """``refine="guided"`` is the radius/eps/blend benchmarks/guided_tuning.py recorded as its choice."""
+    import json
+    from pathlib import Path
+
+    from edgeseg.video.maskfilter import MaskFilter
+
+    tuning = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/video_quality/guided_tuning.json")
+                        .read_text(encoding="utf-8"))
+    up = MaskFilter("none", "guided").upsampler
+    assert (up.radius, up.eps, up.blend, up.subsample) == (tuning["chosen"]["radius"], tuning["chosen"]["eps"],
+                                                           tuning["chosen"]["blend"], tuning["subsample"])

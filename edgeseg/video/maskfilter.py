@@ -25,6 +25,10 @@ MAX_FILTER_SIDE = 320  # frame-size probabilities are halved down to this before
 # refine="guided" computes the coefficients at half the probabilities' resolution (He & Sun's s = 2): on 640x480
 # it costs ~35% less than s = 1 with boundary F and flicker within 0.001 (benchmarks/video_quality.py)
 GUIDED_SUBSAMPLE = 2
+# radius, eps and blend of refine="guided": chosen by benchmarks/guided_tuning.py on the 708 HC18 training images
+# (highest boundary F with mIoU >= bilinear; results/video_quality/guided_tuning.json). The untuned filter
+# (eps 1e-3, no blend) cost 0.0002 mIoU on HC18 validation: it moved the mask where the model was confident.
+GUIDED_RADIUS, GUIDED_EPS, GUIDED_BLEND = 2, 1e-5, 1.0
 
 
 class MaskFilter:
@@ -39,7 +43,8 @@ class MaskFilter:
         if isinstance(refine, str) or refine is None:
             if (refine or "none") not in REFINE_MODES:
                 raise InputError(f"refine: got {refine!r}, expected one of {', '.join(REFINE_MODES)}")
-            refine = GuidedUpsampler(subsample=GUIDED_SUBSAMPLE) if refine == "guided" else None
+            refine = GuidedUpsampler(GUIDED_RADIUS, GUIDED_EPS, subsample=GUIDED_SUBSAMPLE,
+                                      blend=GUIDED_BLEND) if refine == "guided" else None
         if refine is not None and not isinstance(refine, GuidedUpsampler):
             raise InputError(f"refine: got {type(refine).__name__}, expected 'none', 'guided' or a GuidedUpsampler")
         self.stabilizer, self.upsampler = stabilize, refine
