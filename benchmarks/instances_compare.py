@@ -8,7 +8,9 @@ to it, the ``.safetensors`` it came from, for the parameter count):
   * median frame latency (1 thread) at the model's input size (the sidecar's, 256 by default), and how it grows
     with the number of heads on the canvas: 1, 2, 4 and 8 heads (a 2 x 4 grid), ``--frames`` canvases each.
 Writes compare.json and compare.md (the markdown table). ``--overlap 0.5`` scores on composites whose heads
-overlap (later heads occlude earlier ones) instead and writes compare_overlap.json / .md.
+overlap (later heads occlude earlier ones) instead and writes compare_overlap.json / .md. ``--picture PATH``
+only draws the first validation composite with ``--picture-heads`` heads (the AP canvases: seed + 1, in order),
+ground truth and each model's instances side by side (score threshold 0.5), to PATH (PNG).
 
 ``--dataset busi`` trains each of ``--methods`` on BUSI lesion instances (one instance per mask file; 13 images
 have 2-3 lesions) with the same budget (``--train-minutes``, ``--size``, encoder from the shipped HC18 fastseg,
@@ -23,6 +25,8 @@ Run (after training the three, e.g. ``edgeseg train-instances --model fcis --dat
   .venv/bin/python benchmarks/instances_compare.py --models runs/hc18c_bottomup.onnx --composites 4 --frames 2
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/instances_compare.py --dataset busi --data ../shared/data/busi \\
       --train-minutes 8 --size 256
+  .venv/bin/python benchmarks/instances_compare.py --models runs/hc18c_{maskrcnn,fcis,bottomup}.onnx \\
+      --picture benchmarks/results/instances/side_by_side.png
 Results go to benchmarks/results/instances/.
 """
 
@@ -69,6 +73,97 @@ def _latency_by_heads(model: Path, items, canvas: int, frames: int, seed: int) -
             times.append(time.perf_counter() - t0)
         out[str(heads)] = round(float(np.median(times)) * 1000, 1)
     return out
+
+
+def draw_side_by_side(image: np.ndarray, panels: list[tuple[str, np.ndarray, np.ndarray | None]],
+                      panel: int = 320, alpha: float = 0.35) -> np.ndarray:
+    """One BGR uint8 picture: for each (title, masks (K, H, W) bool, scores (K,) or None) a ``panel`` x ``panel``
+    view of ``image`` (gray or BGR, H x W) with each instance as a translucent fill, a contour and its score (at
+    its centroid), titled above; panels left to right. Instances overlapping one of the first panel's (IoU >= 0.5) take its
+    colour, so the same head has the same colour in every panel."""
+    import cv2
+
+    from edgeseg.errors import InputError
+    from edgeseg.instances.predict import _palette
+
+    if not panels:
+        raise InputError("panels: got none, expected at least one (title, masks, scores)")
+    h, w = image.shape[:2]
+    masks_all = []
+    for title, masks, scores in panels:
+        masks = np.asarray(masks, bool)
+        if masks.ndim != 3 or masks.shape[1:] != (h, w):
+            raise InputError(f"panels[{title!r}].masks: got shape {masks.shape}, expected (K, {h}, {w})")
+        if scores is not None and len(scores) != len(masks):
+            raise InputError(f"panels[{title!r}].scores: got {len(scores)} scores for {len(masks)} masks")
+        masks_all.append(masks)
+    ref = masks_all[0]
+    colours = _palette(max(len(ref), 1) + sum(len(m) for m in masks_all[1:]))
+    title_h, scale = 28, panel / max(h, w)
+    size = (round(w * scale), round(h * scale))
+    base = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    base = cv2.resize(base, size, interpolation=cv2.INTER_AREA)
+    spare = len(ref)
+    views = []
+    for (title, _, scores), masks in zip(panels, masks_all):
+        view = base.copy()
+        small = [cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0 for m in masks]
+        order = range(len(small)) if scores is None else np.argsort(scores, kind="stable")
+        for i in order:  # lowest score first, so the surest instances end on top
+            m = small[i]
+            inter = (masks[i][None] & ref).reshape(len(ref), -1).sum(1) if len(ref) else np.zeros(0)
+            union = (masks[i][None] | ref).reshape(len(ref), -1).sum(1) if len(ref) else np.zeros(0)
+            iou = inter / np.maximum(union, 1)
+            if len(iou) and iou.max() >= 0.5:
+                c = colours[int(iou.argmax())]
+            else:
+                c, spare = colours[spare], spare + 1
+            view[m] = (view[m] * (1 - alpha) + c.astype(np.float32) * alpha).astype(np.uint8)
+            contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(view, contours, -1, tuple(int(v) for v in c), 2, cv2.LINE_AA)
+            if scores is not None and m.any():
+                ys, xs = np.nonzero(m)
+                org = (int(xs.mean()) - 16, int(ys.mean()) + 5)  # centred on the mask's centroid
+                for colour, thick in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+                    cv2.putText(view, f"{float(scores[i]):.2f}", org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, thick,
+                                cv2.LINE_AA)
+        bar = np.full((title_h, size[0], 3), 255, np.uint8)
+        cv2.putText(bar, f"{title} ({len(masks)})", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        views.append(np.concatenate([bar, view], 0))
+    gap = np.full((title_h + size[1], 4, 3), 255, np.uint8)
+    out = [views[0]]
+    for v in views[1:]:
+        out += [gap, v]
+    return np.concatenate(out, 1)
+
+
+def _picture(args, val_items) -> None:
+    """Draw the first AP validation composite with ``--picture-heads`` heads: ground truth, then each model."""
+    import cv2
+
+    from edgeseg.artifact import Artifact, Preprocess
+    from edgeseg.instances.composites import CompositeDataset
+    from edgeseg.instances.segmenter import InstanceSegmenter
+
+    ds = CompositeDataset(val_items, Preprocess(size=(args.canvas, args.canvas), color="gray"),
+                          length=args.composites, seed=args.seed + 1, overlap=args.overlap)
+    for index in range(len(ds)):
+        canvas, target = ds.canvas_at(index)
+        if len(target["masks"]) == args.picture_heads:
+            break
+    else:
+        raise SystemExit(f"--picture-heads: no validation composite among {len(ds)} has {args.picture_heads} heads")
+    panels = [(f"ground truth (composite {index})", target["masks"] > 0, None)]
+    for model in (Path(m) for m in args.models):
+        inst = InstanceSegmenter(model, score_threshold=0.5, threads=1)(canvas).instances
+        panels.append((Artifact.load(model).model, inst.masks, inst.scores))
+        print(f"{model}: {len(inst)} instances, scores {np.round(inst.scores, 3).tolist()}", flush=True)
+    picture = draw_side_by_side(canvas, panels)
+    Path(args.picture).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.picture), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"wrote {args.picture} ({picture.shape[1]} x {picture.shape[0]}, composite {index}, "
+          f"{Path(args.picture).stat().st_size // 1024} KB)")
 
 
 def _busi_rows(args) -> list[dict]:
@@ -176,6 +271,9 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=10, help="canvases per head count for latency")
     parser.add_argument("--seed", type=int, default=0, help="the training seed (split and canvases)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/instances"), help="results folder")
+    parser.add_argument("--picture", default=None, help="hc18_composites: only draw ground truth and each model's "
+                                                        "instances on one validation composite to this PNG")
+    parser.add_argument("--picture-heads", type=int, default=3, help="--picture: heads on the composite drawn")
     args = parser.parse_args(argv)
     if args.dataset == "busi":
         args.data = args.data or str(REPO.parent / "shared/data/busi")
@@ -194,6 +292,9 @@ def main(argv=None) -> int:
     by_name = {it.image.name: it for it in items}
     _, val = split_by_group([Sample(it.image, (it.instance_png,)) for it in items], r"^(\d{3})_", 0.2, args.seed)
     val_items = [by_name[s.name] for s in val]
+    if args.picture:
+        _picture(args, val_items)
+        return 0
     rows = []
     for model in (Path(m) for m in args.models):
         art = Artifact.load(model)
