@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from edgeseg.apps.ultrasound import BORDER_LIMIT, RESIDUAL_LIMIT_MM  # noqa: E402
+from edgeseg.apps.ultrasound import trust_flags  # noqa: E402
 from edgeseg.data import pair_folder  # noqa: E402
 from edgeseg.data.hc18 import read_file_list  # noqa: E402
 from edgeseg.errors import InputError  # noqa: E402
@@ -50,8 +51,7 @@ def choose_limit(rows: list[dict], rate: float) -> float:
     if not rows:
         raise InputError("rows: got none, expected the training patients' scored scans")
     half = np.array([r.get("half_width_mm", float("nan")) for r in rows], float)
-    fixed = np.array([not np.isfinite(h) or r["border_fraction"] > BORDER_LIMIT or r["residual_mm"] > RESIDUAL_LIMIT_MM
-                      for r, h in zip(rows, half)])
+    fixed = np.array([is_flagged(r, math.inf) for r in rows])
     budget = int(np.floor(rate * len(rows)))
     if fixed.sum() > budget:
         raise InputError(f"rate: {fixed.sum()} of {len(rows)} scans are flagged by the border and fit flags "
@@ -63,11 +63,15 @@ def choose_limit(rows: list[dict], rate: float) -> float:
     return round(float(np.ceil(edge / STEP_MM - 1e-9) * STEP_MM), 2)
 
 
+def is_flagged(row: dict, limit: float) -> bool:
+    """Whether any of measure_head's flags marks ``row`` with the half-width limit ``limit`` (no head: flagged)."""
+    half = row.get("half_width_mm", float("nan"))
+    return not np.isfinite(half) or bool(trust_flags(row["border_fraction"], row["residual_mm"], half, limit))
+
+
 def flagged_fraction(rows: list[dict], limit: float) -> float:
     """Share of ``rows`` any flag marks with the half-width limit ``limit``."""
-    return float(np.mean([not np.isfinite(r.get("half_width_mm", float("nan"))) or r["half_width_mm"] > limit
-                          or r["border_fraction"] > BORDER_LIMIT or r["residual_mm"] > RESIDUAL_LIMIT_MM
-                          for r in rows]))
+    return float(np.mean([is_flagged(r, limit) for r in rows]))
 
 
 def main(argv=None) -> int:

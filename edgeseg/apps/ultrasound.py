@@ -226,12 +226,18 @@ def measure_head(head: np.ndarray, pixel_size_mm: float,
     # Without probabilities, a contour offset by the residual changes the perimeter by 2 pi times it.
     half = math.sqrt(1.0 + (width / 2) ** 2 + (0.0 if not binary else (2 * math.pi * residual) ** 2))
     half += border_fraction * hc  # the cut-off arc is extrapolated, not seen
-    flags = tuple(name for name, bad in (
-        ("cut_by_border", border_fraction > BORDER_LIMIT),
-        ("poor_fit", residual > RESIDUAL_LIMIT_MM),
-        ("unsure_boundary", half > HALF_WIDTH_LIMIT_MM),
-    ) if bad)
+    flags = trust_flags(border_fraction, residual, half)
     return HeadMeasurement(hc, (hc - half, hc + half), ellipse, px, border_fraction, residual, width, flags)
+
+
+def trust_flags(border_fraction: float, residual_mm: float, half_width_mm: float,
+                half_width_limit_mm: float = HALF_WIDTH_LIMIT_MM) -> tuple[str, ...]:
+    """The reasons not to trust a measurement with these features (:attr:`HeadMeasurement.flags`)."""
+    return tuple(name for name, bad in (
+        ("cut_by_border", border_fraction > BORDER_LIMIT),
+        ("poor_fit", residual_mm > RESIDUAL_LIMIT_MM),
+        ("unsure_boundary", half_width_mm > half_width_limit_mm),
+    ) if bad)
 
 
 def _hc_at(region: np.ndarray, px: float, outline_offset_px: float) -> float:
