@@ -36,6 +36,7 @@ from edgeseg.pipeline import Segmenter  # noqa: E402
 from edgeseg.postprocess import low_resolution_planes  # noqa: E402
 from edgeseg.refine import GuidedUpsampler  # noqa: E402
 from edgeseg.video.maskfilter import MaskFilter  # noqa: E402
+from hc18_flag_limit import training_files  # noqa: E402
 from video_quality import HC18, HC18_MODEL, OUT, as_result, score_busi, score_hc18  # noqa: E402
 
 SUBSAMPLE = 2
@@ -49,11 +50,7 @@ def name_of(up: GuidedUpsampler) -> str:
 
 
 def training_names(limit: int | None) -> list[str]:
-    from edgeseg.data.folder import pair_folder
-    from edgeseg.data.hc18 import read_file_list
-
-    val = set(read_file_list(REPO / "benchmarks" / "results" / "hc18_val_files.txt"))
-    names = sorted(s.image.name for s in pair_folder(HC18 / "images", HC18 / "masks") if s.image.name not in val)
+    names = sorted(training_files(HC18, REPO / "benchmarks" / "results" / "hc18_val_files.txt"))
     return names[: limit or None]
 
 
