@@ -18,22 +18,17 @@ from typing import Any
 import numpy as np
 
 from ..models.maskrcnn.postprocess import paste_masks
+from .export import BOTTOMUP_OUTPUTS
 from .types import Instances
 
 #: what a detection model (Mask R-CNN, FCIS) outputs per image
 DETECTION_OUTPUTS = ("boxes", "scores", "labels", "masks")
 
 
-def is_instance_model(artifact) -> bool:
-    """Whether the sidecar marks an instance model (``extra.task == "instances"``)."""
-    return artifact.extra.get("task") == "instances"
-
-
 def instance_output_specs(artifact) -> list:
     """Output specs of an instance model whose sidecar lists none (a checkpoint): what its eval forward
     returns per image, by name."""
     from ..artifact import TensorSpec
-    from .export import BOTTOMUP_OUTPUTS
 
     if artifact.model == "bottomup":
         kinds = {"scores": (["seeds"], "float32"), "labels": (["seeds"], "int64"),
@@ -97,7 +92,7 @@ class InstanceDecoder:
         self.bottomup = artifact.model == "bottomup"
         stage = (artifact.extra.get("export") or {}).get("after_engine")
         needed = list(stage.get("inputs", [])) if stage else (
-            ["scores", "labels", "image_masks"] if self.bottomup else list(DETECTION_OUTPUTS))
+            BOTTOMUP_OUTPUTS if self.bottomup else DETECTION_OUTPUTS)
         names = [spec.name for spec in artifact.outputs]
         missing = [name for name in needed if name not in names]
         if missing:
