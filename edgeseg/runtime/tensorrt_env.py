@@ -405,6 +405,5 @@ def import_tensorrt(flavour: str = "tensorrt"):
 def capturing_logger(trt, echo_severity: int = 2):
     """The process-wide logger of library ``trt`` (TensorRT keeps one per process), echoing ``echo_severity`` or worse."""
     logger = process_logger(trt)
-    if hasattr(logger, "echo"):
-        logger.echo = echo_severity
+    logger.echo = echo_severity
     return logger
