@@ -54,40 +54,40 @@ struct JsonReader {
         ++p;
         return true;
     }
+    // The items of an object or list after its opening bracket, up to `close`: item() reads one.
+    template <class Item>
+    bool items(char close, Item item) {
+        ++p;
+        space();
+        if (*p == close) return ++p, true;
+        for (;;) {
+            if (!item()) return false;
+            space();
+            if (*p == ',') { ++p; continue; }
+            if (*p == close) return ++p, true;
+            return fail(std::string("expected ',' or '") + close + "'");
+        }
+    }
     bool value(Json* out) {
         space();
         if (*p == '{') {
             out->kind = Json::Object;
-            ++p;
-            space();
-            if (*p == '}') return ++p, true;
-            for (;;) {
+            return items('}', [&] {
                 std::string key;
                 space();
                 if (!string(&key)) return false;
                 space();
                 if (*p != ':') return fail("expected ':'");
                 ++p;
-                if (!value(&out->fields[key])) return false;
-                space();
-                if (*p == ',') { ++p; continue; }
-                if (*p == '}') return ++p, true;
-                return fail("expected ',' or '}'");
-            }
+                return value(&out->fields[key]);
+            });
         }
         if (*p == '[') {
             out->kind = Json::List;
-            ++p;
-            space();
-            if (*p == ']') return ++p, true;
-            for (;;) {
+            return items(']', [&] {
                 out->items.emplace_back();
-                if (!value(&out->items.back())) return false;
-                space();
-                if (*p == ',') { ++p; continue; }
-                if (*p == ']') return ++p, true;
-                return fail("expected ',' or ']'");
-            }
+                return value(&out->items.back());
+            });
         }
         if (*p == '"') return out->kind = Json::String, string(&out->text);
         for (const char* word : {"true", "false", "null"}) {
