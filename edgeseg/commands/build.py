@@ -97,7 +97,7 @@ def run(args) -> int:
         gpu_fallback=not args.no_gpu_fallback, plugins=args.plugins, optimization_level=args.optimization_level,
         legacy_fp16=args.legacy_fp16, verbose=args.verbose,
     )
-    if kept and _inspectable(args.flavour):
+    if kept and _gpu_here():
         options["detailed_profile"] = True  # the engine inspector needs per-layer detail
     if args.no_cache:
         artifact = engine_from_onnx(args.onnx, args.output, flavour=args.flavour, **options)
@@ -161,12 +161,13 @@ def _report_mismatches(where: str, mismatches: dict, key: str) -> bool:
     return True
 
 
-def _inspectable(flavour: str) -> bool:
-    """A GPU here: the built engine can be deserialized and inspected."""
+def _gpu_here() -> bool:
+    """A GPU here: the built engine can be deserialized and inspected (the library loaded for the network check)."""
     from edgeseg.errors import EdgesegError
-    from edgeseg.runtime.tensorrt_env import gpu_info, load_flavour
+    from edgeseg.runtime.tensorrt_env import gpu_info
 
     try:
-        return load_flavour(flavour) is not None and gpu_info() is not None
+        gpu_info()  # raises when there is none
     except (EdgesegError, ImportError, RuntimeError, OSError):
         return False
+    return True
