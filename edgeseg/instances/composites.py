@@ -83,30 +83,22 @@ def compose_tiles(tiles: list[tuple[np.ndarray, np.ndarray]], canvas: tuple[int,
         else:
             y = min(top + int(round((cell // cols) * pitch_y + (big_h - th) / 2)), h - th)
             x = min(left + int(round((cell % cols) * pitch_x + (big_w - tw) / 2)), w - tw)
-        head = np.zeros((h, w), bool)
-        head[y:y + th, x:x + tw] = tile_masks.any(0)
-        paste = head.copy()
-        paste[y:y + th, x:x + tw] |= ~covered[y:y + th, x:x + tw]
-        image[paste] = _placed(tile, (h, w), y, x)[paste]
-        covered[y:y + th, x:x + tw] = True
+        window = (slice(y, y + th), slice(x, x + tw))
+        head = tile_masks.any(0)
+        paste = head | ~covered[window]
+        image[window][paste] = tile[paste]
+        covered[window] = True
         for m in masks:
-            m[head] = 0  # hidden under this head
+            m[window][head] = 0  # hidden under this head
         for m in tile_masks:
             full = np.zeros((h, w), np.uint8)
-            full[y:y + th, x:x + tw] = m
+            full[window] = m
             masks.append(full)
             order.append(index)
     target = target_from_masks(np.stack(masks), np.ones(len(masks), np.int64))
     if overlap > 0:
-        keep = np.stack(masks).reshape(len(masks), -1).any(1)
-        target["order"] = np.asarray(order, np.int64)[keep]
+        target["order"] = np.asarray(order, np.int64)[[m.any() for m in masks]]
     return image, target
-
-
-def _placed(tile: np.ndarray, canvas: tuple[int, int], y: int, x: int) -> np.ndarray:
-    full = np.zeros(canvas, tile.dtype)
-    full[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
-    return full
 
 
 class CompositeDataset:
