@@ -134,3 +134,20 @@ def test_fast_overlay_is_identical_to_the_segmenter_overlay():
     np.testing.assert_array_equal(Overlay(colors)(gray, FakeSegmentation(small, None, {})), overlay(gray, small, colors))
     with pytest.raises(InputError, match="labels: values up to 3"):
         Overlay(colors)(frame, FakeSegmentation(labels + 1, None, {}))
+
+
+def test_default_render_keeps_the_instance_drawing_of_an_instance_model():
+    """The fast Overlay draws labels only: a Segmenter of an instance model keeps its own overlay (each instance,
+    its box and score), as the loop rendered instance models before they ran through Segmenter itself."""
+    from pathlib import Path
+
+    from edgeseg.artifact import Artifact
+    from edgeseg.pipeline import Segmenter
+    from edgeseg.video.render import Overlay, default_render
+
+    seg = object.__new__(Segmenter)  # the render choice reads the sidecar and the decoder only; no runner needed
+    seg.artifact = Artifact(path=Path("model.onnx"), classes=["background", "head"])
+    seg.instance_decoder = None
+    assert isinstance(default_render(seg), Overlay)
+    seg.instance_decoder = object()
+    assert default_render(seg) == seg.overlay

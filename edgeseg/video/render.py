@@ -84,8 +84,9 @@ def draw_legend(image: np.ndarray, names, colors) -> np.ndarray:
 
 
 def default_render(segmenter):
-    """The segmenter's ``overlay``; for an unmodified ``edgeseg.Segmenter`` the equivalent fast :class:`Overlay`,
-    with a legend of the sidecar's class names when the model has more than two classes."""
+    """The segmenter's ``overlay``; for an unmodified ``edgeseg.Segmenter`` of a semantic model the equivalent fast
+    :class:`Overlay`, with a legend of the sidecar's class names when the model has more than two classes (an
+    instance model keeps ``overlay``: each instance, its box and score)."""
     overlay = getattr(segmenter, "overlay", None)
     if overlay is None:
         return None
@@ -93,7 +94,8 @@ def default_render(segmenter):
         from ..pipeline import Segmenter
     except ImportError:  # the pipeline needs extras this install lacks; the segmenter is someone else's
         return overlay
-    if type(segmenter).overlay is Segmenter.overlay and len(segmenter.colors) <= 256:
+    if type(segmenter).overlay is Segmenter.overlay and getattr(segmenter, "instance_decoder", None) is None \
+            and len(segmenter.colors) <= 256:
         classes = list(segmenter.classes)
         return Overlay(segmenter.colors, alpha=0.5, classes=classes if len(classes) > 2 else None)
     return overlay
