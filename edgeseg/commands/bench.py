@@ -135,15 +135,10 @@ def _class_names(model) -> list[str] | None:
 
     if isinstance(model, Artifact):
         return list(model.classes)
-    try:
+    try:  # a bare .onnx: load reads the graph as the bench did (its one-line announcement is logged once)
         return list(Artifact.load(model).classes)
-    except ArtifactError:
-        if Path(model).suffix.lower() != ".onnx":
-            return None
-        try:
-            return list(Artifact.from_onnx(model, announce=False).classes)
-        except (ArtifactError, InputError):
-            return None
+    except (ArtifactError, InputError):
+        return None
 
 
 def _min_effect(args) -> float | None:
