@@ -23,10 +23,10 @@ def _roialign_model(path):
     return path
 
 
-def test_registered_roialign_plugin_fails_in_its_constructor_without_a_gpu(tmp_path):
+def test_registered_roialign_plugin_fails_in_its_constructor_without_a_gpu(rtx, tmp_path):
     if os.path.exists("/dev/nvidia0"):
         pytest.skip("a GPU is present: the ROIAlign_TRT constructor can reach CUDA here")
-    trt = pytest.importorskip("tensorrt_rtx")
+    trt = rtx
 
     from edgeseg.runtime.tensorrt_env import capturing_logger, log_text
 
