@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 HEAVY = ["torch", "onnxruntime", "cv2", "cupy", "tensorrt", "onnx", "scipy", "av", "pydicom"]
 
@@ -50,7 +51,6 @@ def test_video_modules_share_no_private_names():
     """What the video modules share (the Source base, the OpenCV loader) is public in ``edgeseg.video.frames``;
     a private name imported across modules is a coupling nobody sees from the outside."""
     import ast
-    from pathlib import Path
 
     import edgeseg.video
 
@@ -63,28 +63,26 @@ def test_video_modules_share_no_private_names():
     assert not bad, f"private names imported across edgeseg.video modules: {bad}"
 
 
-def _package_inits():
-    from pathlib import Path
+REPO = Path(__file__).resolve().parents[1]
 
-    repo = Path(__file__).resolve().parents[1]
+
+def _sources(pattern: str = "*.py"):
+    """The product's files matching ``pattern`` (edgeseg, export, plugins)."""
     for folder in ("edgeseg", "export", "plugins"):
-        yield from sorted((repo / folder).rglob("__init__.py"))
+        yield from sorted((REPO / folder).rglob(pattern))
 
 
 def test_no_module_swaps_its_class():
     """``sys.modules[__name__].__class__ = ...`` makes a module something else (callable, attribute hooks):
     readers, IDEs and type checkers cannot follow it. Public names go in plain modules instead."""
     import ast
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
     bad = []
-    for folder in ("edgeseg", "export", "plugins"):
-        for path in sorted((repo / folder).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-                bad += [f"{path.relative_to(repo)}:{node.lineno}" for t in targets
-                        if isinstance(t, ast.Attribute) and t.attr == "__class__"]
+    for path in _sources():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            bad += [f"{path.relative_to(REPO)}:{node.lineno}" for t in targets
+                    if isinstance(t, ast.Attribute) and t.attr == "__class__"]
     assert not bad, f"module class swaps: {bad}"
 
 
@@ -94,7 +92,7 @@ def test_no_public_name_of_a_package_is_also_its_submodule():
     import ast
 
     clashes = {}
-    for init in _package_inits():
+    for init in _sources("__init__.py"):
         names = set()
         for node in ast.parse(init.read_text(), str(init)).body:
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
