@@ -10,7 +10,6 @@ The graphs are built by hand, so the expected instances follow from their consta
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -180,22 +179,12 @@ def test_split_export_finishes_in_its_host_graph(tmp_path):
 @pytest.fixture
 def offline_trt(monkeypatch):
     """The stand-in ``tensorrt`` (10.3 API, runs the plan's ONNX with ONNX Runtime) and ``cupy``."""
-    from test_trt_build_offline import API_DIR, make_fake_tensorrt
-    from test_trt_runner_offline import make_fake_cupy
+    from test_trt_build_offline import API_DIR
+    from test_trt_runner_offline import install_offline_trt
 
     if not API_DIR.is_dir():
         pytest.skip(f"TensorRT API surface not found at {API_DIR}")
-    from edgeseg.runtime import tensorrt_env
-    from edgeseg.runtime.tensorrt_env import GpuInfo
-
-    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt("10.3.0", "10.3.0.30"))
-    monkeypatch.setitem(sys.modules, "cupy", make_fake_cupy())
-    gpu = GpuInfo("Orin (stand-in)", "8.7")
-    monkeypatch.setattr(tensorrt_env, "gpu_info", lambda device=0: gpu)
-    import edgeseg.export.trt_build as trt_build
-
-    monkeypatch.setattr(trt_build, "gpu_info", lambda device=0: gpu)
-    return trt_build
+    return install_offline_trt(monkeypatch)[2]
 
 
 def test_split_instance_engine_runs_through_the_tensorrt_runner(tmp_path, offline_trt):

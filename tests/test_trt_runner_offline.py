@@ -165,10 +165,9 @@ def make_fake_cupy():
     return cp
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+def install_offline_trt(monkeypatch):
+    """Put the stand-in ``tensorrt`` (10.3) and ``cupy`` in ``sys.modules`` and a stand-in Orin GPU behind
+    ``gpu_info``; returns ``(trt, cp, trt_build)``."""
     trt = make_fake_tensorrt("10.3.0", "10.3.0.30")
     cp = make_fake_cupy()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -178,6 +177,14 @@ def offline(monkeypatch, tmp_path):
     import edgeseg.export.trt_build as trt_build
 
     monkeypatch.setattr(trt_build, "gpu_info", lambda device=0: gpu)
+    return trt, cp, trt_build
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    trt, cp, trt_build = install_offline_trt(monkeypatch)
     art = tiny_onnx(tmp_path / "tiny.onnx")
     engine = trt_build.engine_from_onnx(art, max_batch=4, timing_cache=False)
     return trt, cp, art, engine
