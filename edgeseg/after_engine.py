@@ -18,6 +18,7 @@ NumPy only (CuPy arrays stay on the GPU): a runtime-only install without PyTorch
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .artifact import Artifact
@@ -96,9 +97,4 @@ def after_engine_step(artifact: Artifact) -> Callable[[Any, Any], Any] | None:
                             f"expected one of {', '.join(SEMANTIC_STAGES + INSTANCE_STAGES)} (a newer edgeseg "
                             "exported it?)")
     _check_dense_crf(artifact, stage)
-
-    def step(output, network_input):
-        return finish_dense_crf(stage, output, network_input)
-
-    step.stage = stage  # what runs, for callers that report it
-    return step
+    return partial(finish_dense_crf, stage)
