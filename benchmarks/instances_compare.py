@@ -54,6 +54,18 @@ def _params(onnx_path: Path) -> int | None:
         return int(sum(np.prod(f.get_slice(k).get_shape()) for k in f.keys()))
 
 
+def _ap_row(model: Path, ap: dict, count: str) -> dict:
+    """The table row's model, AP and latency fields from ``evaluate_model_on_folder``'s report; ``count``: the
+    name of the scored frames (images or canvases)."""
+    from edgeseg.artifact import Artifact
+
+    art = Artifact.load(model)
+    return {"method": art.model, "model": str(model), "input": list(art.preprocess.size),
+            "mask_AP": round(ap["segm"]["AP"], 3), "mask_AP50": round(ap["segm"]["AP50"], 3),
+            "mask_AP75": round(ap["segm"]["AP75"], 3), "box_AP": round(ap["bbox"]["AP"], 3),
+            count: ap["images"], "median_ms": round(ap["median_ms"], 1), "params": _params(model)}
+
+
 def _latency_by_heads(model: Path, items, canvas: int, frames: int, seed: int) -> dict[str, float]:
     from edgeseg.artifact import Preprocess
     from edgeseg.instances.composites import CompositeDataset
@@ -175,7 +187,7 @@ def _busi_rows(args) -> list[dict]:
     items = busi_instances(args.data)
     _, val = split_by_group([Sample(it.image, ()) for it in items], None, 0.2, args.seed)
     val_names = {s.name for s in val}
-    multi = [it.image.name for it in items if it.image.name in val_names and len(it.mask_files) > 1]
+    multi = [it for it in items if it.image.name in val_names and len(it.mask_files) > 1]
     if args.models:
         models, reports = [Path(m) for m in args.models], [None] * len(args.models)
     else:
@@ -186,16 +198,10 @@ def _busi_rows(args) -> list[dict]:
             reports.append(report)
     rows = []
     for model, report in zip(models, reports):
-        from edgeseg.artifact import Artifact
-        art = Artifact.load(model)
         ap = evaluate_model_on_folder(model, args.data, split="val", seed=args.seed, dataset="busi")
-        row = {"method": art.model, "model": str(model), "input": list(art.preprocess.size),
-               "mask_AP": round(ap["segm"]["AP"], 3), "mask_AP50": round(ap["segm"]["AP50"], 3),
-               "mask_AP75": round(ap["segm"]["AP75"], 3), "box_AP": round(ap["bbox"]["AP"], 3),
-               "images": ap["images"], "median_ms": round(ap["median_ms"], 1), "params": _params(model),
-               "multi_lesion_images": len(multi)}
+        row = {**_ap_row(model, ap, "images"), "multi_lesion_images": len(multi)}
         if multi:
-            sub = _busi_subset_ap(model, [it for it in items if it.image.name in set(multi)])
+            sub = _busi_subset_ap(model, multi)
             row.update(multi_mask_AP=round(sub["AP"], 3), multi_mask_AP50=round(sub["AP50"], 3))
         if report is not None:
             row.update(train_minutes=args.train_minutes, train_s=report["train_s"], steps=report["steps"])
@@ -283,7 +289,6 @@ def main(argv=None) -> int:
         parser.error("--models: required with --dataset hc18_composites (the exported .onnx files to score)")
     args.data = args.data or str(REPO.parent / "shared/data/hc18")
 
-    from edgeseg.artifact import Artifact
     from edgeseg.data.folder import Sample, split_by_group
     from edgeseg.instances.data import hc18_instances
     from edgeseg.instances.evaluate import evaluate_model_on_folder
@@ -297,13 +302,9 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for model in (Path(m) for m in args.models):
-        art = Artifact.load(model)
         ap = evaluate_model_on_folder(model, args.data, split="val", seed=args.seed, dataset="hc18_composites",
                                       composites=args.composites, canvas=args.canvas, overlap=args.overlap)
-        row = {"method": art.model, "model": str(model), "input": list(art.preprocess.size),
-               "mask_AP": round(ap["segm"]["AP"], 3), "mask_AP50": round(ap["segm"]["AP50"], 3),
-               "mask_AP75": round(ap["segm"]["AP75"], 3), "box_AP": round(ap["bbox"]["AP"], 3),
-               "canvases": ap["images"], "median_ms": round(ap["median_ms"], 1), "params": _params(model),
+        row = {**_ap_row(model, ap, "canvases"),
                "ms_by_heads": None if args.overlap else _latency_by_heads(model, val_items, args.canvas, args.frames,
                                                                           args.seed + 2)}
         rows.append(row)
