@@ -78,7 +78,7 @@ def instance_masks_from_png(path: Path) -> np.ndarray:
 
 
 def _binary_mask(path: Path) -> np.ndarray:
-    """A mask file (any value > 0 is foreground, first channel if colour) -> (H, W) uint8 {0, 1}."""
+    """A mask file (any value > 0 is foreground, first channel if colour) -> (H, W) bool."""
     mask = load_image(path)
     return (mask[..., 0] if mask.ndim == 3 else mask) > 0
 
