@@ -20,7 +20,6 @@ captured finish, closes the sink (a valid, playable partial video) and raises th
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -35,13 +34,12 @@ import numpy as np
 from ..errors import EdgesegError, InputError
 from .channel import END, Channel
 from .errors import StreamError
+from .frames import Source, log
 from .render import default_render
 from .shield import SignalShield
 from .sinks import NullSink, Sink, open_sink
-from .sources import Source, open_source
+from .sources import open_source
 from .stats import StatusLine, StreamStats
-
-log = logging.getLogger("edgeseg.video")
 
 JOIN_TIMEOUT_S = 5.0
 SINK_CLOSE_TIMEOUT_S = 120.0  # an encoder flush of a long H.264 lookahead on a slow CPU, with margin
