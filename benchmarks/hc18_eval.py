@@ -80,24 +80,32 @@ def score_image(predict, image: np.ndarray, truth: np.ndarray, px: float) -> tup
     prob = head_probability(scores)
     prob = (prob + head_probability(predict(np.ascontiguousarray(image[:, ::-1])))[:, ::-1]) / 2
     labels = scores.argmax(0).astype(np.uint8)
-    pred, gt, tta = labels > 0, truth > 0, prob > 0.5
-    row = {"tp": int((pred & gt).sum()), "fp": int((pred & ~gt).sum()), "fn": int((~pred & gt).sum()),
-           "tp_tta": int((tta & gt).sum()), "fp_tta": int((tta & ~gt).sum()), "fn_tta": int((~tta & gt).sum()),
+    gt = truth > 0
+    row = {**_overlap(labels > 0, gt), **_overlap(prob > 0.5, gt, "_tta"),
            "hc_before": _hc(labels, px, exclude_border=False, outline_offset_px=0.0),
            "hc_skull": _hc(labels, px, outline_offset_px=0.0), "hc_offset": _hc(labels, px),
            "hc_gt_raw": _hc(truth, px, outline_offset_px=0.0), "hc_gt": _hc(truth, px)}
     row["dice"] = 2 * row["tp"] / max(1, 2 * row["tp"] + row["fp"] + row["fn"])
     try:
         m = measure_head(prob, px)
-        fill = m.ellipse.mask(gt.shape)
-        row.update(tp_ellipse=int((fill & gt).sum()), fp_ellipse=int((fill & ~gt).sum()),
-                   fn_ellipse=int((~fill & gt).sum()))
+        row.update(_overlap(m.ellipse.mask(gt.shape), gt, "_ellipse"))
         row.update(measured_mm=m.hc_mm, half_width_mm=m.half_width_mm, border_fraction=m.border_fraction,
                    residual_mm=m.residual_mm, boundary_width_mm=m.boundary_width_mm, flags=list(m.flags))
     except InputError:
         row.update(measured_mm=float("nan"), half_width_mm=float("nan"), flags=["no_head"],
-                   tp_ellipse=0, fp_ellipse=0, fn_ellipse=int(gt.sum()))
+                   **_overlap(np.zeros_like(gt), gt, "_ellipse"))
     return row, seconds
+
+
+def _overlap(pred: np.ndarray, gt: np.ndarray, suffix: str = "") -> dict:
+    """Pixel counts ``tp``, ``fp``, ``fn`` (+ ``suffix``) of the bool mask ``pred`` against ``gt``."""
+    return {f"tp{suffix}": int((pred & gt).sum()), f"fp{suffix}": int((pred & ~gt).sum()),
+            f"fn{suffix}": int((~pred & gt).sum())}
+
+
+def _pooled_dice(rows: list[dict], suffix: str = "") -> float:
+    tp, fp, fn = (sum(r[k + suffix] for r in rows) for k in ("tp", "fp", "fn"))
+    return 2 * tp / (2 * tp + fp + fn)
 
 
 def score_cut(predict, image: np.ndarray, truth: np.ndarray, px: float, ref_mm: float) -> dict:
@@ -131,12 +139,8 @@ def summarize(rows: list[dict]) -> dict:
         part = [r for r in rows if label in ("all", r["band"])]
         if not part:
             continue
-        tp, fp, fn = (sum(r[k] for r in part) for k in ("tp", "fp", "fn"))
-        tp_t, fp_t, fn_t = (sum(r[k] for r in part) for k in ("tp_tta", "fp_tta", "fn_tta"))
-        tp_e, fp_e, fn_e = (sum(r[k] for r in part) for k in ("tp_ellipse", "fp_ellipse", "fn_ellipse"))
-        entry = {"images": len(part), "dice": 2 * tp / (2 * tp + fp + fn),
-                 "dice_flip_tta": 2 * tp_t / (2 * tp_t + fp_t + fn_t),
-                 "dice_ellipse": 2 * tp_e / (2 * tp_e + fp_e + fn_e),
+        entry = {"images": len(part), "dice": _pooled_dice(part), "dice_flip_tta": _pooled_dice(part, "_tta"),
+                 "dice_ellipse": _pooled_dice(part, "_ellipse"),
                  "mean_image_dice": float(np.mean([r["dice"] for r in part]))}
         for key in HC_KEYS + ("measured_mm",):
             err = np.array([r[key] - r["hc_ref_mm"] for r in part])
