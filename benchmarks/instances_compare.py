@@ -228,14 +228,11 @@ def _train_busi(method: str, args) -> tuple[Path, dict]:
 
 def _busi_subset_ap(model: Path, items) -> dict:
     """Mask AP of ``model`` on these BUSI items at original resolution (score threshold 0)."""
-    from edgeseg.instances.coco_eval import coco_ap, coco_ground_truth, coco_results
+    from edgeseg.instances.evaluate import score_frames
     from edgeseg.instances.segmenter import InstanceSegmenter
 
     seg = InstanceSegmenter(model, score_threshold=0.0, threads=1)
-    frames = [it.load() for it in items]
-    preds = [seg(image).instances for image, _ in frames]
-    gt = coco_ground_truth([t for _, t in frames], [image.shape[:2] for image, _ in frames], seg.classes)
-    return coco_ap(gt, coco_results(preds), "segm")
+    return score_frames(seg, (it.load() for it in items))["segm"]
 
 
 def _write_busi(rows: list[dict], args) -> None:

@@ -42,6 +42,12 @@ def evaluate_model_on_folder(model, data, split: str = "val", group_regex: str |
         frames = [ds.canvas_at(i) for i in range(len(ds))]
     else:
         frames = (item.load() for item in (items[:limit] if limit else items))
+    return {"model": str(Path(model)), **score_frames(seg, frames, results_json)}
+
+
+def score_frames(seg: InstanceSegmenter, frames, results_json=None) -> dict:
+    """Run ``seg`` on each (image, target) of ``frames`` -> {"segm": AP dict, "bbox": AP dict, "images": N,
+    "median_ms": per-frame latency}; ``results_json``: also write the detections there (COCO results)."""
     preds, targets, sizes, times = [], [], [], []
     for image, target in frames:
         t0 = time.perf_counter()
@@ -53,5 +59,5 @@ def evaluate_model_on_folder(model, data, split: str = "val", group_regex: str |
     results = coco_results(preds)
     if results_json:
         write_results_json(results, results_json)
-    return {"model": str(Path(model)), "segm": coco_ap(gt, results, "segm"), "bbox": coco_ap(gt, results, "bbox"),
-            "images": len(targets), "median_ms": float(np.median(times) * 1000)}
+    return {"segm": coco_ap(gt, results, "segm"), "bbox": coco_ap(gt, results, "bbox"), "images": len(targets),
+            "median_ms": float(np.median(times) * 1000)}
