@@ -152,12 +152,8 @@ def onnx_from_torch(model: Any, artifact: Artifact | None, out_path: str | Path,
         raise ExportError(f"onnx.checker rejected the exported graph: {_reason(exc)}") from exc
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out_path))
-    exported = _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model), route,
-                              _after_engine(model, route))
-    if requested == "auto":
-        exported.extra["export"]["route_auto"] = why
-        exported.save()
-    return exported
+    return _write_sidecar(artifact, out_path, proto, opset, dims, size, input_multiple(model), route,
+                          _after_engine(model, route), why if requested == "auto" else None)
 
 
 def onnx_from_imported(model: Any, artifact: Artifact, onnx_path: str | Path) -> Path:
@@ -299,12 +295,14 @@ def _graph_shape(value) -> list[int | str]:
 
 
 def _write_sidecar(artifact: Artifact, out_path: Path, proto, opset: int, dims: str, size, multiple: int,
-                   route: str = "native", after_engine: dict | None = None) -> Artifact:
+                   route: str = "native", after_engine: dict | None = None, route_auto: str | None = None) -> Artifact:
     inputs = [{"name": v.name, "shape": _graph_shape(v), "dtype": "float32"} for v in proto.graph.input]
     outputs = [{"name": v.name, "shape": _graph_shape(v), "dtype": "float32"} for v in proto.graph.output]
     extra = dict(artifact.extra)
     extra["export"] = {"shapes": dims, "traced_size": list(size), "input_multiple": multiple,
                        "source": _relative_source(artifact.path, out_path), "route": route}
+    if route_auto:
+        extra["export"]["route_auto"] = route_auto
     if after_engine:
         extra["export"]["after_engine"] = after_engine
     if custom_domains(proto):
