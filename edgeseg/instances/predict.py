@@ -17,12 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..models.maskrcnn.export import OUTPUT_NAMES as DETECTION_OUTPUTS  # what Mask R-CNN / FCIS output per image
 from ..models.maskrcnn.postprocess import paste_masks
 from .export import BOTTOMUP_OUTPUTS
 from .types import Instances
-
-#: what a detection model (Mask R-CNN, FCIS) outputs per image
-DETECTION_OUTPUTS = ("boxes", "scores", "labels", "masks")
 
 
 def instance_output_specs(artifact) -> list:
