@@ -102,10 +102,10 @@ def quantize_fp16(onnx: str | Path | Artifact, out_path: str | Path | None = Non
     if unknown:
         raise InputError(f"keep_nodes: {unknown[:5]} are not nodes of {source.path.name}")
     # sampling-grid coordinates of a decomposed export (onnx_export.sampling_grid_nodes) stay FP32
-    keep_nodes = sorted(set(keep_nodes) | (set((source.extra.get("export") or {}).get("fp32_nodes", [])) & names))
-    fp32_layers = {n.name: "fp32" for n in model.graph.node if n.op_type in block or n.name in set(keep_nodes)}
+    keep = set(keep_nodes) | (set((source.extra.get("export") or {}).get("fp32_nodes", [])) & names)
+    fp32_layers = {n.name: "fp32" for n in model.graph.node if n.op_type in block or n.name in keep}
     converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
-                                                 node_block_list=list(keep_nodes))
+                                                 node_block_list=sorted(keep))
     # The converter retypes value_info of tensors that its inserted Casts keep in FP32 (a known
     # onnxconverter-common bug: ORT then refuses the model); intermediate value_info is optional.
     del converted.graph.value_info[:]
