@@ -16,7 +16,7 @@ import functools
 import mmap
 from pathlib import Path
 
-DOMAIN = "edgeseg"
+from edgeseg.ops.onnx_translations import DOMAIN  # noqa: F401 - the node's domain, which runners look for
 SOURCE = Path(__file__).with_name("dense_crf_op.cpp")
 _CRF_DIR = SOURCE.parents[1] / "dense_crf"
 
