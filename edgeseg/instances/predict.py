@@ -79,6 +79,7 @@ class InstanceDecoder:
     """
 
     def __init__(self, artifact, score_threshold: float = 0.5, threads: int | None = None) -> None:
+        from ..after_engine import after_engine_stage
         from ..errors import ArtifactError, InputError
 
         if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)):
@@ -88,7 +89,7 @@ class InstanceDecoder:
         self.score_threshold = float(score_threshold)
         self.num_classes = len(artifact.classes)
         self.bottomup = artifact.model == "bottomup"
-        stage = (artifact.extra.get("export") or {}).get("after_engine")
+        stage = after_engine_stage(artifact)  # names the field when the sidecar holds something else
         needed = list(stage.get("inputs", [])) if stage else (
             BOTTOMUP_OUTPUTS if self.bottomup else DETECTION_OUTPUTS)
         names = [spec.name for spec in artifact.outputs]
