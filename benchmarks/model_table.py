@@ -58,7 +58,8 @@ def latency(torch, model, size: tuple[int, int], threads: int, iterations: int, 
     from edgeseg.export.onnx_export import custom_translation_table
 
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
-    kwargs = {"custom_translation_table": custom_translation_table()} if custom_translation_table() else {}
+    table = custom_translation_table()
+    kwargs = {"custom_translation_table": table} if table else {}
     with torch.no_grad():
         program = torch.onnx.export(model, (x,), dynamo=True, verbose=False, **kwargs)
     options = ort.SessionOptions()
