@@ -64,6 +64,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     dice_weight: float = 1.0
+    ema: float | None = None  # per-step decay of an exponential moving average of the weights (validated, saved)
     augment: bool = True
     aug_scale: tuple[float, float] | None = None  # zoom range of the augmentation (default Augment's)
     threads: int | None = None
@@ -93,6 +94,8 @@ class TrainConfig:
                 raise InputError(f"{name}: got {getattr(self, name)!r}, expected a positive int")
         if not self.lr > 0:
             raise InputError(f"lr: got {self.lr!r}, expected a positive number")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise InputError(f"ema: got {self.ema!r}, expected a decay between 0 and 1 (e.g. 0.999), or None")
         if self.aug_scale is not None and not (len(self.aug_scale) == 2 and 0 < self.aug_scale[0] <= self.aug_scale[1]):
             raise InputError(f"aug_scale: got {self.aug_scale!r}, expected [low, high] with 0 < low <= high")
         weights = self.class_weights
@@ -299,6 +302,23 @@ def _optim_path_of(last: Path) -> Path:
     return last.with_name(last.name.replace(".safetensors", "") + ".optim.safetensors")
 
 
+def _ema_path_of(last: Path) -> Path:
+    return last.with_name(last.name.replace(".safetensors", "") + ".ema.safetensors")
+
+
+def weight_ema(model, decay: float, resume_from: Path | None = None):
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics (torch's AveragedModel),
+    updated after every optimisation step; ``resume_from``: a saved average to continue."""
+    torch = require("torch", "training")
+    swa = torch.optim.swa_utils
+    ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(decay), use_buffers=True)
+    if resume_from is not None and resume_from.exists():
+        safetensors_torch = require("safetensors.torch", "checkpoints")
+        ema.module.load_state_dict(safetensors_torch.load_file(str(resume_from)))
+        ema.n_averaged.fill_(1)  # the next update averages instead of copying the raw weights
+    return ema
+
+
 # --- the loop ------------------------------------------------------------------------------------
 def evaluate_batches(model, loader, num_classes: int, ignore_index: int | None = None) -> ConfusionMatrix:
     """Confusion matrix of ``model``'s argmax over a loader of (image, mask) batches."""
@@ -366,6 +386,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.resume and _optim_path_of(Path(cfg.resume)).exists():
         _load_optimizer(opt, _optim_path_of(Path(cfg.resume)))
+    ema = weight_ema(model, cfg.ema, _ema_path_of(Path(cfg.resume)) if cfg.resume else None) if cfg.ema else None
+    scored = ema.module if ema is not None else model  # the weights validated and saved
 
     steps_per_epoch = len(train_loader)
     total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
@@ -398,6 +420,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         bar.close()
@@ -407,24 +431,30 @@ def train(cfg: TrainConfig) -> TrainResult:
                 save_checkpoint(model, last, _artifact(last, model, cfg, pre, info))
                 print(f"time budget of {cfg.max_minutes} min reached after {len(history)} epochs", flush=True)
             break
-        cm = evaluate_batches(model, val_loader, len(cfg.classes), cfg.ignore_index)
+        cm = evaluate_batches(scored, val_loader, len(cfg.classes), cfg.ignore_index)
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": cm.mean_iou,
                   "val_dice": cm.mean_dice(), "val_pixel_accuracy": cm.pixel_accuracy,
                   "seconds": round(time.perf_counter() - t0, 1)}
+        if ema is not None:  # what the average adds over the weights it averages
+            record["val_miou_raw"] = evaluate_batches(model, val_loader, len(cfg.classes), cfg.ignore_index).mean_iou
         history.append(record)
         improved = cm.mean_iou > best_miou
         if improved:
             best_miou, best_epoch = cm.mean_iou, epoch
         print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}  val mIoU {cm.mean_iou:.4f}  "
-              f"Dice {cm.mean_dice():.4f}  acc {cm.pixel_accuracy:.4f}  ({record['seconds']:.0f} s)"
+              + (f"(raw weights {record['val_miou_raw']:.4f})  " if ema is not None else "")
+              + f"Dice {cm.mean_dice():.4f}  acc {cm.pixel_accuracy:.4f}  ({record['seconds']:.0f} s)"
               + ("  * best" if improved else ""), flush=True)
         state = {"epoch": epoch, "best_miou": best_miou, "best_epoch": best_epoch, "stopped_by_time_budget":
                  stopped_early, "seconds": round(time.perf_counter() - started, 1)}
         info = {"config": config, "split": split, "history": history, "state": state, "class_weights": weights,
                 "val": cm.summary(list(cfg.classes))}
         if improved:
-            save_checkpoint(model, out, _artifact(out, model, cfg, pre, info))
+            save_checkpoint(scored, out, _artifact(out, scored, cfg, pre, info))
+        # the raw weights carry on training; with --ema the average is kept beside them for --resume
         save_checkpoint(model, last, _artifact(last, model, cfg, pre, info))
+        if ema is not None:
+            save_checkpoint(ema.module, _ema_path_of(last), _artifact(_ema_path_of(last), ema.module, cfg, pre, info))
         _save_optimizer(opt, _optim_path_of(last))
         if stopped_early:
             print(f"time budget of {cfg.max_minutes} min reached after {len(history)} epochs; the learning-rate "

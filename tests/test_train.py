@@ -11,8 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from edgeseg.errors import InputError
 from edgeseg.models import load_checkpoint
-from edgeseg.train import TrainConfig, ce_dice_loss, last_path_of, lr_at, train
+from edgeseg.train import TrainConfig, ce_dice_loss, last_path_of, lr_at, train, weight_ema
 
 ASSET = Path(__file__).resolve().parents[1] / "edgeseg" / "assets" / "hc18_fastseg.safetensors"
 ASSET_ONNX = ASSET.with_suffix(".onnx")
@@ -109,6 +110,34 @@ def test_time_budget_stops_a_long_run_early_with_an_annealed_schedule(tmp_path):
     side = json.loads(Path(str(result.last_path) + ".json").read_text())
     assert side["extra"]["train"]["state"]["stopped_by_time_budget"] is True
     assert result.best_path.exists()
+
+
+def test_weight_ema_follows_the_exponential_average_of_weights_and_batchnorm_statistics():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[1].running_mean.fill_(2.0)
+    ema = weight_ema(net, decay=0.75)
+    ema.update_parameters(net)  # the first update copies
+    with torch.no_grad():
+        net[0].weight.fill_(5.0)
+        net[1].running_mean.fill_(6.0)
+    ema.update_parameters(net)
+    assert torch.allclose(ema.module[0].weight, torch.full((1, 2), 0.75 * 1.0 + 0.25 * 5.0))
+    assert torch.allclose(ema.module[1].running_mean, torch.tensor([0.75 * 2.0 + 0.25 * 6.0]))
+
+
+def test_ema_run_saves_the_average_scores_both_and_resumes_it(tmp_path):
+    result = train(_config(tmp_path, epochs=1, ema=0.9))  # one epoch: it is the best one
+    assert "val_miou_raw" in result.history[0]
+    best, last = load_checkpoint(result.best_path)[0].state_dict(), load_checkpoint(result.last_path)[0].state_dict()
+    average = load_checkpoint(tmp_path / "run" / "toy.last.ema.safetensors")[0].state_dict()
+    assert all(torch.equal(best[k], average[k]) for k in best)  # the best checkpoint is the average ...
+    assert not all(torch.equal(last[k], average[k]) for k in last)  # ... the last one the raw weights
+    resumed = train(_config(tmp_path, epochs=3, ema=0.9, resume=str(result.last_path)))
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    with pytest.raises(InputError, match="ema"):
+        train(_config(tmp_path, ema=1.5))
 
 
 def test_same_seed_gives_identical_weights(tmp_path):

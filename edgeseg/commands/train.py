@@ -95,6 +95,9 @@ def add_arguments(parser) -> None:
                        help="weight of the soft Dice term (mean of the foreground classes' Dice) added to CE")
     model.add_argument("--class-weights", nargs="+", default=None, metavar="W",
                        help="cross-entropy class weights: 'auto' (1/sqrt of pixel frequency) or one number per class")
+    model.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                       help="validate and save an exponential moving average of the weights, updated every step "
+                            "with this decay (e.g. 0.998: an average over the last ~500 steps); default: the raw weights")
     model.add_argument("--seed", type=int, default=0,
                        help="seed of the split, the initial weights, augmentation and batch order")
     model.add_argument("--max-minutes", type=float, default=None,
@@ -148,7 +151,7 @@ def run(args) -> int:
         classes=args.classes, mask_mode=args.mask_mode, mask_pattern=args.mask_pattern, image_glob=args.image_glob,
         ignore_index=args.ignore_index, color=args.color, size=tuple(args.size), group_regex=args.group_regex,
         val_fraction=args.val_fraction, val_files=val_files, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, dice_weight=args.dice_weight, augment=not args.no_augment,
+        weight_decay=args.weight_decay, dice_weight=args.dice_weight, ema=args.ema, augment=not args.no_augment,
         aug_scale=tuple(args.aug_scale) if args.aug_scale else None, init=args.init,
         threads=args.threads or default_threads(), limit=args.limit, max_minutes=args.max_minutes, resume=args.resume,
         attribution=args.attribution, progress=not args.quiet,
