@@ -11,6 +11,7 @@ from edgeseg.artifact import Artifact, Preprocess
 from edgeseg.errors import InputError
 from edgeseg.instances.data import (
     InstanceDataset,
+    InstanceItem,
     boxes_from_masks,
     coco_instances,
     compose_instances,
@@ -66,6 +67,21 @@ def test_instance_png_folder(tmp_path):
     assert image.shape == (20, 30)
     assert target["labels"].tolist() == [2, 2]
     np.testing.assert_array_equal(target["boxes"], [[2, 2, 9, 6], [20, 10, 28, 18]])
+
+
+def test_sixteen_bit_instance_ids_and_mask_files_keep_every_instance(tmp_path):
+    # 16-bit label PNGs (e.g. Cityscapes instance ids): an 8-bit reader scales 1 and 300 down to 0 and 1
+    cv2.imwrite(str(tmp_path / "x.png"), np.full((20, 30), 100, np.uint8))
+    ids = np.zeros((20, 30), np.uint16)
+    ids[2:6, 2:9], ids[10:18, 20:28] = 1, 300
+    cv2.imwrite(str(tmp_path / "ids.png"), ids)
+    _, target = InstanceItem(tmp_path / "x.png", instance_png=tmp_path / "ids.png").load()
+    np.testing.assert_array_equal(target["boxes"], [[2, 2, 9, 6], [20, 10, 28, 18]])
+    one = np.zeros((20, 30), np.uint16)
+    one[5:9, 4:12] = 1  # a 0/1 mask saved at 16 bits
+    cv2.imwrite(str(tmp_path / "one.png"), one)
+    _, target = InstanceItem(tmp_path / "x.png", mask_files=(tmp_path / "one.png",)).load()
+    np.testing.assert_array_equal(target["boxes"], [[4, 5, 12, 9]])
 
 
 def test_hc18_each_mask_is_one_head_instance(hc18_dir):

@@ -50,6 +50,13 @@ def _read_array(path: Path):
         raise InputError(f"mask file {path}: cannot be read as an image ({exc})") from exc
 
 
+def read_label_image(path: Path) -> np.ndarray:
+    """A label PNG (instance ids, class indices) as a 2-D integer array at the file's own bit depth: a 16-bit
+    file keeps values above 255 (an 8-bit image reader would scale them down); first channel if colour."""
+    arr, _ = _read_array(Path(path))
+    return arr if arr.ndim == 2 else arr[..., 0]
+
+
 def _single_channel(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
     if arr.ndim == 2:
         return arr

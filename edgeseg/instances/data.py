@@ -19,6 +19,7 @@ from .._deps import require
 from ..artifact import Preprocess
 from ..data.dataset import load_image, preprocess_image
 from ..data.folder import pair_folder
+from ..data.masks import read_label_image, read_mask
 from ..errors import InputError
 
 
@@ -70,17 +71,14 @@ def target_from_masks(masks: np.ndarray, labels: np.ndarray) -> dict:
 
 def instance_masks_from_png(path: Path) -> np.ndarray:
     """A PNG whose pixel value k > 0 marks instance k (first channel if colour) -> (G, H, W) uint8."""
-    label = load_image(path)
-    if label.ndim == 3:
-        label = label[..., 0]
+    label = read_label_image(path)
     ids = [int(v) for v in np.unique(label) if v > 0]
     return np.stack([label == k for k in ids]).astype(np.uint8) if ids else np.zeros((0, *label.shape), np.uint8)
 
 
 def _binary_mask(path: Path) -> np.ndarray:
-    """A mask file (any value > 0 is foreground, first channel if colour) -> (H, W) bool."""
-    mask = load_image(path)
-    return (mask[..., 0] if mask.ndim == 3 else mask) > 0
+    """A mask file (any value > 0 is foreground, first channel if colour, any bit depth) -> (H, W) bool."""
+    return read_mask(path).astype(bool)
 
 
 def instance_png_folder(image_dir, mask_dir, mask_pattern: str = "{stem}.png", label: int = 1) -> list[InstanceItem]:
