@@ -32,12 +32,13 @@ MODELS = {
 }
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MB blocks."""
+def sha256_of(path: str | Path, *more: str | Path) -> str:
+    """Hex SHA-256 of a file (followed by the files in ``more``, as if concatenated), read in 1 MB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for name in (path, *more):
+        with open(name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

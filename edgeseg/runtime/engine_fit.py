@@ -11,13 +11,14 @@ to load an engine; the builder's cache (``edgeseg.export.engine_cache``) keys on
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import struct
 from pathlib import Path
 
 from ..artifact import Artifact
 from ..errors import ArtifactError
+from ..model_cache import sha256_of
 from .tensorrt_env import GpuInfo, parse_version
 
 PLAN_TAG = 0x74727466  # first little-endian uint32 of every standard TensorRT plan ("ftrt")
@@ -114,14 +115,20 @@ def _rebuild_hint(artifact: Artifact) -> str:
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a model file (and of its external-data file ``<name>.data`` when present)."""
     path = Path(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     external = path.with_name(path.name + ".data")
-    if external.exists():
-        h.update(external.read_bytes())
-    return h.hexdigest()
+    return sha256_of(path, *([external] if external.exists() else []))
+
+
+def engine_digest(engine_path: str | Path) -> str:
+    """SHA-256 of an engine file, hashed once per process per (path, size, mtime): a rewritten file is hashed again."""
+    path = Path(engine_path).resolve()
+    stat = path.stat()
+    return _engine_digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _engine_digest(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)  # a TensorRT plan is one file (no external data)
 
 
 def engines_dir() -> Path:
@@ -134,5 +141,5 @@ def engines_dir() -> Path:
 def runtime_cache_path(engine_path: Path, gpu: GpuInfo) -> Path:
     """Where TensorRT-RTX keeps the kernels it compiled just in time for one engine on one GPU model."""
     safe = "".join(ch if ch.isalnum() else "_" for ch in gpu.name)
-    digest = file_digest(engine_path)[:16]
+    digest = engine_digest(engine_path)[:16]
     return engines_dir() / f"runtime-{Path(engine_path).stem}-{digest}-{safe}.cache"
