@@ -17,15 +17,21 @@ import pytest
 HC18_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hc18" / "images"
 
 
-def hc18_frames(count: int, size: tuple[int, int]) -> np.ndarray:
-    """The first ``count`` HC18 ultrasound frames, gray, resized to ``size`` (H, W), normalised (x/255 - 0.5)/0.25:
-    (count, 1, H, W) float32. Skips when the data set is not there."""
+def hc18_gray(count: int) -> list[np.ndarray]:
+    """The first ``count`` HC18 ultrasound frames as the gray uint8 images a user feeds the Segmenter (their own
+    size). Skips when the data set is not there."""
     cv2 = pytest.importorskip("cv2")
     files = sorted(HC18_IMAGES.glob("*_HC.png"))[:count]
     if len(files) < count:
         pytest.skip(f"HC18 images not found at {HC18_IMAGES}")
-    frames = [cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), size[::-1], interpolation=cv2.INTER_AREA)
-              for f in files]
+    return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+
+
+def hc18_frames(count: int, size: tuple[int, int]) -> np.ndarray:
+    """:func:`hc18_gray` resized to ``size`` (H, W), normalised (x/255 - 0.5)/0.25: (count, 1, H, W) float32."""
+    import cv2
+
+    frames = [cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA) for frame in hc18_gray(count)]
     return ((np.stack(frames)[:, None].astype(np.float32) / 255.0) - 0.5) / 0.25
 
 

@@ -10,7 +10,7 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("scipy")
 
-from _routes import build_rtx, hc18_frames  # noqa: E402
+from _routes import build_rtx, hc18_frames, hc18_gray  # noqa: E402
 
 from edgeseg.artifact import Artifact, Preprocess  # noqa: E402
 from edgeseg.export.trt_build import EngineBuildError  # noqa: E402
@@ -92,17 +92,6 @@ def test_after_engine_stage_checks_its_inputs():
         run_after_engine({**stage, "stage": "maskrcnn_post"}, None, None)
 
 
-def _gray_frames(count: int) -> list:
-    """The first HC18 frames as the gray uint8 images a user feeds the Segmenter (their own size)."""
-    cv2 = pytest.importorskip("cv2")
-    from _routes import HC18_IMAGES
-
-    files = sorted(HC18_IMAGES.glob("*_HC.png"))[:count]
-    if len(files) < count:
-        pytest.skip(f"HC18 images not found at {HC18_IMAGES}")
-    return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
-
-
 def test_segmenter_runs_the_after_engine_crf_so_the_decomposed_graph_gives_the_native_masks(exports):
     """``edgeseg run`` on a decomposed export: the Segmenter reads ``extra.export.after_engine`` and runs the CRF
     after the graph, matching the native graph (its edgeseg.DenseCRF node through ONNX Runtime's custom op)."""
@@ -118,7 +107,7 @@ def test_segmenter_runs_the_after_engine_crf_so_the_decomposed_graph_gives_the_n
             Segmenter(decomposed.path, backend="onnxruntime", threads=1) as got_seg, \
             Segmenter(plain, backend="onnxruntime", threads=1) as no_crf_seg:
         assert got_seg._after_engine is not None and want_seg._after_engine is None
-        for frame in _gray_frames(2):
+        for frame in hc18_gray(2):
             want, got, no_crf = want_seg(frame), got_seg(frame), no_crf_seg(frame)
             assert np.abs(got.probs - want.probs).max() <= 1e-4
             assert np.array_equal(got.labels, want.labels)
@@ -166,7 +155,7 @@ def test_segmenter_runs_the_after_engine_crf_on_an_engine_through_the_tensorrt_r
         pytest.skip("no C++ compiler (g++) to build the ONNX Runtime DenseCRF op the native graph needs")
     native, decomposed = exports
     with Segmenter(native.path, backend="onnxruntime", threads=1) as want_seg:
-        frames = _gray_frames(2)
+        frames = hc18_gray(2)
         wants = [want_seg(f) for f in frames]
     trt_build = request.getfixturevalue("offline_trt")  # after the exports: torch.onnx fails with the stand-in
     engine = trt_build.engine_from_onnx(decomposed.path, tmp_path / "crf.engine", max_batch=1, timing_cache=False)
@@ -195,6 +184,6 @@ def test_evaluate_predictor_runs_the_after_engine_step_of_a_decomposed_export(ex
     if host_compiler() is None:
         pytest.skip("no C++ compiler (g++) to build the ONNX Runtime DenseCRF op the native graph needs")
     (want_predict, _), (got_predict, _) = open_predictor(exports[0].path, 1), open_predictor(exports[1].path, 1)
-    for frame in _gray_frames(2):
+    for frame in hc18_gray(2):
         got, want = got_predict(frame), want_predict(frame)  # log Q, compared in log space
         assert np.abs(got - want).max() <= 1e-4 and np.array_equal(got.argmax(0), want.argmax(0))
