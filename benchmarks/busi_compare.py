@@ -61,24 +61,26 @@ INIT = {"fastseg_hc18": HC18}  # row -> checkpoint its matching tensors start fr
 README_START, README_END = "<!-- busi-table:start (busi_compare.py --readme) -->", "<!-- busi-table:end -->"
 
 # (claim, row with the idea, row without it)
+# (claim, with, without, the metric the claim is about: "miou" for region claims, "boundary_f" for boundary ones)
 CLAIMS = [
-    ("skip connections recover detail (FCN-8s vs FCN-32s)", "fcn8s", "fcn32s"),
-    ("dilation + ASPP beat plain upsampling (DeepLabv3 vs FCN-8s)", "deeplabv3", "fcn8s"),
-    ("pyramid pooling adds global context (PSPNet vs FCN-8s)", "pspnet", "fcn8s"),
-    ("large kernels fix region misclassification (GCN w/o BR vs FCN-8s)", "gcn_no_br", "fcn8s"),
-    ("Boundary Refinement recovers boundaries (GCN+BR vs GCN w/o BR)", "gcn_br", "gcn_no_br"),
-    ("multi-scale attention helps (DeepLab-attention vs DeepLabv3)", "deeplab_attention", "deeplabv3"),
-    ("deformable conv adapts the receptive field (DeepLabv3-DCN vs DeepLabv3)", "deeplabv3_dcn", "deeplabv3"),
-    ("unpooling decoder (DeconvNet vs FCN-8s)", "deconvnet", "fcn8s"),
-    ("ultrasound initialisation helps (fastseg from HC18 vs from scratch)", "fastseg_hc18", "fastseg"),
+    ("skip connections recover detail (FCN-8s vs FCN-32s)", "fcn8s", "fcn32s", "miou"),
+    ("dilation + ASPP beat plain upsampling (DeepLabv3 vs FCN-8s)", "deeplabv3", "fcn8s", "miou"),
+    ("pyramid pooling adds global context (PSPNet vs FCN-8s)", "pspnet", "fcn8s", "miou"),
+    ("large kernels fix region misclassification (GCN w/o BR vs FCN-8s)", "gcn_no_br", "fcn8s", "miou"),
+    ("Boundary Refinement recovers boundaries (GCN+BR vs GCN w/o BR)", "gcn_br", "gcn_no_br", "boundary_f"),
+    ("multi-scale attention helps (DeepLab-attention vs DeepLabv3)", "deeplab_attention", "deeplabv3", "miou"),
+    ("deformable conv adapts the receptive field (DeepLabv3-DCN vs DeepLabv3)", "deeplabv3_dcn", "deeplabv3", "miou"),
+    ("unpooling decoder (DeconvNet vs FCN-8s)", "deconvnet", "fcn8s", "miou"),
+    ("ultrasound initialisation helps (fastseg from HC18 vs from scratch)", "fastseg_hc18", "fastseg", "miou"),
 ]
+METRIC_NAMES = {"miou": "mIoU", "boundary_f": "boundary F"}
 
 
-def crf_claims(rows: list[dict]) -> list[tuple[str, str, str]]:
-    """(claim, CRF row, its base row) for every CRF row present."""
-    text = {"densecrf": "DenseCRF sharpens boundaries", "crfrnn": "CRF-as-RNN (trained CRF) helps"}
-    return [(f"{text[r['row'].split('+')[1]]} ({r['row']} vs {r['base']})", r["row"], r["base"])
-            for r in rows if r.get("base")]
+def crf_claims(rows: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(claim, CRF row, its base row, metric) for every CRF row present."""
+    text = {"densecrf": ("DenseCRF sharpens boundaries", "boundary_f"), "crfrnn": ("CRF-as-RNN (trained CRF) helps", "miou")}
+    return [(f"{text[kind][0]} ({r['row']} vs {r['base']})", r["row"], r["base"], text[kind][1])
+            for r in rows if r.get("base") for kind in [r["row"].split("+")[1]]]
 
 
 def seeded_checkpoint(source: Path, path: Path, name: str, options: dict, classes: list[str]) -> int:
@@ -327,19 +329,22 @@ def results_table(rows: list[dict], setup: dict) -> list[str]:
 
 
 def claims_table(rows: list[dict]) -> list[str]:
-    """Each classic claim whose two rows ran: the mIoU and boundary-F differences and the call (lines)."""
+    """Each classic claim whose two rows ran: the mIoU and boundary-F differences and the call, made on the
+    metric the claim is about (boundary F for boundary claims, mIoU for the rest) (lines)."""
     by_row = {r["row"]: r for r in rows}
-    claims = ["| claim | with | without | ΔmIoU | Δboundary F | held on this data? |", "|---|---|---|---|---|---|"]
-    for text, with_, without in CLAIMS + crf_claims(rows):
+    claims = ["| claim | with | without | ΔmIoU | Δboundary F | judged on | held on this data? |",
+              "|---|---|---|---|---|---|---|"]
+    for text, with_, without, metric in CLAIMS + crf_claims(rows):
         if with_ in by_row and without in by_row:
             a, b = by_row[with_], by_row[without]
             d_miou, d_bf = a["miou"] - b["miou"], (a["boundary_f"] or 0) - (b["boundary_f"] or 0)
-            held = "yes" if d_miou > 0.01 else ("no" if d_miou < -0.01 else "within ±0.01 (single seed: no call)")
+            delta = d_bf if metric == "boundary_f" else d_miou
+            held = "yes" if delta > 0.01 else ("no" if delta < -0.01 else "within ±0.01 (single seed: no call)")
             if a["epochs_run"] != b["epochs_run"]:  # a time cap let one model run fewer epochs
                 held = f"not comparable: {a['epochs_run']} vs {b['epochs_run']} epochs under the time cap ({held})"
             elif a.get("run", 0) != b.get("run", 0):
                 held += f" (rows of runs {b.get('run', 0) + 1} and {a.get('run', 0) + 1}: other time caps)"
-            claims.append(f"| {text} | {with_} | {without} | {d_miou:+.3f} | {d_bf:+.3f} | {held} |")
+            claims.append(f"| {text} | {with_} | {without} | {d_miou:+.3f} | {d_bf:+.3f} | {METRIC_NAMES[metric]} | {held} |")
     return claims
 
 
@@ -392,7 +397,8 @@ def markdown(rows: list[dict], setup: dict) -> str:
         *(["CRF rows (on top of the best two trained rows by mIoU; no FP16/INT8 column: the CRF is a float32 "
            "stage after the network):", *notes, ""] if notes else []),
         "## Classic claims on this data", "",
-        "One seed per row; a difference within ±0.01 mIoU is not called. Rows that ran different numbers of "
+        "One seed per row. Each claim is judged on the metric it is about (boundary F for the boundary claims, "
+        "mIoU for the rest); a difference within ±0.01 is not called. Rows that ran different numbers of "
         "epochs (the time cap stops slow models early) are marked not comparable.", "", *claims_table(rows), "",
         "![mIoU vs latency](miou_vs_latency.png)", "", "![per-class IoU](per_class_iou.png)", "",
         *_commands(rows, setup), ""])
