@@ -156,7 +156,7 @@ def head_circumference_mm(mask: np.ndarray, pixel_size_mm: float, exclude_border
 #: their scans, for the shipped model); benchmarks/hc18_eval.py shows how they fare on validation.
 BORDER_LIMIT = 0.05       # fraction of the head's contour on the image edge: the view cuts the head
 RESIDUAL_LIMIT_MM = 1.0   # RMS distance of the skull contour to its ellipse: not an elliptical outline
-HALF_WIDTH_LIMIT_MM = 7.35  # the model is unsure where the skull is: the interval is wider than this
+HALF_WIDTH_LIMIT_MM = 6.6  # the model is unsure where the skull is: the interval is wider than this
 BOUNDARY_LEVELS = (0.1, 0.9)  # probability levels whose contours bound the interval
 
 
