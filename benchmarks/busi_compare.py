@@ -60,7 +60,6 @@ MODELS["fastseg_hc18"] = ("fastseg", {})
 INIT = {"fastseg_hc18": HC18}  # row -> checkpoint its matching tensors start from
 README_START, README_END = "<!-- busi-table:start (busi_compare.py --readme) -->", "<!-- busi-table:end -->"
 
-# (claim, row with the idea, row without it)
 # (claim, with, without, the metric the claim is about: "miou" for region claims, "boundary_f" for boundary ones)
 CLAIMS = [
     ("skip connections recover detail (FCN-8s vs FCN-32s)", "fcn8s", "fcn32s", "miou"),
@@ -76,11 +75,18 @@ CLAIMS = [
 METRIC_NAMES = {"miou": "mIoU", "boundary_f": "boundary F"}
 
 
+CRF_CLAIMS = {"densecrf": ("DenseCRF sharpens boundaries", "boundary_f"),
+              "crfrnn": ("CRF-as-RNN (trained CRF) helps", "miou")}  # CRF kind -> (claim, metric)
+
+
 def crf_claims(rows: list[dict]) -> list[tuple[str, str, str, str]]:
     """(claim, CRF row, its base row, metric) for every CRF row present."""
-    text = {"densecrf": ("DenseCRF sharpens boundaries", "boundary_f"), "crfrnn": ("CRF-as-RNN (trained CRF) helps", "miou")}
-    return [(f"{text[kind][0]} ({r['row']} vs {r['base']})", r["row"], r["base"], text[kind][1])
-            for r in rows if r.get("base") for kind in [r["row"].split("+")[1]]]
+    claims = []
+    for r in rows:
+        if r.get("base"):
+            text, metric = CRF_CLAIMS[r["row"].split("+")[1]]
+            claims.append((f"{text} ({r['row']} vs {r['base']})", r["row"], r["base"], metric))
+    return claims
 
 
 def seeded_checkpoint(source: Path, path: Path, name: str, options: dict, classes: list[str]) -> int:

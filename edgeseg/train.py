@@ -298,12 +298,17 @@ def last_path_of(out: str | Path) -> Path:
     return out.with_name(out.name.replace(".safetensors", "") + ".last.safetensors")
 
 
+def _beside(last: Path, kind: str) -> Path:
+    """The file kept next to the last checkpoint for --resume: ``<last stem>.<kind>.safetensors``."""
+    return last.with_name(last.name.replace(".safetensors", "") + f".{kind}.safetensors")
+
+
 def _optim_path_of(last: Path) -> Path:
-    return last.with_name(last.name.replace(".safetensors", "") + ".optim.safetensors")
+    return _beside(last, "optim")
 
 
 def _ema_path_of(last: Path) -> Path:
-    return last.with_name(last.name.replace(".safetensors", "") + ".ema.safetensors")
+    return _beside(last, "ema")
 
 
 def weight_ema(model, decay: float, resume_from: Path | None = None):

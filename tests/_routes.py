@@ -29,9 +29,10 @@ def hc18_gray(count: int) -> list[np.ndarray]:
 
 def hc18_frames(count: int, size: tuple[int, int]) -> np.ndarray:
     """:func:`hc18_gray` resized to ``size`` (H, W), normalised (x/255 - 0.5)/0.25: (count, 1, H, W) float32."""
+    gray = hc18_gray(count)  # skips first when cv2 or the data set is missing
     import cv2
 
-    frames = [cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA) for frame in hc18_gray(count)]
+    frames = [cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA) for frame in gray]
     return ((np.stack(frames)[:, None].astype(np.float32) / 255.0) - 0.5) / 0.25
 
 
